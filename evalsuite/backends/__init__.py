@@ -1,0 +1,1 @@
+"""Model backends: Hugging Face transformers, mock, and plugins (vLLM, HTTP)."""

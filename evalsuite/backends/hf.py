@@ -1,0 +1,310 @@
+"""Local Hugging Face transformers backend: hub ids, local folders and GGUF files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from evalsuite.backends.base import (
+    GENERATE,
+    LOGLIKELIHOOD,
+    Backend,
+    BackendOptions,
+    ChoiceRequest,
+    GenerateRequest,
+    cut_at_stop,
+)
+from evalsuite.backends.models import ALIASES, cache_dir, file_sha256, packaged_gguf
+from evalsuite.errors import UserError
+from evalsuite.records import GenerationConfig, LoglikelihoodResult, ModelInfo, ModelOutput, Prompt
+from evalsuite.templates import sha256_text
+
+CPU_BATCH = 16  # measured: ~70 tok/s at 16 vs ~20 at 1 on 2 cores
+GPU_BATCH_START = 64  # halved on OOM
+
+
+class HFBackend(Backend):
+    name = "hf"
+    capabilities = frozenset({GENERATE, LOGLIKELIHOOD})
+
+    def __init__(self, model: str, options: BackendOptions) -> None:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch  # heavy: imported only when an hf model is actually used
+
+        self.torch = torch
+        self.options = options
+        self.device = _pick_device(options.device, torch)
+        self.dtype = _pick_dtype(options.dtype, self.device, torch)
+        self.stats: Counter[str] = Counter()  # forward passes etc., for tests and benches
+        path, model_id, file_hash = self._resolve(model)
+        self.model, self.tokenizer = self._load(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if options.chat_template and not has_template:
+            raise UserError(f"model {model_id} has no chat template; drop --chat-template")
+        self.use_chat = has_template if options.chat_template is None else options.chat_template
+        self.batch_size = (
+            int(options.batch_size)
+            if options.batch_size != "auto"
+            else (GPU_BATCH_START if self.device.startswith("cuda") else CPU_BATCH)
+        )
+        self.static_cache = str(options.extra.get("cache", "")) == "static"
+        self.info = ModelInfo(
+            id=model_id,
+            backend=self.name,
+            path=str(path),
+            revision=options.revision,
+            file_hash=file_hash,
+            dtype=str(self.dtype).removeprefix("torch."),
+            device=self.device,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            chat_template=self.use_chat,
+            chat_template_hash=sha256_text(self.tokenizer.chat_template) if has_template else None,
+        )
+
+    # -- loading -----------------------------------------------------------
+
+    def _resolve(self, model: str) -> tuple[Path | str, str, str | None]:
+        """Map an alias, a GGUF file, a folder or a hub id to something loadable."""
+        if model in ALIASES:
+            alias = ALIASES[model]
+            gguf = packaged_gguf(alias)
+            return self._converted(gguf), alias.repo_id, file_sha256(gguf)
+        path = Path(model).expanduser()
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise UserError(f"GGUF file {path} not found")
+            return self._converted(path), path.stem, file_sha256(path)
+        if path.is_dir():
+            return path, str(path), None
+        if model.startswith((".", "/", "~")):
+            raise UserError(f"model path {model} not found")
+        return model, model, None  # a hub id; transformers handles the download
+
+    def _converted(self, gguf: Path) -> Path:
+        """De-quantise a GGUF file once and keep an fp32 copy: ~20 s becomes <2 s."""
+        target = cache_dir() / "converted" / file_sha256(gguf)[:16]
+        if (target / "config.json").is_file():
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=self.torch.float32)
+        # The GGUF quantizer marks the model unserialisable although its weights
+        # are now plain fp32 tensors; detach it so save_pretrained works.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # atomic: a killed conversion never leaves a half copy
+        return target
+
+    def _load(self, path: Path | str) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(path, revision=self.options.revision)
+            model = AutoModelForCausalLM.from_pretrained(path, revision=self.options.revision, dtype=self.dtype)
+        except OSError as exc:
+            raise UserError(f"cannot load model '{path}': {str(exc).splitlines()[0]}") from None
+        return model.to(self.device).eval(), tok
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size
+
+    # -- prompts -------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> tuple[str, bool]:
+        """Prompt text and whether special tokens must still be added."""
+        if isinstance(prompt, str):
+            return prompt, True
+        if not self.use_chat:
+            raise UserError("this prompt is a chat conversation but the chat template is off")
+        messages = [m.model_dump() for m in prompt]
+        continue_last = messages[-1]["role"] == "assistant"  # a prefilled answer start
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=not continue_last,
+            continue_final_message=continue_last,
+        )
+        return text, False
+
+    def _encode(self, prompt: Prompt) -> list[int]:
+        text, special = self.render(prompt)
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    # -- generation ------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput]]:
+        encoded = [self._encode(r.prompt) for r in requests]
+        # One generate() call needs one config; within a config, longest first
+        # so an OOM shows at once and padding stays small.
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].config.model_dump_json(), -len(encoded[i])))
+        for _, group in groupby(order, key=lambda i: requests[i].config.model_dump_json()):
+            idx = list(group)
+            config = requests[idx[0]].config
+            start = 0
+            while start < len(idx):
+                batch = idx[start : start + self.batch_size]
+                try:
+                    outputs = self._generate_batch([encoded[i] for i in batch], config)
+                except self.torch.cuda.OutOfMemoryError:
+                    if self.batch_size == 1:
+                        raise
+                    self.batch_size //= 2  # auto batch size: halve and retry
+                    self.torch.cuda.empty_cache()
+                    continue
+                yield from zip(batch, outputs)
+                start += len(batch)
+
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[ModelOutput]:
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=config.max_new_tokens,
+            num_return_sequences=config.n,
+            pad_token_id=pad,
+        )
+        if config.stop:
+            # Ends each row as soon as its own text contains a stop string.
+            kwargs.update(stop_strings=config.stop, tokenizer=self.tokenizer)
+        if config.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+        if self.static_cache:
+            kwargs["cache_implementation"] = "static"
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        self.stats["generate_calls"] += 1
+        new = out[:, width:].tolist()
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        results = []
+        for row, prompt in enumerate(prompts):
+            texts, reasons, n_tokens = [], [], 0
+            for seq in new[row * config.n : (row + 1) * config.n]:
+                end = next((j for j, t in enumerate(seq) if t in eos), None)
+                tokens = seq if end is None else seq[:end]
+                text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), config.stop)
+                n_tokens += len(tokens)
+                texts.append(text)
+                reasons.append("stop" if stopped else "eos" if end is not None else "length")
+            results.append(
+                ModelOutput(completions=texts, finish_reasons=reasons, prompt_tokens=len(prompt), completion_tokens=n_tokens)
+            )
+        return results
+
+    # -- log-likelihood --------------------------------------------------------
+
+    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, LoglikelihoodResult]]:
+        """Score every continuation of a request against one forward pass of its context.
+
+        The context is run once; its KV cache is repeated across the options,
+        which are then scored in a single batched pass (prefix reuse).
+        """
+        torch = self.torch
+        for i, req in enumerate(requests):
+            ctx_ids, conts = self._split_tokens(req)
+            with torch.inference_mode():
+                ctx = torch.tensor([ctx_ids[:-1]], device=self.device)
+                cache = None
+                if ctx.shape[1] > 0:
+                    cache = self.model(input_ids=ctx, use_cache=True).past_key_values
+                    self.stats["forward_passes"] += 1
+                k = len(conts)
+                width = max(map(len, conts)) + 1
+                pad = self.tokenizer.pad_token_id
+                # Each row: last context token + continuation, right-padded.
+                rows = [[ctx_ids[-1]] + c + [pad] * (width - 1 - len(c)) for c in conts]
+                ids = torch.tensor(rows, device=self.device)
+                mask = torch.ones(k, len(ctx_ids) - 1 + width, dtype=torch.long, device=self.device)
+                for r, c in enumerate(conts):
+                    mask[r, len(ctx_ids) + len(c) :] = 0
+                if cache is not None:
+                    cache.batch_repeat_interleave(k)
+                logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=False).logits
+                self.stats["forward_passes"] += 1
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+            lps, greedy = [], []
+            for r, c in enumerate(conts):
+                target = torch.tensor(c, device=self.device)
+                token_lps = logprobs[r, : len(c)].gather(-1, target[:, None]).squeeze(-1)
+                lps.append(float(token_lps.sum()))
+                greedy.append(bool((logprobs[r, : len(c)].argmax(-1) == target).all()))
+            yield i, LoglikelihoodResult(logprobs=lps, is_greedy=greedy, token_counts=[len(c) for c in conts])
+
+    def _split_tokens(self, req: ChoiceRequest) -> tuple[list[int], list[list[int]]]:
+        """Token ids of the context and of each continuation.
+
+        Trailing whitespace of the context moves into the continuations, so
+        " (A)" tokenises as the model would have produced it.
+        """
+        text, special = self.render(req.context)
+        stripped = text.rstrip(" ")
+        moved = text[len(stripped) :]
+        ctx_ids = self.tokenizer(stripped, add_special_tokens=special)["input_ids"]
+        if not ctx_ids:
+            raise UserError("log-likelihood needs a non-empty context")
+        conts = []
+        for cont in req.continuations:
+            whole = self.tokenizer(stripped + moved + cont, add_special_tokens=special)["input_ids"]
+            # Tokens past the shared context prefix belong to the continuation.
+            common = 0
+            while common < min(len(whole), len(ctx_ids)) and whole[common] == ctx_ids[common]:
+                common += 1
+            if common < len(ctx_ids):
+                whole_cont = self.tokenizer(moved + cont, add_special_tokens=False)["input_ids"]
+                conts.append(whole_cont)
+            else:
+                conts.append(whole[len(ctx_ids) :])
+            if not conts[-1]:
+                raise UserError(f"empty continuation {cont!r} in a log-likelihood request")
+        return ctx_ids, conts
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _pick_device(requested: str, torch: Any) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    return requested
+
+
+def _pick_dtype(requested: str, device: str, torch: Any) -> Any:
+    if requested == "auto":
+        # fp32 on CPU: bf16 matmuls crash on AMX CPUs without ONEDNN_MAX_CPU_ISA.
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[requested]
+    except KeyError:
+        raise UserError(f"unknown dtype '{requested}': use auto, float32, bfloat16 or float16") from None

@@ -1,0 +1,118 @@
+"""Benchmark data: a local mirror of the original files, or the HF hub.
+
+A task names its benchmark folder and hub id; :class:`DataSource` decides
+where rows come from, validates them (a malformed row is reported with file
+and line), and hashes exactly the bytes it read into the run's provenance.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import UserError
+from evalsuite.records import DatasetInfo
+
+DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
+
+
+class DataSource:
+    """Rows of one benchmark, from ``<data-dir>/<folder>/`` or from the hub."""
+
+    def __init__(self, folder: str, data_dir: Path | None, hub_id: str | None) -> None:
+        self.folder = folder
+        self.hub_id = hub_id
+        env_dir = os.environ.get(DATA_DIR_ENV)
+        base = data_dir or (Path(env_dir) if env_dir else None)
+        self.root = base / folder if base else None
+        if self.root is not None and not self.root.is_dir():
+            raise self._missing(f"{self.root} does not exist")
+        self._hash = hashlib.sha256()
+        self._n_rows = 0
+
+    @property
+    def local(self) -> bool:
+        return self.root is not None
+
+    def _missing(self, why: str) -> UserError:
+        hub = f"connect to the Hugging Face Hub (dataset {self.hub_id}) or " if self.hub_id else ""
+        return UserError(
+            f"{self.folder} data not found ({why}): {hub}pass --data-dir DIR / set "
+            f"{DATA_DIR_ENV}=DIR, where DIR/{self.folder}/ holds the benchmark's original files"
+        )
+
+    def path(self, name: str) -> Path:
+        assert self.root is not None
+        path = self.root / name
+        if not path.is_file():
+            raise self._missing(f"{path} is missing")
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        data = self.path(name).read_bytes()
+        self._hash.update(name.encode() + b"\0" + data)
+        return data
+
+    def read_text(self, name: str) -> str:
+        data = self.read_bytes(name)
+        if name.endswith(".gz"):
+            data = gzip.decompress(data)
+        return data.decode("utf-8")
+
+    def json_rows(self, name: str, field: str | None = None, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Rows of a JSON file (optionally under ``field``) or a JSON Lines file."""
+        text = self.read_text(name)
+        where = f"{self.root}/{name}"
+        if name.endswith((".jsonl", ".jsonl.gz")):
+            rows = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    rows.append(_check_row(_loads(line, f"{where}:{lineno}"), required, f"{where}:{lineno}"))
+            self._n_rows += len(rows)
+            return rows
+        doc = _loads(text, where)
+        items = doc.get(field) if field and isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise UserError(f"{where}: expected a list{f' under {field!r}' if field else ''}")
+        rows = [_check_row(r, required, f"{where}: {field or 'row'}[{i}] (line 1)") for i, r in enumerate(items)]
+        self._n_rows += len(rows)
+        return rows
+
+    def hub_rows(self, config: str | None, split: str, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Rows of ``hub_id/config`` through ``datasets`` (used when no mirror is given)."""
+        try:
+            import datasets
+
+            ds = datasets.load_dataset(self.hub_id, config, split=split)
+        except Exception as exc:  # offline, gated, renamed: all end the same way
+            raise self._missing(f"hub load of {self.hub_id}/{config} failed: {type(exc).__name__}") from exc
+        self._hash.update(f"{self.hub_id}/{config}/{split}@{ds._fingerprint}".encode())
+        rows = [_check_row(dict(r), required, f"{self.hub_id}/{config}[{i}]") for i, r in enumerate(ds)]
+        self._n_rows += len(rows)
+        return rows
+
+    def info(self) -> DatasetInfo:
+        source = str(self.root) if self.root else f"hf://{self.hub_id}"
+        return DatasetInfo(source=source, content_hash=self._hash.hexdigest(), n_rows=self._n_rows)
+
+
+def _loads(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = where if where.rsplit(":", 1)[-1].isdigit() else f"{where}:{exc.lineno}"
+        raise UserError(f"{line}: malformed JSON ({exc.msg})") from None
+
+
+def _check_row(row: Any, required: Iterable[str], where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: malformed row (expected an object, got {type(row).__name__})")
+    missing = [k for k in required if k not in row]
+    if missing:
+        raise UserError(f"{where}: malformed row (missing {', '.join(missing)})")
+    return row

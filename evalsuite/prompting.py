@@ -1,0 +1,65 @@
+"""Prompting modes shared by every task.
+
+A task renders its pieces with its own templates (instruction, the shots as
+question/answer turns, the query and an optional answer prefix); this module
+assembles them the same way for every task:
+
+* chat template off: one text, turns joined by blank lines;
+* chat template on: one user message, or the shots as a multi-turn chat
+  (``fewshot_as_chat``) with the answer prefix as a prefilled assistant turn;
+* a run-level system message (Orca-style) as a system turn, or on top of the
+  text when there is no chat template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evalsuite.records import Message, Prompt
+from evalsuite.task import TaskContext
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One demonstration or the query: a question and (for shots) its answer."""
+
+    question: str
+    answer: str = ""
+
+
+def assemble(
+    ctx: TaskContext,
+    *,
+    instruction: str | None,
+    shots: Sequence[Turn],
+    query: str,
+    answer_prefix: str = "",
+    fewshot_as_chat: bool = False,
+    turn_sep: str = "\n",
+    block_sep: str = "\n\n",
+) -> Prompt:
+    """Build the prompt for ``query`` after ``shots`` in the run's prompting mode."""
+    if not ctx.chat:
+        blocks = [b for b in (ctx.system_message, instruction) if b]
+        blocks += [f"{s.question}{turn_sep}{s.answer}" for s in shots]
+        blocks.append(f"{query}{turn_sep}{answer_prefix}" if answer_prefix else query)
+        return block_sep.join(blocks)
+
+    messages: list[Message] = []
+    if ctx.system_message:
+        messages.append(Message(role="system", content=ctx.system_message))
+    if fewshot_as_chat:
+        lead = f"{instruction}{block_sep}" if instruction else ""
+        for i, shot in enumerate(shots):
+            messages.append(Message(role="user", content=(lead if i == 0 else "") + shot.question))
+            messages.append(Message(role="assistant", content=shot.answer))
+        first = lead if not shots else ""
+        messages.append(Message(role="user", content=first + query))
+        if answer_prefix:
+            messages.append(Message(role="assistant", content=answer_prefix))
+        return messages
+    blocks = [b for b in (instruction,) if b] + [f"{s.question}{turn_sep}{s.answer}" for s in shots]
+    blocks.append(f"{query}{turn_sep}{answer_prefix}" if answer_prefix else query)
+    messages.append(Message(role="user", content=block_sep.join(blocks)))
+    return messages

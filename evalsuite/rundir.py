@@ -1,0 +1,121 @@
+"""Reading and writing a run directory: run.json, samples.jsonl, results.json.
+
+Everything goes through the records in :mod:`evalsuite.records`; the gate and
+the leaderboard read runs only through :class:`RunDir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+from pydantic import ValidationError
+
+from evalsuite.errors import UserError
+from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, SampleResult
+
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.jsonl"
+RESULTS_FILE = "results.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._appender: IO[str] | None = None
+
+    @classmethod
+    def existing(cls, path: Path | str) -> "RunDir":
+        run = cls(path)
+        if not (run.path / RUN_FILE).is_file():
+            raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE})")
+        return run
+
+    # -- provenance and results ------------------------------------------------
+
+    def write_provenance(self, prov: RunProvenance) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.path / RUN_FILE, prov.model_dump_json(indent=2))
+
+    def provenance(self) -> RunProvenance:
+        return _parse(self.path / RUN_FILE, RunProvenance)
+
+    def write_results(self, results: ResultsSummary) -> None:
+        _atomic_write(self.path / RESULTS_FILE, results.model_dump_json(indent=2))
+
+    def results(self) -> ResultsSummary:
+        return _parse(self.path / RESULTS_FILE, ResultsSummary)
+
+    # -- samples -----------------------------------------------------------------
+
+    def append(self, records: Iterable[SampleResult]) -> None:
+        """Append and fsync, so a kill -9 loses at most the line being written."""
+        if self._appender is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._appender = (self.path / SAMPLES_FILE).open("a", encoding="utf-8")
+        for record in records:
+            self._appender.write(record.model_dump_json() + "\n")
+        self._appender.flush()
+        os.fsync(self._appender.fileno())
+
+    def samples(self) -> list[SampleResult]:
+        """Latest record per (task, sample_id), in first-seen order.
+
+        A torn last line (the process died mid-write) is ignored; a bad line
+        anywhere else is an error.
+        """
+        path = self.path / SAMPLES_FILE
+        if not path.is_file():
+            return []
+        latest: dict[tuple[str, str], SampleResult] = {}
+        text = path.read_text(encoding="utf-8")
+        # Every write ends with a newline, so text after the last one is torn.
+        complete = text[: text.rfind("\n") + 1]
+        for lineno, line in enumerate(complete.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = SampleResult.model_validate_json(line)
+            except ValidationError as exc:
+                raise UserError(f"{path}:{lineno}: not a valid sample record ({exc.errors()[0]['msg']})") from None
+            latest[(record.task, record.sample_id)] = record
+        return list(latest.values())
+
+    def truncate_torn_tail(self) -> None:
+        """Drop a partial last line before appending to it on resume."""
+        path = self.path / SAMPLES_FILE
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+
+
+def _parse(path: Path, model: type):
+    if not path.is_file():
+        raise UserError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    version = str(data.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise UserError(f"{path}: schema version {version or 'missing'}, this evalsuite reads {SCHEMA_VERSION}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{path}: invalid {model.__name__} at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

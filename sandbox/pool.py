@@ -1,0 +1,182 @@
+"""Long-lived sandbox workers: one container + executor channel each.
+
+A worker runs jobs one after another on the same container (a fork per job
+inside), and throws the container away after anything that may have damaged
+it: a timeout, an OOM, a dirty cleanup, a broken or desynchronised channel.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+
+from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus
+
+from . import container as ctr
+from .channel import Channel, ChannelError
+from .values import BadValue, decode
+
+START_TIMEOUT_S = 60.0
+# Host-side grace beyond the job's own deadline: the executor needs time to
+# kill, reap and wipe.  Past this the executor itself is considered hung.
+CHANNEL_GRACE_S = 15.0
+CHILD_SETUP_FAILED = 70  # exit code the executor uses for its own failures
+
+
+class WorkerBroken(Exception):
+    """The container or executor failed; the job must be retried elsewhere."""
+
+    def __init__(self, detail: str, oom: bool = False) -> None:
+        super().__init__(detail)
+        self.oom = oom
+
+
+@dataclass
+class Attempt:
+    result: ExecResult
+    replace_worker: bool
+
+
+class Worker:
+    def __init__(self, client: docker.DockerClient, image: str, limits: ctr.Limits,
+                 uid: int) -> None:
+        self.client = client
+        self.image = image
+        self.limits = limits
+        self.uid = uid
+        self.container: str | None = None  # container id
+        self.channel: Channel | None = None
+        self.jobs_run = 0
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self) -> None:
+        self.container = ctr.create(self.client, self.image, self.limits, self.uid)
+        try:
+            # Attach before start so no executor output can be missed.
+            sock = self.client.api.attach_socket(
+                self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            self.channel = Channel(sock)
+            self.client.api.start(self.container)
+            token = secrets.token_hex(8)
+            self.channel.send({"op": "hello", "token": token,
+                               "limits": self.limits.executor_limits(0)})
+            ready = self.channel.recv(START_TIMEOUT_S)
+            if ready.get("op") != "ready" or ready.get("token") != token:
+                raise ChannelError(f"bad handshake: {ready!r:.200}")
+            if ready.get("uid") == 0:
+                raise ChannelError("executor runs as root; refusing to use this container")
+        except BaseException:
+            self.stop()
+            raise
+        self.jobs_run = 0
+
+    def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.container is not None:
+            try:
+                ctr.force_remove(self.container, self.client)
+            except Exception:
+                pass
+            self.container = None
+
+    @property
+    def alive(self) -> bool:
+        return self.channel is not None and not self.channel.closed
+
+    def _container_oom_killed(self) -> bool:
+        try:
+            state = self.client.api.inspect_container(self.container)["State"]
+            return bool(state.get("OOMKilled"))
+        except Exception:
+            return False
+
+    # -- one job ----------------------------------------------------------
+    def execute(self, job: ExecJob, timeout_s: float) -> Attempt:
+        """Run ``job``; raises WorkerBroken when the infrastructure failed."""
+        assert self.channel is not None
+        nonce = secrets.token_hex(16)
+        limits = self.limits.executor_limits(timeout_s)
+        request = {"op": "run", "id": job.id, "nonce": nonce, "source": job.source,
+                   "timeout": timeout_s, "result_var": job.result_var, "limits": limits}
+        t0 = time.monotonic()
+        try:
+            self.channel.send(request)
+            raw = self.channel.recv(timeout_s + CHANNEL_GRACE_S)
+        except ChannelError as exc:
+            oom = self._container_oom_killed()
+            raise WorkerBroken(f"executor lost: {exc}", oom=oom) from exc
+        if raw.get("op") != "result" or raw.get("id") != job.id:
+            raise WorkerBroken(f"protocol desync: unexpected message {raw!r:.200}")
+        self.jobs_run += 1
+        duration = time.monotonic() - t0
+        status, detail, value = classify(raw, nonce, timeout_s)
+        result = ExecResult(id=job.id, status=status, detail=detail,
+                            stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""),
+                            duration_s=duration, value=value)
+        replace = (not raw.get("clean", False)) or status in (
+            ExecStatus.TIMED_OUT, ExecStatus.OOM, ExecStatus.SANDBOX_ERROR)
+        return Attempt(result, replace)
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecStatus, str, Any]:
+    """Turn the executor's raw observations into a verdict.
+
+    Only a trampoline report carrying this job's nonce (and sent by the job's
+    own process, which the executor checks via SCM_CREDENTIALS) can pass.
+    """
+    report = raw.get("report")
+    exit_code = raw.get("exit_code")
+    cpu = float(raw.get("cpu_s") or 0.0)
+    if raw.get("timed_out"):
+        return (ExecStatus.TIMED_OUT,
+                f"killed after {timeout_s:.1f}s wall-clock timeout (cpu {cpu:.2f}s)", None)
+    if isinstance(report, dict):
+        if report.get("nonce") != nonce:
+            return ExecStatus.FAILED, "completion report with a wrong nonce (forged)", None
+        kind = report.get("kind")
+        if kind == "ok":
+            if exit_code != 0:
+                return (ExecStatus.FAILED,
+                        f"process did not exit cleanly after completing (exit {exit_code})", None)
+            if "value" not in report:
+                return ExecStatus.PASSED, "", None
+            try:
+                return ExecStatus.PASSED, "", decode(report["value"])
+            except BadValue as exc:
+                return ExecStatus.FAILED, f"result value rejected: {exc}", None
+        if kind == "error":
+            if report.get("oom"):
+                return ExecStatus.OOM, str(report.get("text") or "MemoryError"), None
+            return ExecStatus.FAILED, str(report.get("text") or report.get("etype")), None
+        if kind == "bad_value":
+            return ExecStatus.FAILED, str(report.get("detail")), None
+        return ExecStatus.FAILED, f"unknown completion report kind {kind!r:.40}", None
+    if raw.get("report_rejected"):
+        return ExecStatus.FAILED, "completion report sent by a process other than the job", None
+    if raw.get("cgroup_oom"):
+        return ExecStatus.OOM, "killed by the container memory limit", None
+    if exit_code == CHILD_SETUP_FAILED:
+        stderr = str(raw.get("stderr", ""))[-300:]
+        return ExecStatus.SANDBOX_ERROR, f"sandbox child setup failed: {stderr}", None
+    if isinstance(exit_code, int) and exit_code < 0:
+        sig = -exit_code
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= timeout_s):
+            return ExecStatus.TIMED_OUT, f"CPU time limit exceeded (cpu {cpu:.2f}s)", None
+        return ExecStatus.FAILED, f"program killed by {_signal_name(sig)}", None
+    return (ExecStatus.FAILED,
+            f"program exited (code {exit_code}) before running to completion "
+            "(sys.exit/os._exit/atexit?)", None)
