@@ -125,7 +125,11 @@ def list_tasks() -> None:
     table.add_column("description")
     table.add_column("variants")
     for name in registry.names("task"):
-        factory = registry.load("task", name)
+        try:
+            factory = registry.load("task", name)
+        except UserError as exc:
+            click.echo(f"warning: {exc}", err=True)
+            continue
         variants = "\n".join(f"{k}: {v}" for k, v in factory.variants.items())
         params = ", ".join(f"{n}={p.default!r}" for n, p in factory.parameters().items())
         table.add_row(name, f"{factory.description}\nparameters: {params}", variants)
@@ -135,7 +139,10 @@ def list_tasks() -> None:
 def _add_plugin_commands() -> None:
     for name in registry.names("command"):
         if name not in cli.commands:
-            cli.add_command(registry.load("command", name), name)
+            try:
+                cli.add_command(registry.load("command", name), name)
+            except UserError as exc:  # a broken plugin must not take the CLI down
+                click.echo(f"warning: {exc}", err=True)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ class DataSource:
         self.hub_id = hub_id
         env_dir = os.environ.get(DATA_DIR_ENV)
         base = data_dir or (Path(env_dir) if env_dir else None)
-        self.root = base / folder if base else None
+        self.root = Path(base) / folder if base else None
         if self.root is not None and not self.root.is_dir():
             raise self._missing(f"{self.root} does not exist")
         self._hash = hashlib.sha256()

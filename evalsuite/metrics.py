@@ -75,7 +75,9 @@ def aggregate_means(
             macro = MetricValue(
                 value=float(np.mean([p.value for p in per])),
                 # Subtask means are independent: the variance of their mean.
-                stderr=math.sqrt(sum((p.stderr or 0.0) ** 2 for p in per)) / len(per),
+                stderr=None
+                if any(p.stderr is None for p in per)
+                else math.sqrt(sum(p.stderr**2 for p in per)) / len(per),
             )
             metrics[f"{m}_macro"] = macro
             metrics[f"{m}_micro"] = micro

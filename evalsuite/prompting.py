@@ -9,15 +9,26 @@ assembles them the same way for every task:
   (``fewshot_as_chat``) with the answer prefix as a prefilled assistant turn;
 * a run-level system message (Orca-style) as a system turn, or on top of the
   text when there is no chat template.
+
+It also holds the other shared pieces of a prompting mode: choosing k
+demonstrations (fixed or seeded-random, never the item under evaluation) and
+locating the final answer after a chain of thought.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeVar
 
+from evalsuite.errors import UserError
 from evalsuite.records import Message, Prompt
 from evalsuite.task import TaskContext
+
+T = TypeVar("T")
+ShotSelection = Literal["fixed", "random"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +74,41 @@ def assemble(
     blocks.append(f"{query}{turn_sep}{answer_prefix}" if answer_prefix else query)
     messages.append(Message(role="user", content=block_sep.join(blocks)))
     return messages
+
+
+def select_shots(
+    pool: Sequence[T],
+    k: int,
+    *,
+    selection: ShotSelection = "fixed",
+    seed: int = 0,
+    key: str = "",
+    exclude: Callable[[T], bool] | None = None,
+) -> list[T]:
+    """``k`` demonstrations from ``pool``.
+
+    ``fixed``: the first k in pool order (the benchmark's published order), the
+    same for every item.  ``random``: a draw seeded by ``(seed, key)`` -- pass
+    the item id as ``key`` so each item has its own draw that does not depend
+    on which other items run (``--limit``, resume).  ``exclude`` drops
+    candidates such as the item under evaluation itself.
+    """
+    candidates = [x for x in pool if exclude is None or not exclude(x)]
+    if k < 0 or k > len(candidates):
+        raise UserError(f"asked for {k} demonstrations but only {len(candidates)} are available")
+    if selection == "fixed":
+        return list(candidates[:k])
+    if selection == "random":
+        return random.Random(f"{seed}:{key}").sample(candidates, k)
+    raise UserError(f"shot selection must be 'fixed' or 'random', got {selection!r}")
+
+
+def after_last(text: str, markers: Sequence[str]) -> str | None:
+    """The text after the last occurrence of any marker (case-insensitive), or None.
+
+    Chain-of-thought outputs state the answer at the end and may mention
+    "the answer is" earlier while reasoning, so the *last* marker wins.
+    """
+    pattern = "|".join(re.escape(m) for m in markers)
+    hits = list(re.finditer(pattern, text, re.IGNORECASE))
+    return text[hits[-1].end() :] if hits else None

@@ -41,4 +41,7 @@ def load(kind: str, name: str) -> Any:
     eps = _entry_points(kind)
     if name not in eps:
         raise unknown_name(kind, name, eps)
-    return eps[name].load()
+    try:
+        return eps[name].load()
+    except ImportError as exc:
+        raise UserError(f"{kind} plugin '{name}' ({eps[name].value}) failed to import: {exc}") from None

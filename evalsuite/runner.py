@@ -384,3 +384,49 @@ def _now() -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o)))
+
+
+def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> RunDir:
+    """Score a run's generated-but-unscored records (and retry sandbox/scoring
+    errors) without loading its model: ``evalsuite score --run RUN_DIR``.
+
+    Uses the same scoring path as ``--resume``; the tasks are rebuilt from
+    run.json and must read the same data (checked by content hash)."""
+    rundir = RunDir.existing(path)
+    prov = rundir.provenance()
+    config = _resumed_config(prov.command_config, RunConfig())
+    if data_dir is not None:
+        config = replace(config, data_dir=data_dir)
+    factories = {name: registry.load("task", name) for name in config.tasks}
+    params = _split_params(config, factories)
+    ctx = TaskContext(
+        data_dir=Path(config.data_dir) if config.data_dir else None,
+        seed=config.seed,
+        chat=prov.model.chat_template,
+        system_message=config.system_message,
+    )
+    tasks = {name: factories[name](ctx, **params[name]) for name in config.tasks}
+    for name, task in tasks.items():
+        stored = prov.tasks[name].dataset.content_hash
+        if task.dataset.content_hash != stored:
+            raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
+    rundir.truncate_torn_tail()
+    done = {(r.task, r.sample_id): r for r in rundir.samples()}
+    progress = RunProgress(console)
+    with progress:
+        for name, task in tasks.items():
+            todo = []
+            for s in limit_samples(task.samples, config.limit):
+                prev = done.get((name, s.id))
+                response = prev and (prev.output or prev.loglikelihood)
+                if response is not None and prev.score.status in RETRYABLE | {ScoreStatus.GENERATED}:
+                    todo.append((s, prev, response))
+            progress.start_task(name, total=len(todo), completed=0)
+            scorer = _Scorer(task, rundir, progress, generate_only=False)
+            for s, prev, response in todo:
+                scorer.add(s, prev.prompt, response, time.monotonic())
+            scorer.flush()
+            progress.finish_task(name)
+    rundir.close()
+    rundir.write_results(summarize(prov, tasks, rundir.samples(), config.limit))
+    return rundir

@@ -14,19 +14,20 @@ retried once on a fresh container so that machine load cannot flip a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
-import docker
 
 from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus, Sandbox
 
 from . import container as ctr
 from . import engine
 from .image import IMAGE_TAG
-from .pool import Worker, WorkerBroken
+from .pool import Task, Worker, WorkerBroken
 
 BASE_UID = 20000  # worker i runs as uid BASE_UID + i: RLIMIT_NPROC is per uid
 
@@ -44,6 +45,7 @@ class DockerSandbox(Sandbox):
         min_timeout_s: float = 1.0,
         max_retries: int = 2,
         retry_timeouts: bool = True,
+        pipeline_depth: int = 2,
         image: str = IMAGE_TAG,
         base_url: str | None = None,
     ) -> None:
@@ -55,6 +57,7 @@ class DockerSandbox(Sandbox):
         self.min_timeout_s = min_timeout_s
         self.max_retries = max_retries
         self.retry_timeouts = retry_timeouts
+        self.pipeline_depth = max(1, pipeline_depth)
         self.image = image
         self.base_url = base_url
         client = engine.connect(base_url)
@@ -85,8 +88,7 @@ class DockerSandbox(Sandbox):
 
             def loop(worker: Worker) -> None:
                 try:
-                    while (job := next_job()) is not None:
-                        results.put(self._run_one(worker, job))
+                    self._work(worker, next_job, results.put, stop)
                 except BaseException as exc:  # surfaced in the caller's thread
                     stop.set()
                     results.put(exc)
@@ -130,38 +132,82 @@ class DockerSandbox(Sandbox):
             pass
 
     # -- internals --------------------------------------------------------
-    def _run_one(self, worker: Worker, job: ExecJob) -> ExecResult:
-        timeout_s = max(float(job.timeout_s), self.min_timeout_s)
-        errors: list[str] = []
-        timeouts = 0
-        while True:
-            try:
-                if not worker.alive:
+    def _work(self, worker: Worker, next_job: Callable[[], ExecJob | None],
+              emit: Callable[[ExecResult], None], stop: threading.Event) -> None:
+        """Feed one worker, keeping ``pipeline_depth`` jobs queued in its
+        executor so it never waits for a host round trip between jobs."""
+        pending: deque[Task] = deque()  # retries first, then fresh jobs
+        inflight: deque[Task] = deque()  # sent, results arrive in this order
+        try:
+            while True:
+                while len(inflight) < self.pipeline_depth and not stop.is_set():
+                    if pending:
+                        task = pending.popleft()
+                    else:
+                        job = next_job()
+                        if job is None:
+                            break
+                        task = Task(job, max(float(job.timeout_s), self.min_timeout_s))
+                    try:
+                        if not worker.alive:
+                            worker.stop()
+                            worker.start()
+                        worker.send(task)
+                    except Exception as exc:  # start failure or broken channel
+                        worker.stop()
+                        self._requeue(inflight, pending)
+                        if self._failed_attempt(task, f"container failure: {exc}", emit):
+                            pending.appendleft(task)
+                        continue
+                    inflight.append(task)
+                if not inflight:
+                    return
+                task = inflight[0]
+                try:
+                    attempt = worker.receive(task)
+                except WorkerBroken as exc:
                     worker.stop()
-                    worker.start()
-                attempt = worker.execute(job, timeout_s)
-            except WorkerBroken as exc:
-                worker.stop()
-                if exc.oom:
-                    return ExecResult(job.id, ExecStatus.OOM,
-                                      "container killed by its memory limit")
-                errors.append(str(exc))
-            except (docker.errors.DockerException, OSError, ConnectionError,
-                    Exception) as exc:  # container failed to start
-                worker.stop()
-                errors.append(f"container start failed: {exc}")
-            else:
+                    inflight.popleft()
+                    self._requeue(inflight, pending)
+                    if exc.oom:
+                        emit(ExecResult(task.job.id, ExecStatus.OOM,
+                                        "container killed by its memory limit"))
+                    elif self._failed_attempt(task, str(exc), emit):
+                        pending.appendleft(task)
+                    continue
+                inflight.popleft()
                 if attempt.replace_worker:
-                    worker.stop()  # restarted before its next job
+                    worker.stop()  # damaged: jobs queued behind go to a fresh one
+                    self._requeue(inflight, pending)
                 result = attempt.result
                 if result.status is ExecStatus.SANDBOX_ERROR:
-                    errors.append(result.detail)
+                    if self._failed_attempt(task, result.detail, emit):
+                        pending.appendleft(task)
                 elif (result.status is ExecStatus.TIMED_OUT and self.retry_timeouts
-                      and timeouts == 0):
-                    timeouts += 1  # once more on a fresh container
-                    continue
+                      and task.timeouts == 0):
+                    task.timeouts += 1  # once more, on a fresh container
+                    pending.appendleft(task)
                 else:
-                    return result
-            if len(errors) > self.max_retries:
-                return ExecResult(job.id, ExecStatus.SANDBOX_ERROR,
-                                  f"gave up after {len(errors)} attempts: {errors[-1][:500]}")
+                    if result.status is ExecStatus.TIMED_OUT and task.timeouts:
+                        result = dataclasses.replace(
+                            result, detail=result.detail + "; again on a retry in a fresh container")
+                    emit(result)
+        finally:
+            if inflight or stop.is_set():
+                worker.stop()  # abandoned jobs must not keep running
+
+    @staticmethod
+    def _requeue(inflight: deque[Task], pending: deque[Task]) -> None:
+        """Jobs queued behind a broken/replaced executor: resend, no penalty."""
+        pending.extendleft(reversed(inflight))
+        inflight.clear()
+
+    def _failed_attempt(self, task: Task, error: str,
+                        emit: Callable[[ExecResult], None]) -> bool:
+        """Record an infrastructure failure; True if the job should be retried."""
+        task.errors.append(error)
+        if len(task.errors) > self.max_retries:
+            emit(ExecResult(task.job.id, ExecStatus.SANDBOX_ERROR,
+                            f"gave up after {len(task.errors)} attempts: {error[:500]}"))
+            return False
+        return True

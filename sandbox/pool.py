@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import secrets
 import signal
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -97,32 +96,49 @@ class Worker:
         except Exception:
             return False
 
-    # -- one job ----------------------------------------------------------
-    def execute(self, job: ExecJob, timeout_s: float) -> Attempt:
-        """Run ``job``; raises WorkerBroken when the infrastructure failed."""
+    # -- jobs (pipelined: the next job waits in the executor's stdin) ------
+    def send(self, task: Task) -> None:
+        """Queue ``task`` in the executor; raises WorkerBroken."""
         assert self.channel is not None
-        nonce = secrets.token_hex(16)
-        limits = self.limits.executor_limits(timeout_s)
-        request = {"op": "run", "id": job.id, "nonce": nonce, "source": job.source,
-                   "timeout": timeout_s, "result_var": job.result_var, "limits": limits}
-        t0 = time.monotonic()
+        task.nonce = secrets.token_hex(16)
+        request = {"op": "run", "id": task.job.id, "nonce": task.nonce,
+                   "source": task.job.source, "timeout": task.timeout_s,
+                   "result_var": task.job.result_var,
+                   "limits": self.limits.executor_limits(task.timeout_s)}
         try:
             self.channel.send(request)
-            raw = self.channel.recv(timeout_s + CHANNEL_GRACE_S)
+        except ChannelError as exc:
+            raise WorkerBroken(f"executor lost: {exc}") from exc
+
+    def receive(self, task: Task) -> Attempt:
+        """The result of ``task``, the oldest job sent; raises WorkerBroken."""
+        assert self.channel is not None
+        try:
+            raw = self.channel.recv(task.timeout_s + CHANNEL_GRACE_S)
         except ChannelError as exc:
             oom = self._container_oom_killed()
             raise WorkerBroken(f"executor lost: {exc}", oom=oom) from exc
-        if raw.get("op") != "result" or raw.get("id") != job.id:
+        if raw.get("op") != "result" or raw.get("id") != task.job.id:
             raise WorkerBroken(f"protocol desync: unexpected message {raw!r:.200}")
         self.jobs_run += 1
-        duration = time.monotonic() - t0
-        status, detail, value = classify(raw, nonce, timeout_s)
-        result = ExecResult(id=job.id, status=status, detail=detail,
+        status, detail, value = classify(raw, task.nonce, task.timeout_s)
+        result = ExecResult(id=task.job.id, status=status, detail=detail,
                             stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""),
-                            duration_s=duration, value=value)
+                            duration_s=float(raw.get("wall_s") or 0.0), value=value)
         replace = (not raw.get("clean", False)) or status in (
             ExecStatus.TIMED_OUT, ExecStatus.OOM, ExecStatus.SANDBOX_ERROR)
         return Attempt(result, replace)
+
+
+@dataclass
+class Task:
+    """A job plus its retry bookkeeping."""
+
+    job: ExecJob
+    timeout_s: float
+    nonce: str = ""
+    errors: list[str] = field(default_factory=list)
+    timeouts: int = 0
 
 
 def _signal_name(num: int) -> str:
@@ -161,6 +177,9 @@ def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecSta
         if kind == "error":
             if report.get("oom"):
                 return ExecStatus.OOM, str(report.get("text") or "MemoryError"), None
+            if raw.get("cgroup_oom"):  # e.g. a subprocess was OOM-killed under it
+                return (ExecStatus.OOM, "container memory limit hit (OOM killer fired): "
+                        + str(report.get("text") or report.get("etype")), None)
             return ExecStatus.FAILED, str(report.get("text") or report.get("etype")), None
         if kind == "bad_value":
             return ExecStatus.FAILED, str(report.get("detail")), None

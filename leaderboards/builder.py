@@ -1,0 +1,293 @@
+"""Render a static leaderboard site from run directories.
+
+Layout (all links relative, so it works from file:// and any static host)::
+
+    index.html                 models × tasks, sortable, filterable
+    history.html               scores over checkpoints (build-time SVG)
+    tasks/<task>.html          subtask breakdown across models
+    models/<model>.html        provenance, scores, downloads
+    samples/<model>/<task>.html  per-sample browser
+    data/<model>/<task>/*.js   sample chunks loaded on demand
+    runs/<run>/{run.json,results.json,samples.jsonl}   raw downloads
+    static/                    CSS and JS
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from evalsuite.errors import UserError
+from evalsuite.records import SampleResult
+from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
+
+from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
+from leaderboards.config import SiteConfig
+from leaderboards.history import series_of, svg_chart
+from leaderboards.samples import write_sample_chunks
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class BuildReport:
+    models: int
+    tasks: int
+    runs: int
+    samples: int
+    files: int
+    bytes: int
+    seconds: float
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every model-written string is escaped unless marked safe
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def _fmt(score: Score | None, decimals: int) -> str:
+    return "—" if score is None else f"{score.value:.{decimals}f}"
+
+
+def _ci(score: Score | None, decimals: int) -> str:
+    if score is None or score.half_width is None:
+        return ""
+    return f"± {score.half_width:.{decimals}f}"
+
+
+def _average(row: ModelRow, tasks: list[str]) -> Score | None:
+    """Unweighted mean over ``tasks``; None when the model lacks any of them."""
+    scores = [row.cells[t].score if t in row.cells else None for t in tasks]
+    if not scores or any(s is None for s in scores):
+        return None
+    mean = sum(s.value for s in scores) / len(scores)
+    if any(s.stderr is None for s in scores):
+        return Score(mean, None)
+    return Score(mean, math.sqrt(sum(s.stderr**2 for s in scores)) / len(scores))
+
+
+def _prompt_label(cell_runs: list[Cell]) -> str:
+    """Short description of the prompt convention: variant, shots, chat template."""
+    parts = []
+    for cell in cell_runs:
+        tp = cell.run.provenance.tasks.get(cell.task)
+        if tp is None:
+            continue
+        bits = [str(tp.params[k]) for k in ("variant",) if k in tp.params]
+        if "shots" in tp.params:
+            bits.append(f"{tp.params['shots']}-shot")
+        parts.append(" ".join(bits))
+    chat = any(c.run.provenance.model.chat_template for c in cell_runs)
+    labels = sorted(set(p for p in parts if p))
+    return ", ".join(labels) + (" · chat" if chat else "")
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return ""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+class SiteBuilder:
+    def __init__(self, board: Board, config: SiteConfig, out: Path) -> None:
+        self.board = board
+        self.config = config
+        self.out = out
+        self.env = _env()
+        self.task_slugs = {t: slugify(t) for t in board.tasks}
+        self.labels = {t: config.task(t).label for t in board.tasks}
+        self.files = 0
+        self.samples = 0
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _write(self, rel: str, text: str) -> None:
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        self.files += 1
+
+    def _render(self, template: str, rel: str, **ctx: Any) -> None:
+        root = "../" * rel.count("/")
+        html = self.env.get_template(template).render(
+            root=root, title=self.config.title, cfg=self.config, fmt=_fmt, ci=_ci, **ctx
+        )
+        self._write(rel, html)
+
+    def _meta(self, row: ModelRow) -> dict[str, str]:
+        cells = list(row.cells.values())
+        return {
+            "model": row.key,
+            "parameters": _params(row.info.parameters),
+            "dtype": row.info.dtype or "",
+            "revision": row.info.revision or row.checkpoint or "",
+            "prompt": _prompt_label(cells),
+            "date": row.started_at[:10],
+        }
+
+    # -- pages -----------------------------------------------------------------
+
+    def build(self) -> None:
+        if self.out.exists():
+            if not (self.out / "index.html").is_file() and any(self.out.iterdir()):
+                raise UserError(f"{self.out} exists and is not a leaderboard site; refusing to overwrite it")
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        shutil.copytree(HERE / "static", self.out / "static")
+        self.files += len(list((HERE / "static").iterdir()))
+        self._downloads()
+        self._index()
+        for task in self.board.tasks:
+            self._task_page(task)
+        for row in self.board.rows:
+            self._model_page(row)
+        self._sample_pages()
+        self._history()
+
+    def _downloads(self) -> None:
+        for run in self.board.runs:
+            folder = self.out / "runs" / run.slug
+            folder.mkdir(parents=True)
+            for name in (RUN_FILE, RESULTS_FILE, SAMPLES_FILE):
+                src = run.rundir.path / name
+                if src.is_file():  # raw bytes, as evalsuite wrote them
+                    shutil.copyfile(src, folder / name)
+                    self.files += 1
+
+    def _index(self) -> None:
+        tasks = self.board.tasks
+        avg_tasks = [t for t in tasks if self.config.task(t).in_average]
+        rows = []
+        for row in self.board.rows:
+            rows.append({"row": row, "meta": self._meta(row), "avg": _average(row, avg_tasks)})
+        # Default order: average, then model name; models without one last.
+        rows.sort(key=lambda r: (r["avg"] is None, -(r["avg"].value if r["avg"] else 0), r["row"].key))
+        groups = self.config.groups_for(tasks)
+        self._render(
+            "index.html.j2",
+            "index.html",
+            rows=rows,
+            tasks=tasks,
+            task_slugs=self.task_slugs,
+            labels=self.labels,
+            displays={t: self.config.task(t) for t in tasks},
+            groups=groups,
+            columns=self.config.columns,
+            has_history=bool(series_of(self.board)),
+        )
+
+    def _task_page(self, task: str) -> None:
+        cells = [(row, row.cells[task]) for row in self.board.rows if task in row.cells]
+        subtasks = sorted({s for _, c in cells for s in c.subtasks})
+        metrics = sorted({m for _, c in cells for m in c.result.metrics})
+        display = self.config.task(task)
+        headlines = sorted({c.metric for _, c in cells})
+        aggregations = sorted({c.result.headline_aggregation for _, c in cells if c.result.headline_aggregation})
+        cells.sort(key=lambda rc: (rc[1].score is None, -(rc[1].score.value if rc[1].score else 0)))
+        self._render(
+            "task.html.j2",
+            f"tasks/{self.task_slugs[task]}.html",
+            task=task,
+            label=display.label,
+            display=display,
+            cells=cells,
+            subtasks=subtasks,
+            metrics=metrics,
+            headlines=headlines,
+            aggregations=aggregations,
+            task_slug=self.task_slugs[task],
+        )
+
+    def _model_page(self, row: ModelRow) -> None:
+        tasks = [t for t in self.board.tasks if t in row.cells]
+        self._render(
+            "model.html.j2",
+            f"models/{row.slug}.html",
+            row=row,
+            meta=self._meta(row),
+            tasks=tasks,
+            labels=self.labels,
+            task_slugs=self.task_slugs,
+            params=_params(row.info.parameters),
+            as_json=lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str),
+        )
+
+    def _sample_pages(self) -> None:
+        # Read each run's samples once, then split them by task.
+        by_run: dict[int, list[tuple[ModelRow, Cell]]] = {}
+        runs: dict[int, Run] = {}
+        for row in self.board.rows:
+            for cell in row.cells.values():
+                by_run.setdefault(id(cell.run), []).append((row, cell))
+                runs[id(cell.run)] = cell.run
+        page = self.env.get_template("samples.html.j2")
+        for key, pairs in by_run.items():
+            per_task: dict[str, list[SampleResult]] = {}
+            for sample in runs[key].rundir.samples():
+                per_task.setdefault(sample.task, []).append(sample)
+            for row, cell in pairs:
+                samples = per_task.get(cell.task, [])
+                data_rel = f"data/{row.slug}/{self.task_slugs[cell.task]}"
+                self.samples += write_sample_chunks(samples, cell.metric, self.out / data_rel, self.config.chunk_size)
+                self.files += 1 + -(-len(samples) // self.config.chunk_size)
+                rel = f"samples/{row.slug}/{self.task_slugs[cell.task]}.html"
+                self._write(
+                    rel,
+                    page.render(
+                        root="../../",
+                        title=self.config.title,
+                        cfg=self.config,
+                        row=row,
+                        cell=cell,
+                        label=self.labels[cell.task],
+                        task_slug=self.task_slugs[cell.task],
+                        data_rel=data_rel,
+                        n=len(samples),
+                        subtasks=sorted({s.subtask for s in samples if s.subtask}),
+                        statuses=sorted({s.score.status.value for s in samples}),
+                    ),
+                )
+
+    def _history(self) -> None:
+        charts = []
+        for series in series_of(self.board):
+            tasks = [t for t in self.board.tasks if any(t in r.cells for r in series.rows)]
+            svg = svg_chart(series, tasks, self.labels, self.config.decimals)
+            name = f"history/{slugify(series.name)}.svg"
+            self._write(name, svg)
+            charts.append({"series": series, "svg": svg, "file": name, "tasks": tasks})
+        self._render("history.html.j2", "history.html", charts=charts, labels=self.labels)
+
+
+def build_site(run_dirs: list[Path], out: Path, config: SiteConfig) -> BuildReport:
+    start = time.perf_counter()
+    board = collect(run_dirs, config)
+    builder = SiteBuilder(board, config, out)
+    builder.build()
+    seconds = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return BuildReport(
+        models=len(board.rows),
+        tasks=len(board.tasks),
+        runs=len(board.runs),
+        samples=builder.samples,
+        files=builder.files,
+        bytes=size,
+        seconds=seconds,
+    )

@@ -1,0 +1,164 @@
+"""Gather run directories into the leaderboard's table: models × tasks.
+
+A row is one model checkpoint (model id plus revision). When several runs
+cover the same model and task, the run that started last wins, so re-running
+one task for a model updates that cell only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalsuite.errors import UserError
+from evalsuite.records import ModelInfo, ResultsSummary, RunProvenance, TaskResult
+from evalsuite.rundir import RunDir
+
+from leaderboards.config import SiteConfig
+
+# 95% two-sided normal quantile; the site shows score ± Z95 × stderr.
+Z95 = 1.959963984540054
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe, collision-free slug (readable prefix + short hash)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:60] or "x"
+    return f"{readable}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+
+@dataclass
+class Run:
+    rundir: RunDir
+    provenance: RunProvenance
+    results: ResultsSummary
+    slug: str
+
+    @property
+    def run_id(self) -> str:
+        return self.provenance.run_id
+
+
+@dataclass(frozen=True)
+class Score:
+    """A displayed number: already scaled (e.g. to percentage points)."""
+
+    value: float
+    stderr: float | None
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.stderr is None else Z95 * self.stderr
+
+
+@dataclass
+class Cell:
+    """One model's result on one task."""
+
+    task: str
+    run: Run
+    result: TaskResult
+    metric: str  # the headline metric key shown
+    score: Score | None  # None: the run lacks that metric
+    subtasks: dict[str, Score | None]
+
+    @property
+    def unscored(self) -> int:
+        return sum(n for status, n in self.result.status_counts.items() if status != "scored")
+
+
+@dataclass
+class ModelRow:
+    key: str  # unique: id, plus @revision when the id does not carry one
+    info: ModelInfo
+    slug: str
+    series: str  # checkpoints of one series share this
+    checkpoint: str | None
+    cells: dict[str, Cell] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def step(self) -> float | None:
+        """The last number in the checkpoint name (step-1000 → 1000), for ordering."""
+        numbers = re.findall(r"\d+(?:\.\d+)?", self.checkpoint or "")
+        return float(numbers[-1]) if numbers else None
+
+    @property
+    def started_at(self) -> str:
+        return max(r.provenance.started_at for r in self.runs)
+
+
+@dataclass
+class Board:
+    rows: list[ModelRow]
+    tasks: list[str]  # display order
+    runs: list[Run]
+
+
+def _model_key(info: ModelInfo) -> tuple[str, str, str | None]:
+    """(row key, series, checkpoint) from ``org/model@step-1000`` or a revision."""
+    if "@" in info.id:
+        series, _, checkpoint = info.id.rpartition("@")
+        return info.id, series, checkpoint
+    if info.revision:
+        return f"{info.id}@{info.revision}", info.id, info.revision
+    return info.id, info.id, None
+
+
+def _score(metrics: dict, metric: str, scale: float) -> Score | None:
+    value = metrics.get(metric)
+    if value is None or not math.isfinite(value.value):
+        return None
+    stderr = value.stderr if value.stderr is not None and math.isfinite(value.stderr) else None
+    return Score(value.value * scale, None if stderr is None else stderr * scale)
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for path in paths:
+        rundir = RunDir.existing(path)
+        provenance = rundir.provenance()
+        try:
+            results = rundir.results()
+        except UserError as exc:
+            raise UserError(f"{exc} (is the run finished? score it first with `evalsuite score`)") from None
+        slug = slugify(provenance.run_id)
+        while slug in seen:  # the same run id copied into two directories
+            slug += "-2"
+        seen.add(slug)
+        runs.append(Run(rundir, provenance, results, slug))
+    return runs
+
+
+def collect(paths: list[Path], config: SiteConfig) -> Board:
+    if not paths:
+        raise UserError("no run directories given")
+    runs = sorted(load_runs(paths), key=lambda r: r.provenance.started_at)
+    rows: dict[str, ModelRow] = {}
+    for run in runs:
+        key, series, checkpoint = _model_key(run.provenance.model)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = ModelRow(key, run.provenance.model, slugify(key), series, checkpoint)
+        row.info = run.provenance.model  # the newest run describes the model
+        row.runs.append(run)
+        for task, result in run.results.tasks.items():
+            display = config.task(task)
+            metric = display.headline or result.headline
+            row.cells[task] = Cell(  # later runs overwrite earlier ones
+                task=task,
+                run=run,
+                result=result,
+                metric=metric,
+                score=_score(result.metrics, metric, display.scale),
+                subtasks={name: _score(sub.metrics, metric, display.scale) for name, sub in result.subtasks.items()},
+            )
+    # A run whose every task was superseded by a later run is not shown.
+    for row in rows.values():
+        used = {id(c.run) for c in row.cells.values()}
+        row.runs = [r for r in row.runs if id(r) in used]
+    tasks = config.task_order({t for row in rows.values() for t in row.cells})
+    return Board(list(rows.values()), tasks, runs)

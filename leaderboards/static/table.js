@@ -1,0 +1,122 @@
+// Sorting and filtering for the leaderboard tables. Rows carry their sort keys
+// in data-value attributes, so nothing here parses displayed text; missing
+// values always sort last. The index page also recomputes the average over
+// the task columns left visible by the task filter.
+(function () {
+  "use strict";
+
+  function num(v) { return v === "" || v === undefined ? null : parseFloat(v); }
+
+  function sortTable(table, th) {
+    var col = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var numeric = th.dataset.type === "num";
+    var current = th.getAttribute("aria-sort");
+    // First click: best first (descending unless lower is better), then toggle.
+    var desc = current ? current === "ascending" : (numeric && th.dataset.desc !== "0");
+    table.querySelectorAll("th[aria-sort]").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", desc ? "descending" : "ascending");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
+      if (numeric) { x = num(x); y = num(y); } else { x = x || null; y = y || null; }
+      if (x === null && y === null) return 0;
+      if (x === null) return 1;
+      if (y === null) return -1;
+      var c = numeric ? x - y : x.localeCompare(y);
+      return desc ? -c : c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    table.querySelectorAll("thead th[data-col]").forEach(function (th) {
+      th.tabIndex = 0;
+      th.classList.add("sort");
+      var handler = function (ev) {
+        if (ev.target.closest("a")) return;  // task-name links still navigate
+        sortTable(table, th);
+      };
+      th.addEventListener("click", handler);
+      th.addEventListener("keydown", function (ev) { if (ev.key === "Enter") handler(ev); });
+    });
+  });
+
+  var board = document.querySelector("table.filterable");
+  var modelFilter = document.getElementById("model-filter");
+  var count = document.getElementById("row-count");
+  var taskFilter = document.getElementById("task-filter");
+
+  function shownTasks() {
+    if (!taskFilter) return null;
+    var on = {};
+    taskFilter.querySelectorAll("input[type=checkbox]").forEach(function (cb) { on[cb.value] = cb.checked; });
+    return on;
+  }
+
+  function recomputeAverages(on) {
+    var avgCol = board.querySelector("th[data-col=average]");
+    if (!avgCol) return;
+    var decimals = parseInt(board.dataset.decimals, 10);
+    if (isNaN(decimals)) decimals = 1;
+    Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
+      var sum = 0, k = 0, varSum = 0, missing = false, seMissing = false;
+      row.querySelectorAll("td[data-task]").forEach(function (td) {
+        if (!on[td.dataset.task] || td.dataset.avg !== "1") return;
+        var v = num(td.dataset.value), se = num(td.dataset.se);
+        if (v === null) { missing = true; return; }
+        sum += v; k += 1;
+        if (se === null) seMissing = true; else varSum += se * se;
+      });
+      var cell = row.querySelector("td.avg");
+      var v = cell.querySelector(".v"), ci = cell.querySelector(".ci");
+      if (missing || k === 0) {
+        cell.dataset.value = ""; v.textContent = "—"; ci.textContent = "";
+      } else {
+        cell.dataset.value = String(sum / k);
+        v.textContent = (sum / k).toFixed(decimals);
+        ci.textContent = seMissing ? "" : "± " + (1.959963984540054 * Math.sqrt(varSum) / k).toFixed(decimals);
+      }
+    });
+    var sorted = board.querySelector("th[aria-sort]");
+    if (sorted && sorted.dataset.col === "average") {  // keep the average order current
+      sorted.setAttribute("aria-sort", sorted.getAttribute("aria-sort") === "descending" ? "ascending" : "descending");
+      sortTable(board, sorted);
+    }
+  }
+
+  function applyFilters() {
+    if (!board) return;
+    var q = modelFilter ? modelFilter.value.trim().toLowerCase() : "";
+    var shown = 0;
+    Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
+      var hide = q !== "" && row.dataset.model.indexOf(q) < 0;
+      row.hidden = hide;
+      if (!hide) shown += 1;
+    });
+    if (count) count.textContent = shown + (shown === 1 ? " model" : " models");
+    var on = shownTasks();
+    if (on) {
+      board.querySelectorAll("[data-task]").forEach(function (cell) { cell.hidden = !on[cell.dataset.task]; });
+      recomputeAverages(on);
+    }
+  }
+
+  if (modelFilter) modelFilter.addEventListener("input", applyFilters);
+  if (taskFilter) {
+    taskFilter.addEventListener("change", applyFilters);
+    taskFilter.querySelectorAll("button.group").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var members = btn.dataset.tasks.split(" ");
+        taskFilter.querySelectorAll("input[type=checkbox]").forEach(function (cb) {
+          cb.checked = members.indexOf(cb.value) >= 0;
+        });
+        applyFilters();
+      });
+    });
+  }
+  if (board && board.querySelector("th[data-col=average]")) {
+    board.querySelector("th[data-col=average]").setAttribute("aria-sort", "descending");
+  }
+  applyFilters();
+})();

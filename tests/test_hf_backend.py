@@ -1,0 +1,102 @@
+"""The Hugging Face backend on the real embedded model (SmolLM2-135M-Instruct, GGUF)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalsuite.backends.base import BackendOptions, GenerateRequest
+from evalsuite.backends.hf import HFBackend
+from evalsuite.errors import UserError
+from evalsuite.records import GenerationConfig, Message
+
+pytestmark = pytest.mark.model
+
+PROMPTS = [
+    "The capital of France is",
+    "Write a list of three fruits:\n1.",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Once upon a time, in a small village near the mountains, there lived an old clockmaker who",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return HFBackend("smollm2-135m", BackendOptions(batch_size=4))
+
+
+def _gen(model, prompts, **cfg):
+    config = GenerationConfig(**{"max_new_tokens": 16, **cfg})
+    out = dict(model.generate([GenerateRequest(p, config) for p in prompts]))
+    return [out[i] for i in range(len(prompts))]
+
+
+def test_provenance_of_the_embedded_model(model):
+    info = model.info
+    assert info.id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert info.path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and info.file_hash and len(info.file_hash) == 64
+    assert info.dtype == "float32" and info.device == "cpu"
+    assert 100e6 < info.parameters < 200e6
+    assert info.chat_template and len(info.chat_template_hash) == 64
+
+
+def test_batched_left_padded_generation_equals_one_by_one(model):
+    batched = [o.completions[0] for o in _gen(model, PROMPTS)]
+    single = [_gen(model, [p])[0].completions[0] for p in PROMPTS]
+    assert batched == single
+    assert all(batched)
+
+
+def test_stop_string_cuts_exactly_and_ends_the_row_early(model):
+    (free,) = _gen(model, [PROMPTS[3]], max_new_tokens=40)
+    text = free.completions[0]
+    stop = text[12:15]  # may end inside a token
+    (cut,) = _gen(model, [PROMPTS[3]], max_new_tokens=40, stop=[stop])
+    assert cut.completions[0] == text[: text.find(stop)]
+    assert cut.finish_reasons == ["stop"]
+    assert cut.completion_tokens < free.completion_tokens
+    # Other rows of the same batch are unaffected by one row stopping.
+    outs = _gen(model, [PROMPTS[3], PROMPTS[0]], max_new_tokens=40, stop=[stop])
+    assert outs[0].completions[0] == cut.completions[0]
+    assert outs[1].completions[0] == _gen(model, [PROMPTS[0]], max_new_tokens=40, stop=[stop])[0].completions[0]
+
+
+def test_chat_template_applied_to_messages(model):
+    text, special = model.render([Message(role="user", content="Hi")])
+    assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n") and not special
+    prefilled, _ = model.render([Message(role="user", content="Hi"), Message(role="assistant", content="A: Let's")])
+    assert prefilled.endswith("<|im_start|>assistant\nA: Let's")
+    (out,) = _gen(model, [[Message(role="user", content="What is 2+2? Reply with just the number.")]])
+    assert "4" in out.completions[0]
+
+
+def test_chat_template_off_rejects_chat_prompts():
+    backend = HFBackend("smollm2-135m", BackendOptions(chat_template=False))
+    assert backend.info.chat_template is False
+    with pytest.raises(UserError, match="chat template is off"):
+        list(backend.generate([GenerateRequest([Message(role="user", content="x")], GenerationConfig())]))
+
+
+def test_sampling_n_completions_seeded(model):
+    cfg = dict(temperature=1.0, top_p=0.95, n=3, max_new_tokens=12)
+    a = _gen(model, PROMPTS[:2], seed=7, **cfg)
+    b = _gen(model, PROMPTS[:2], seed=7, **cfg)
+    c = _gen(model, PROMPTS[:2], seed=8, **cfg)
+    assert [o.completions for o in a] == [o.completions for o in b]
+    assert all(len(o.completions) == 3 for o in a)
+    assert len({t for o in a for t in o.completions}) > 2  # actually sampled
+    assert [o.completions for o in a] != [o.completions for o in c]
+
+
+def test_shared_fewshot_prefix_is_prefilled_once_and_changes_nothing(model, data_dir):
+    from evalsuite.task import TaskContext
+    from tasks.bbh import bbh
+
+    task = bbh(TaskContext(data_dir=data_dir, chat=True), subtasks=["navigate"])
+    config = GenerationConfig(max_new_tokens=12)
+    requests = [GenerateRequest(task.request(s).prompt, config) for s in task.samples[:3]]
+    before = model.stats["prefix_prefills"]
+    cached = dict(model.generate(requests))
+    assert model.stats["prefix_prefills"] == before + 1
+    encoded = [model._encode(r.prompt) for r in requests]
+    plain = model._generate_batch(encoded, config, shared=0)
+    assert [cached[i].completions for i in range(3)] == [o.completions for o in plain]

@@ -1,0 +1,309 @@
+"""The leaderboard site, built from real `evalsuite run` directories.
+
+The first half checks the generated files; the tests marked ``browser`` open
+the site from file:// in headless Chromium (Debian's /usr/bin/chromium driven
+by Playwright; install both with leaderboards/setup_browser.sh) and click
+through it. They are skipped only when EVALSUITE_SKIP_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalsuite.rundir import RunDir
+from tests.conftest import REPO, evalsuite
+
+HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> So the answer is (A).'
+HOSTILE_MODEL = "evil<b>model</b>"
+SERIES = {"org/tiny@step-1000": "So the answer is (C).", "org/tiny@step-2000": "So the answer is (B).",
+          "org/tiny@step-3000": "So the answer is (A)."}
+SHOTS = Path(os.environ.get("EVALSUITE_SCREENSHOTS", "/tmp/lb-shots"))
+
+
+def run_parallel(data_dir: Path, out: Path, specs: dict[str, str]) -> dict[str, Path]:
+    """`evalsuite run` one mock model per spec (model -> reply), concurrently."""
+    procs = {}
+    for i, (model, reply) in enumerate(specs.items()):
+        args = ["run", "--model", f"mock:{model}", "--tasks", "bbh", "--limit", "3", "--data-dir", str(data_dir),
+                "-M", f"reply={reply}", "-o", str(out / str(i))]
+        procs[model] = (out / str(i), subprocess.Popen(
+            [sys.executable, "-m", "evalsuite.cli", *args], cwd=REPO, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}))
+    dirs = {}
+    for model, (folder, proc) in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        (dirs[model],) = folder.iterdir()
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory) -> dict[str, Path]:
+    return run_parallel(data_dir, tmp_path_factory.mktemp("runs"), {**SERIES, HOSTILE_MODEL: HOSTILE})
+
+
+def build(run_dirs, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = evalsuite("leaderboard", "build", *map(str, run_dirs), "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def site(runs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    build(runs.values(), out)
+    return out
+
+
+# -- generated files ----------------------------------------------------------------
+
+
+def test_build_writes_every_page(site, runs):
+    assert (site / "index.html").is_file()
+    assert len(list((site / "models").glob("*.html"))) == 4
+    assert len(list((site / "tasks").glob("*.html"))) == 1
+    assert len(list((site / "samples").rglob("*.html"))) == 4
+    index = (site / "index.html").read_text()
+    for model in SERIES:
+        assert model in index
+    assert "unweighted mean" in index  # the average is defined on the page
+
+
+def test_downloads_are_the_raw_run_files(site, runs):
+    for run in runs.values():
+        run_id = RunDir.existing(run).provenance().run_id
+        (folder,) = [p for p in (site / "runs").iterdir() if p.name.startswith(run_id)]
+        for name in ("results.json", "samples.jsonl", "run.json"):
+            assert (folder / name).read_bytes() == (run / name).read_bytes()
+
+
+def test_model_written_text_is_escaped_in_html(site):
+    index = (site / "index.html").read_text()
+    assert "evil&lt;b&gt;model&lt;/b&gt;" in index
+    assert "<b>model</b>" not in index
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert "<script>window.__pwned" not in text and "<img src=x" not in text, page
+    # The hostile reply is in the recorded command line: escaped, not dropped.
+    models = "".join(p.read_text() for p in (site / "models").glob("*.html"))
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in models
+
+
+def test_sample_chunks_hold_every_sample(site, runs):
+    hostile = RunDir.existing(runs[HOSTILE_MODEL]).samples()
+    chunks = [p for p in site.joinpath("data").rglob("c*.js")]
+    text = "".join(p.read_text() for p in chunks)
+    for sample in hostile[:5]:
+        assert json.dumps(sample.sample_id) in text
+    assert json.dumps(HOSTILE) in text  # as a JSON string, for textContent
+
+
+def test_history_chart_orders_checkpoints_by_step(site):
+    svgs = list((site / "history").glob("*.svg"))
+    assert len(svgs) == 1
+    svg = svgs[0].read_text()
+    assert svg.index("step-1000") < svg.index("step-2000") < svg.index("step-3000")
+    assert svg.count("<circle") == 3
+
+
+def test_config_override_changes_labels_and_columns(runs, tmp_path):
+    cfg = tmp_path / "lb.toml"
+    cfg.write_text('[site]\ncolumns = ["model", "date"]\n[labels]\ndate = "Evaluated"\n[tasks.bbh]\nlabel = "Big-Bench Hard"\n')
+    out = tmp_path / "site"
+    build(list(runs.values())[:1], out, "--config", str(cfg))
+    index = (out / "index.html").read_text()
+    assert "Big-Bench Hard" in index and "Evaluated" in index
+    assert 'data-col="average"' not in index
+
+
+def test_rebuild_replaces_an_old_site_but_never_another_folder(runs, tmp_path):
+    out = tmp_path / "site"
+    build(list(runs.values())[:1], out)
+    build(list(runs.values())[:1], out)  # rebuilding over a site is fine
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    proc = evalsuite("leaderboard", "build", str(list(runs.values())[0]), "--out", str(other))
+    assert proc.returncode == 2 and "refusing to overwrite" in proc.stderr
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["/nonexistent-run"], "not an evalsuite run directory"),
+        (["RUN", "--config", "/nonexistent.toml"], "config file /nonexistent.toml not found"),
+    ],
+)
+def test_bad_input_is_one_line(runs, tmp_path, args, needle):
+    args = [str(next(iter(runs.values()))) if a == "RUN" else a for a in args]
+    proc = evalsuite("leaderboard", "build", *args, "--out", str(tmp_path / "s"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in proc.stderr.splitlines() if needle in line
+    ]
+
+
+# -- in the browser -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("EVALSUITE_SKIP_BROWSER") == "1":
+        pytest.skip("EVALSUITE_SKIP_BROWSER=1")
+    fix = "run leaderboards/setup_browser.sh (or set EVALSUITE_SKIP_BROWSER=1)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"playwright is not installed: {fix}", pytrace=False)
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail(f"/usr/bin/chromium is missing: {fix}", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.errors = errors
+    yield pg
+    context.close()
+    assert errors == [], errors  # no JS errors on any page
+
+
+@pytest.fixture(scope="module")
+def small_chunk_site(runs, tmp_path_factory) -> Path:
+    """Pages of 5 samples, chunks of 10: paging must load chunks on demand."""
+    cfg = tmp_path_factory.mktemp("cfg") / "lb.toml"
+    cfg.write_text("[site]\npage_size = 5\nchunk_size = 10\n")
+    out = tmp_path_factory.mktemp("site2") / "site"
+    build(runs.values(), out, "--config", str(cfg))
+    return out
+
+
+def models_in_order(page) -> list[str]:
+    return page.eval_on_selector_all("#board tbody tr:not([hidden]) td.model a", "els => els.map(e => e.textContent)")
+
+
+@pytest.mark.browser
+def test_index_sorts_by_any_column(page, site):
+    page.goto((site / "index.html").as_uri())
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "index.png"), full_page=True)
+    scores = page.eval_on_selector_all("#board tbody tr td.score", "els => els.map(e => parseFloat(e.dataset.value))")
+    assert scores == sorted(scores, reverse=True)  # default: by average, best first
+    page.click("#board th[data-col=model]")
+    names = models_in_order(page)
+    assert names == sorted(names, key=str.lower)
+    page.click("#board th[data-col=model]")
+    assert models_in_order(page) == sorted(names, key=str.lower, reverse=True)
+    page.click("#board th[data-col='task:bbh']")
+    scores = page.eval_on_selector_all("#board tbody tr td.score", "els => els.map(e => parseFloat(e.dataset.value))")
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
+    assert page.get_attribute("#board th[data-col='task:bbh']", "aria-sort") == "descending"
+
+
+@pytest.mark.browser
+def test_index_filters_by_model_and_task(page, site):
+    page.goto((site / "index.html").as_uri())
+    page.fill("#model-filter", "step-2")
+    assert models_in_order(page) == ["org/tiny@step-2000"]
+    assert page.text_content("#row-count") == "1 model"
+    page.fill("#model-filter", "")
+    assert len(models_in_order(page)) == 4
+    avg = page.text_content("#board tbody tr:first-child td.avg .v")
+    assert avg != "—"
+    page.uncheck("#task-filter input[value=bbh]")  # no task shown: no average
+    assert page.is_hidden("#board th[data-col='task:bbh']")
+    assert page.text_content("#board tbody tr:first-child td.avg .v") == "—"
+    page.click("#task-filter button.group:text('All')")
+    assert page.is_visible("#board th[data-col='task:bbh']")
+    assert page.text_content("#board tbody tr:first-child td.avg .v") == avg
+
+
+@pytest.mark.browser
+def test_drill_down_to_task_and_model(page, site):
+    page.goto((site / "index.html").as_uri())
+    page.click("#board th[data-col='task:bbh'] a")
+    assert page.text_content("h1") == "BBH"
+    assert page.locator("#breakdown th[data-col^='sub:']").count() == 27  # every BBH subtask
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "task.png"), full_page=True)
+    page.click("#breakdown td.model a:text('org/tiny@step-3000')")
+    assert page.text_content("#model-name") == "org/tiny@step-3000"
+    facts = page.text_content("#model-facts")
+    assert "org/tiny@step-3000" in facts and "mock" in facts
+    body = page.text_content("main")
+    for needle in ("evalsuite version", "0.1.0", "variant", "cot", "shots", "max_new_tokens", "results.json"):
+        assert needle in body
+    page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+    page.click("a.samples-link")
+    page.wait_for_selector("#browser[data-ready='1']")
+    assert page.locator("article.sample").count() == 20
+
+
+@pytest.mark.browser
+def test_sample_browser_pages_and_loads_chunks_on_demand(page, small_chunk_site):
+    (html,) = [p for p in (small_chunk_site / "samples").rglob("*.html")
+               if "step-1000" in p.read_text() and "samples:" in p.read_text()]
+    page.goto(html.as_uri())
+    page.wait_for_selector("#browser[data-ready='1']")
+    assert page.locator("article.sample").count() == 5
+    assert "Page 1 of 17" in page.text_content("#page-info")  # 81 samples / 5
+    first = page.get_attribute("article.sample >> nth=0", "data-sample-id")
+    page.click("#next")
+    page.wait_for_selector("#browser[data-page='2'][data-ready='1']")
+    assert page.get_attribute("article.sample >> nth=0", "data-sample-id") != first
+    page.fill("#page-input", "17")
+    page.dispatch_event("#page-input", "change")
+    page.wait_for_selector("#browser[data-page='17'][data-ready='1']")
+    assert page.locator("article.sample").count() == 1  # 81 = 16 × 5 + 1
+    assert page.is_disabled("#next")
+    # Chunks 0 (pages 1-2) and 8 (page 17) only, out of 9.
+    loaded = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src.split('/').pop())")
+    assert sorted(s for s in loaded if s.startswith("c")) == ["c0.js", "c8.js"]
+    page.select_option("#f-verdict", "pass")
+    page.wait_for_selector("#browser[data-page='1'][data-ready='1']")
+    verdicts = page.eval_on_selector_all("article.sample .verdict", "els => els.map(e => e.textContent)")
+    assert verdicts and set(verdicts) == {"pass"}
+
+
+@pytest.mark.browser
+def test_hostile_output_renders_as_text_and_never_runs(page, site):
+    (html,) = [p for p in (site / "samples").rglob("*.html") if "evil&lt;b&gt;" in p.read_text()]
+    page.goto(html.as_uri())
+    page.wait_for_selector("#browser[data-ready='1']")
+    assert page.text_content("pre.output >> nth=0") == HOSTILE
+    assert page.locator("#browser img").count() == 0 and page.locator("#browser script").count() == 0
+    assert page.text_content("#model-name") == HOSTILE_MODEL
+    page.wait_for_timeout(300)  # give an injected onerror handler the chance to fire
+    assert page.evaluate("window.__pwned") is None
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "samples.png"))
+    page.goto((site / "index.html").as_uri())
+    assert page.locator("#board td.model b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+@pytest.mark.browser
+def test_history_page_shows_the_series_chart(page, site):
+    page.goto((site / "history.html").as_uri())
+    assert page.locator("section.chart svg").count() == 1
+    assert page.locator("section.chart svg circle").count() == 3
+    page.screenshot(path=str(SHOTS / "history.png"), full_page=True)

@@ -1,0 +1,107 @@
+"""A run killed with SIGKILL resumes to exactly the results of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from evalsuite.records import ScoreStatus
+from evalsuite.rundir import RunDir
+from tests.conftest import REPO, evalsuite
+
+SUBTASKS = "boolean_expressions,snarks,navigate,object_counting,word_sorting"
+REPLIES = {
+    "Boolean": "not True is False. So the answer is False.",
+    "sarcastic": "So the answer is (B).",
+    "always face forward": "So the answer is No.",
+    "How many": "So the answer is 5.",
+}
+
+
+def _args(tmp_path, out):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(REPLIES))
+    return ["run", "--model", "mock", "-M", f"replies={replies}", "-M", "delay=0.02",
+            "-T", f"subtasks={SUBTASKS}", "--limit", "40", "--data-dir", str(os.environ.get("EVALSUITE_DATA_DIR", REPO.parent / "shared" / "data")),
+            "-o", str(out)]
+
+
+def _only_run(out):
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def test_kill_minus_nine_then_resume_equals_uninterrupted(tmp_path):
+    full = evalsuite(*_args(tmp_path, tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    expected = RunDir(_only_run(tmp_path / "full")).results()
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "evalsuite.cli", *_args(tmp_path, out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = [p for p in out.glob("*/samples.jsonl")] if out.exists() else []
+        if runs and runs[0].read_text().count("\n") >= 60:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = _only_run(out)
+    before = RunDir(run).samples()
+    assert 60 <= len(before) < 200, "the kill must land mid-run"
+    assert not (run / "results.json").exists()
+
+    resumed = evalsuite("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    after = RunDir(run).samples()
+    assert len(after) == 200
+    # Completed samples were not generated again: one line per sample.
+    lines = [ln for ln in (run / "samples.jsonl").read_text().splitlines() if ln.strip()]
+    assert len(lines) == 200
+    got = RunDir(run).results()
+    assert got.tasks == expected.tasks
+    assert RunDir(run).provenance().finished_at is not None
+
+
+def test_resume_rejects_conflicting_options(tmp_path):
+    ok = evalsuite(*_args(tmp_path, tmp_path / "r"))
+    assert ok.returncode == 0, ok.stderr
+    run = _only_run(tmp_path / "r")
+    proc = evalsuite("run", "--resume", str(run), "--tasks", "agieval")
+    assert proc.returncode != 0
+    assert "differs from the run being resumed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_generation_errors_are_recorded_then_retried(tmp_path, data_dir):
+    out = tmp_path / "err"
+    proc = evalsuite("run", "--model", "mock", "-M", "fail_every=3", "-T", "subtasks=navigate",
+                     "--limit", "9", "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    statuses = [r.score.status for r in RunDir(run).samples()]
+    assert statuses.count(ScoreStatus.GENERATION_ERROR) >= 1
+    results = RunDir(run).results()
+    # Failed samples are counted, never folded into the score.
+    bbh = results.tasks["bbh"]
+    assert bbh.status_counts["generation_error"] == statuses.count(ScoreStatus.GENERATION_ERROR)
+    assert bbh.subtasks["navigate"].status_counts.get("scored", 0) + bbh.status_counts["generation_error"] == 9
+
+
+def test_torn_last_line_is_ignored_and_rewritten(tmp_path, data_dir):
+    out = tmp_path / "torn"
+    proc = evalsuite("run", "--model", "mock", "-T", "subtasks=navigate", "--limit", "5",
+                     "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    path = run / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # died mid-write
+    assert len(RunDir(run).samples()) == 3
+    resumed = evalsuite("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(RunDir(run).samples()) == 5
