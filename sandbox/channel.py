@@ -37,10 +37,10 @@ class Channel:
         self.stderr = bytearray()
         self.closed = False
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, msg: dict[str, Any], timeout_s: float = 30.0) -> None:
         data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
         try:
-            self._sock.settimeout(30)
+            self._sock.settimeout(timeout_s)
             self._sock.sendall(data)
         except OSError as exc:
             raise ChannelError(f"write to executor failed: {exc}") from exc
@@ -95,6 +95,11 @@ class Channel:
 
     def close(self) -> None:
         self.closed = True
+        try:
+            # shutdown() (unlike close()) wakes a thread blocked in select/recv.
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:

@@ -164,11 +164,13 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: dict[str, docker.DockerClient] = {}
+        self.created: set[str] = set()  # every id ever created here (for audits)
         self._installed = False
 
     def add(self, client: docker.DockerClient, cid: str) -> None:
         with self._lock:
             self._live[cid] = client
+            self.created.add(cid)
             if not self._installed:
                 self._installed = True
                 atexit.register(self.remove_all)
@@ -203,3 +205,8 @@ class _Registry:
 
 
 _registry = _Registry()
+
+
+def created_here() -> set[str]:
+    """Ids of all containers this process has created (live or removed)."""
+    return set(_registry.created)

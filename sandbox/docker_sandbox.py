@@ -27,7 +27,7 @@ from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus, Sandbox
 from . import container as ctr
 from . import engine
 from .image import IMAGE_TAG
-from .pool import Task, Worker, WorkerBroken
+from .pool import CHANNEL_GRACE_S, Task, Worker, WorkerBroken
 
 BASE_UID = 20000  # worker i runs as uid BASE_UID + i: RLIMIT_NPROC is per uid
 
@@ -100,8 +100,8 @@ class DockerSandbox(Sandbox):
                        for i, w in enumerate(self._pool)]
             for t in threads:
                 t.start()
+            running = len(threads)
             try:
-                running = len(threads)
                 while running:
                     item = results.get()
                     if item is None:
@@ -111,7 +111,10 @@ class DockerSandbox(Sandbox):
                     else:
                         yield item
             finally:
-                stop.set()  # consumer stopped early or crashed: drain quickly
+                stop.set()
+                if running:  # consumer stopped early or crashed: abandon queued jobs
+                    for w in self._pool:
+                        w.stop()
                 for t in threads:
                     t.join()
 
@@ -152,7 +155,8 @@ class DockerSandbox(Sandbox):
                         if not worker.alive:
                             worker.stop()
                             worker.start()
-                        worker.send(task)
+                        worker.send(task, wait_s=CHANNEL_GRACE_S + sum(
+                            t.timeout_s for t in inflight))
                     except Exception as exc:  # start failure or broken channel
                         worker.stop()
                         self._requeue(inflight, pending)

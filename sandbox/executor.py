@@ -17,6 +17,7 @@ the host then checks the nonce.  Exit codes are only used to describe failures.
 """
 
 import builtins
+import gc
 import json
 import os
 import resource
@@ -83,14 +84,18 @@ def _vm_size():
     return 0
 
 
+_OOM_FILES = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+
+
 def _oom_kills():
-    """Cgroup OOM-kill counter (v1 or v2), or -1 when not readable."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+    """Cgroup OOM-kill counter (v2 or v1), or -1 when not readable."""
+    for path in _OOM_FILES:
         try:
             with open(path) as f:
                 for line in f:
                     k, _, v = line.partition(" ")
                     if k == "oom_kill":
+                        _OOM_FILES[:] = [path]  # remember which one this host has
                         return int(v)
         except (OSError, ValueError):
             continue
@@ -153,6 +158,7 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
         if raw != 3:
             os.dup2(raw, 3, inheritable=False)
         os.closerange(4, 65536)  # also drops every executor-side descriptor
+        _inbox.scrub()  # later jobs queued in the executor stay private
         # Signal dispositions are inherited as a fresh interpreter has them.
         # Every Python line run here costs copy-on-write faults, so setup is
         # kept to system calls; the address-space base is measured by the parent.
@@ -287,9 +293,12 @@ class _Capture:
         return s
 
 
+_oom_seen = [-1]  # cgroup OOM-kill counter as of the end of the previous job
+
+
 def run_job(job, limits, vm_base):
     t0 = time.monotonic()
-    oom_before = _oom_kills()
+    oom_before = _oom_seen[0]
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -310,6 +319,7 @@ def run_job(job, limits, vm_base):
     out, err = _Capture(limits["out_cap"]), _Capture(limits["out_cap"])
     rep_buf = bytearray()
     rep_forged = False
+    rep_oversize = False
     rep_open = True
     fds = {out_r: out, err_r: err}
     deadline = t0 + float(job["timeout"])
@@ -348,7 +358,7 @@ def run_job(job, limits, vm_base):
                 if sender != pid:
                     rep_forged = True  # a grandchild or stray process wrote to it
                 if len(rep_buf) + len(data) > REPORT_CAP:
-                    rep_forged = True
+                    rep_oversize = True
                 else:
                     rep_buf += data
             else:
@@ -381,6 +391,9 @@ def run_job(job, limits, vm_base):
                 if level == socket.SOL_SOCKET and ctype == socket.SCM_CREDENTIALS:
                     if struct.unpack("3i", cdata[:12])[0] != pid:
                         rep_forged = True
+            if len(rep_buf) + len(data) > REPORT_CAP:
+                rep_oversize = True
+                break
             rep_buf += data
     except (BlockingIOError, OSError):
         pass
@@ -390,9 +403,9 @@ def run_job(job, limits, vm_base):
         os.close(fd)
     parent_sock.close()
     clean = all([_wipe(d) for d in SCRATCH_DIRS]) and reaped
-    oom_after = _oom_kills()
+    oom_after = _oom_seen[0] = _oom_kills()
     report = None
-    if rep_buf and not rep_forged:
+    if rep_buf and not rep_forged and not rep_oversize:
         try:
             report = json.loads(rep_buf.decode("utf-8"))
         except ValueError:
@@ -404,6 +417,7 @@ def run_job(job, limits, vm_base):
         "exit_code": os.waitstatus_to_exitcode(status),
         "report": report,
         "report_rejected": rep_forged,
+        "report_oversize": rep_oversize,
         "cgroup_oom": oom_after > oom_before >= 0,
         "cpu_s": (rusage.ru_utime + rusage.ru_stime) if rusage else 0.0,
         "wall_s": wall,
@@ -413,14 +427,61 @@ def run_job(job, limits, vm_base):
     }
 
 
+class _Inbox:
+    """Reads request lines from fd 0 into one reusable buffer.
+
+    With pipelining, the *next* job may already be buffered here when a child
+    is forked; the child wipes this buffer (see ``scrub``), so a program that
+    digs through its own memory cannot read a later job's source or nonce.
+    """
+
+    def __init__(self):
+        self.buf = bytearray(1 << 16)
+        self.start = self.end = 0
+
+    def readline(self):
+        while True:
+            i = self.buf.find(b"\n", self.start, self.end)
+            if i >= 0:
+                line = bytes(self.buf[self.start:i])
+                self.start = i + 1
+                return line
+            if self.start:  # compact in place
+                n = self.end - self.start
+                self.buf[:n] = self.buf[self.start:self.end]
+                self.buf[n:self.end] = bytes(self.end - n)
+                self.start, self.end = 0, n
+            if self.end == len(self.buf):  # grow, wiping the old copy
+                bigger = bytearray(2 * len(self.buf))
+                bigger[:self.end] = self.buf
+                self.buf[:] = bytes(len(self.buf))
+                self.buf = bigger
+            got = os.readv(0, [memoryview(self.buf)[self.end:]])
+            if not got:
+                return b""
+            self.end += got
+
+    def scrub(self):
+        self.buf[:] = bytes(len(self.buf))
+        self.start = self.end = 0
+
+
+_inbox = _Inbox()
+
+
 def main():
     _set_nondumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    stdin = os.fdopen(0, "rb", buffering=1 << 16)
+    stdin = _inbox
     limits = None
     # A job's address-space limit is its budget on top of the executor's own
     # mappings, which the forked child inherits (stable once warmed up).
     vm_base = _vm_size() + (16 << 20)
+    _oom_seen[0] = _oom_kills()
+    # Objects that exist now are never collected: moving them out of the
+    # collector's reach keeps a child's gc passes from writing to (and so
+    # copying) every inherited page.
+    gc.freeze()
     while True:
         line = stdin.readline()
         if not line:

@@ -97,8 +97,11 @@ class Worker:
             return False
 
     # -- jobs (pipelined: the next job waits in the executor's stdin) ------
-    def send(self, task: Task) -> None:
-        """Queue ``task`` in the executor; raises WorkerBroken."""
+    def send(self, task: Task, wait_s: float = CHANNEL_GRACE_S) -> None:
+        """Queue ``task`` in the executor; raises WorkerBroken.
+
+        ``wait_s`` bounds how long a write may block: a large source only fits
+        once the executor has finished the jobs queued before it."""
         assert self.channel is not None
         task.nonce = secrets.token_hex(16)
         request = {"op": "run", "id": task.job.id, "nonce": task.nonce,
@@ -106,7 +109,7 @@ class Worker:
                    "result_var": task.job.result_var,
                    "limits": self.limits.executor_limits(task.timeout_s)}
         try:
-            self.channel.send(request)
+            self.channel.send(request, timeout_s=wait_s)
         except ChannelError as exc:
             raise WorkerBroken(f"executor lost: {exc}") from exc
 
@@ -184,6 +187,8 @@ def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecSta
         if kind == "bad_value":
             return ExecStatus.FAILED, str(report.get("detail")), None
         return ExecStatus.FAILED, f"unknown completion report kind {kind!r:.40}", None
+    if raw.get("report_oversize"):
+        return ExecStatus.FAILED, "completion report too large (result value over 8 MiB?)", None
     if raw.get("report_rejected"):
         return ExecStatus.FAILED, "completion report sent by a process other than the job", None
     if raw.get("cgroup_oom"):

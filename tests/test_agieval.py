@@ -153,13 +153,17 @@ def test_random_shots_are_seeded_and_exclude_the_item():
     assert pa == [b.request(s).prompt for s in b.samples[:6]]
     assert pa != [c.request(s).prompt for s in c.samples[:6]]
     assert len(set(pa)) > 1  # each item has its own draw
-    # An item that is itself a csv demo never sees itself as a demonstration.
-    demo_q = ag.demos_for(ag.load_demos((AG / "few_shot_prompts.csv").read_text(encoding="utf-8"), Counter()), "aqua-rat")[0]["question"]
-    hits = [s for s in a.samples if s.input["question"].strip() == demo_q.strip()]
-    fixed = ag.agieval_en(CTX, variant="fewshot", subsets=["aqua-rat"], shots=4)
-    for s in hits:
-        body = fixed.request(s).prompt
-        assert body.count(demo_q.strip()) == 1  # only as the query
+    # gaokao-chemistry/38 is itself a csv demo (its options formatted differently there):
+    # it never sees itself as a demonstration, fixed or random.
+    item_q = row("gaokao-chemistry", 38)["question"].strip()
+    for kw in ({}, {"shots": 4, "shot_selection": "random"}):
+        for seed in (1, 2, 3):
+            t = ag.agieval_zh(TaskContext(data_dir=DATA, chat=False, seed=seed), variant="fewshot",
+                              subsets=["gaokao-chemistry"], **kw)
+            prompt = t.request(by_id(t, "gaokao-chemistry/38")).prompt
+            assert prompt.count(item_q) == 1 and prompt.count("答案是") == 4 + 1  # 4 demos + the query's
+            other = t.request(by_id(t, "gaokao-chemistry/37")).prompt
+            assert other.count("答案是") == (5 if not kw else 4) + 1
 
 
 def test_fewshot_as_chat_alternates_turns():
@@ -204,6 +208,8 @@ def test_answer_extraction():
     assert choice_answer(" (B), because the passage says", 4, False, "en", False) == {"B"}
     assert choice_answer("Let's see (A) is wrong... so the answer is (D).", 5, False, "en", True) == {"D"}
     assert choice_answer(" E", 4, False, "en", False) is None  # not an option of a 4-option item
+    assert choice_answer("A:", 4, False, "en", False) is None  # an echoed speaker label, not an answer
+    assert choice_answer("A: (C)", 4, False, "en", False) == {"C"}
     assert choice_answer("答案是 A、C", 4, True, "zh", True) == {"A", "C"}
     assert choice_answer(" BD", 4, True, "zh", False) == {"B", "D"}
     assert gold_letters("A B D") == (["A", "B", "D"], "multi_letter_string")

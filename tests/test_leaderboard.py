@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.rundir import RunDir
+from leaderboards.samples import script_json
 from tests.conftest import REPO, evalsuite
 
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> So the answer is (A).'
@@ -95,13 +96,14 @@ def test_model_written_text_is_escaped_in_html(site):
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in models
 
 
-def test_sample_chunks_hold_every_sample(site, runs):
+def test_sample_pages_embed_every_sample_as_script_safe_json(site, runs):
     hostile = RunDir.existing(runs[HOSTILE_MODEL]).samples()
-    chunks = [p for p in site.joinpath("data").rglob("c*.js")]
-    text = "".join(p.read_text() for p in chunks)
-    for sample in hostile[:5]:
+    (page,) = [p for p in (site / "samples").rglob("*.html") if "evil&lt;b&gt;" in p.read_text()]
+    text = page.read_text()
+    for sample in hostile:
         assert json.dumps(sample.sample_id) in text
-    assert json.dumps(HOSTILE) in text  # as a JSON string, for textContent
+    # Inside the inline <script>, '<' and '>' are \u003c / \u003e: nothing can close it.
+    assert script_json(HOSTILE) in text and "\\u003c/script\\u003e" in script_json(HOSTILE)
 
 
 def test_history_chart_orders_checkpoints_by_step(site):
@@ -208,6 +210,9 @@ def test_index_sorts_by_any_column(page, site):
     page.screenshot(path=str(SHOTS / "index.png"), full_page=True)
     scores = page.eval_on_selector_all("#board tbody tr td.score", "els => els.map(e => parseFloat(e.dataset.value))")
     assert scores == sorted(scores, reverse=True)  # default: by average, best first
+    ranks = page.eval_on_selector_all("#board tbody tr td.rank", "els => els.map(e => parseInt(e.textContent))")
+    assert ranks[0] == 1 and ranks == sorted(ranks)
+    assert len(set(ranks)) < len(ranks)  # overlapping intervals share a rank
     page.click("#board th[data-col=model]")
     names = models_in_order(page)
     assert names == sorted(names, key=str.lower)
@@ -275,9 +280,11 @@ def test_sample_browser_pages_and_loads_chunks_on_demand(page, small_chunk_site)
     page.wait_for_selector("#browser[data-page='17'][data-ready='1']")
     assert page.locator("article.sample").count() == 1  # 81 = 16 × 5 + 1
     assert page.is_disabled("#next")
-    # Chunks 0 (pages 1-2) and 8 (page 17) only, out of 9.
+    # Chunk 0 (pages 1-2) is embedded; of chunks 1-8 only 8 (page 17) was loaded.
     loaded = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src.split('/').pop())")
-    assert sorted(s for s in loaded if s.startswith("c")) == ["c0.js", "c8.js"]
+    chunk_files = [s for s in loaded if "-c" in s]
+    assert len(chunk_files) == 1 and chunk_files[0].endswith("-c8.js")
+    assert len(list((small_chunk_site / "data").rglob("*-c*.js"))) == 4 * 8  # 4 runs × chunks 1..8
     page.select_option("#f-verdict", "pass")
     page.wait_for_selector("#browser[data-page='1'][data-ready='1']")
     verdicts = page.eval_on_selector_all("article.sample .verdict", "els => els.map(e => e.textContent)")

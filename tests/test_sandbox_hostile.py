@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import textwrap
 
@@ -12,9 +13,10 @@ import pytest
 from evalsuite.sandbox import ExecJob, ExecStatus
 
 try:
-    from sandbox_fixtures import SECRET_NAME, SECRET_VALUE, run1, sb, sb1  # noqa: F401
+    from sandbox_fixtures import SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1  # noqa: F401
 except ImportError:  # tests/ imported as a package
-    from tests.sandbox_fixtures import SECRET_NAME, SECRET_VALUE, run1, sb, sb1  # noqa: F401
+    from tests.sandbox_fixtures import (  # noqa: F401
+        SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1)
 
 pytestmark = pytest.mark.docker
 
@@ -231,9 +233,19 @@ def _bridge_gateway() -> str:
         return "172.17.0.1"
 
 
-@pytest.mark.parametrize("target", ["gateway", "1.1.1.1", "8.8.8.8"])
+def _host_ip() -> str:
+    """The host's primary address (no packet is sent by a UDP connect)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.2"
+
+
+@pytest.mark.parametrize("target", ["gateway", "host", "1.1.1.1", "8.8.8.8"])
 def test_network_egress_is_impossible(sb, target):
-    host = _bridge_gateway() if target == "gateway" else target
+    host = {"gateway": _bridge_gateway, "host": _host_ip}.get(target, lambda: target)()
     r = run1(sb, f"import socket\nsocket.create_connection(({host!r}, 53), timeout=3)")
     assert r.status is FAILED
     assert "unreachable" in r.detail.lower() or "OSError" in r.detail
@@ -391,3 +403,51 @@ def test_many_jobs_in_parallel_keep_their_identity(sb):
     for i in range(60):
         r = results[f"j{i}"]
         assert r.status is PASSED and r.value == 2 * i and r.stdout == f"{i}\n"
+
+
+def test_job_cannot_read_the_next_queued_job():
+    """With pipelining the next job may sit in the executor's buffer while
+    this one runs; the forked child wipes it before the program starts."""
+    spy = src("""
+        import gc, io, sys
+        # Everything reachable from the executor's module (the program can
+        # always find it), one attribute deep, plus every tracked object.
+        main = sys.modules["__main__"]
+        found = list(vars(main).values())
+        found += [w for v in found if hasattr(v, "__dict__") for w in vars(v).values()]
+        blobs = [v for v in found if isinstance(v, (bytes, bytearray))]
+        for o in gc.get_objects():
+            if isinstance(o, io.BufferedReader):
+                try:
+                    blobs.append(o.peek())
+                except Exception:
+                    pass
+            inbox = getattr(o, "buf", None)
+            if isinstance(inbox, bytearray):
+                blobs.append(inbox)
+        result = any(b"NEXT-JOB-MARKER" in bytes(b) for b in blobs)
+    """)
+    # While "slow" runs, "spy" and "next" both arrive, so the executor reads
+    # them in one go and forks "spy" with "next" already in its buffer.
+    jobs = [ExecJob("slow", "import time\ntime.sleep(0.5)"),
+            ExecJob("spy", spy, result_var="result"),
+            ExecJob("next", "secret = 'NEXT-JOB-MARKER'")]
+    box = make_sandbox(workers=1, pipeline_depth=3)
+    try:
+        results = {r.id: r for r in box.run(jobs)}
+    finally:
+        box.close()
+    assert results["next"].status is PASSED and results["slow"].status is PASSED
+    assert results["spy"].status is PASSED and results["spy"].value is False
+
+
+def test_oversized_result_value_fails(sb):
+    r = run1(sb, "result = 'x' * (9 << 20)", result_var="result")
+    assert r.status is FAILED and "too large" in r.detail
+
+
+def test_large_source_passes(sb):
+    body = "\n".join(f"v{i} = {i}" for i in range(100_000))  # ~1.2 MB of source
+    r = run1(sb, body + "\nassert v99999 == 99999\nresult = v12345", result_var="result",
+             timeout_s=20)
+    assert r.status is PASSED and r.value == 12345

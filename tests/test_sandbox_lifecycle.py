@@ -159,19 +159,68 @@ def test_containers_removed_when_the_host_process_dies(sig):
             proc.kill()
 
 
-def test_nothing_left_behind_and_next_job_runs():
-    """Runs last in this module: no labelled container of ours survives, no
-    sandbox executor process remains on the host, and a new job runs fine."""
-    client = docker_client()
-    from sandbox.container import owner_id
+def test_long_run_reuses_one_container():
+    """Hundreds of jobs on one executor: no descriptor or process leak forces
+    a replacement (a leak of 2 fds per job once broke it after ~510 jobs)."""
+    box = make_sandbox(workers=1)
+    try:
+        assert run1(box, "x = 1").status is ExecStatus.PASSED
+        first = box._pool[0].container
+        jobs = [ExecJob(str(i), f"print({i})\nassert {i} >= 0") for i in range(800)]
+        results = list(box.run(jobs))
+        assert len(results) == 800
+        assert all(r.status is ExecStatus.PASSED for r in results)
+        assert box._pool[0].container == first
+        assert box._pool[0].jobs_run >= 801
+    finally:
+        box.close()
 
-    mine = [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
-            if c.labels.get(f"{LABEL}.owner") == owner_id()]
-    assert mine == []
-    ps = subprocess.run(["ps", "-eo", "uid,args"], capture_output=True, text=True).stdout
-    strays = [l for l in ps.splitlines() if l.split(None, 1)[0].isdigit()
-              and 20000 <= int(l.split(None, 1)[0]) < 20100]
-    assert strays == []
+
+def test_damaging_jobs_inside_a_pipelined_stream():
+    """Jobs queued behind a timeout/OOM on the same worker are re-sent to the
+    fresh container and still get their own, correct verdicts."""
+    box = make_sandbox(workers=1, memory_mb=256, retry_timeouts=False, pipeline_depth=3)
+    try:
+        jobs = [ExecJob("a", "result = 'a'", result_var="result"),
+                ExecJob("loop", "while True:\n    pass", timeout_s=1),
+                ExecJob("b", "result = 'b'", result_var="result"),
+                ExecJob("bomb", "x = bytearray(1 << 30)"),
+                ExecJob("c", "result = 'c'", result_var="result"),
+                ExecJob("exit", "import os\nos._exit(0)"),
+                ExecJob("d", "result = 'd'", result_var="result")]
+        results = {r.id: r for r in box.run(jobs)}
+        assert {k: r.status for k, r in results.items()} == {
+            "a": ExecStatus.PASSED, "loop": ExecStatus.TIMED_OUT, "b": ExecStatus.PASSED,
+            "bomb": ExecStatus.OOM, "c": ExecStatus.PASSED, "exit": ExecStatus.FAILED,
+            "d": ExecStatus.PASSED}
+        assert [results[k].value for k in "abcd"] == list("abcd")
+    finally:
+        box.close()
+
+
+def test_consumer_stopping_early_abandons_running_jobs_quickly():
+    box = make_sandbox(workers=2, retry_timeouts=False)
+    try:
+        jobs = [ExecJob("quick", "x = 1")] + [
+            ExecJob(f"slow{i}", "import time\ntime.sleep(30)", timeout_s=60) for i in range(4)]
+        gen = box.run(jobs)
+        first = next(gen)
+        gen.close()  # stop consuming while slow jobs are running
+        assert first.id == "quick"
+        # The running slow jobs were abandoned: their containers are gone.
+        assert all(w.container is None for w in box._pool)
+        assert run1(box, "x = 1").status is ExecStatus.PASSED  # usable afterwards
+    finally:
+        box.close()
+
+
+def test_nothing_left_behind_and_next_job_runs():
+    """Runs last in this module: a new job still runs normally, and afterwards
+    no labelled container of ours survives and no host process remains in any
+    container this process ever created."""
+    client = docker_client()
+    from sandbox.container import created_here, owner_id
+
     box = make_sandbox(workers=1)
     try:
         results = list(box.run([ExecJob("after", "assert 1 + 1 == 2")]))
@@ -181,3 +230,16 @@ def test_nothing_left_behind_and_next_job_runs():
     mine = [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
             if c.labels.get(f"{LABEL}.owner") == owner_id()]
     assert mine == []
+    # Other programs' sandboxes may legitimately be running meanwhile, so look
+    # only for processes inside containers created by this process.
+    ours = created_here()
+    assert ours
+    strays = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cgroups = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        if any(cid in cgroups for cid in ours):
+            strays.append(proc.name)
+    assert strays == []

@@ -1,23 +1,23 @@
-// Per-sample browser. Data lives in JS files (index.js, c<k>.js) that call
-// LB.index / LB.chunk; they are loaded with <script> tags because fetch() of
-// file:// URLs is blocked in Chromium. Only the chunks the current page needs
-// are loaded. Data is inserted with textContent only: model output is text,
-// never markup.
+// Per-sample browser. The page embeds the sample index and the first chunk of
+// records (window.LB_DATA); further chunks are JS files calling LB.chunk(k,
+// rows), loaded with <script> tags only when a page needs them, because
+// fetch() of file:// URLs is blocked in Chromium. Data is inserted with
+// textContent only: model output is text, never markup.
 (function () {
   "use strict";
   var root = document.getElementById("browser");
-  var base = root.dataset.base;
+  var data = window.LB_DATA;
+  var base = data.base;
   var pageSize = parseInt(root.dataset.pageSize, 10) || 20;
-  var chunkSize = 100;
-  var index = [];          // [i, id, subtask, status, verdict]
+  var chunkSize = data.chunkSize;
+  var index = data.index;  // [i, id, subtask, status, verdict]
   var filtered = [];       // positions into index after filters
-  var chunks = {};         // k -> rows
+  var chunks = {0: data.chunk0};  // k -> rows
   var pending = {};        // k -> Promise
   var page = 0;
   var LB = (window.LB = window.LB || {});
 
   LB.chunk = function (k, rows) { chunks[k] = rows; };
-  LB.index = function (size, rows) { chunkSize = size; index = rows; };
 
   function loadScript(src) {
     return new Promise(function (resolve, reject) {
@@ -32,7 +32,7 @@
   function loadChunk(k) {
     if (chunks[k]) return Promise.resolve(chunks[k]);
     if (!pending[k]) {
-      pending[k] = loadScript(base + "c" + k + ".js").then(function () { return chunks[k]; });
+      pending[k] = loadScript(base + "-c" + k + ".js").then(function () { return chunks[k]; });
     }
     return pending[k];
   }
@@ -151,9 +151,7 @@
   el("next").addEventListener("click", function () { go(page + 1); });
   el("page-input").addEventListener("change", function () { go((parseInt(el("page-input").value, 10) || 1) - 1); });
 
-  loadScript(base + "index.js").then(function () {
-    applyFilters();
-    var m = /^#page=(\d+)$/.exec(location.hash);
-    go(m ? parseInt(m[1], 10) - 1 : 0);
-  }, function (err) { el("page-info").textContent = err.message; });
+  applyFilters();
+  var m = /^#page=(\d+)$/.exec(location.hash);
+  go(m ? parseInt(m[1], 10) - 1 : 0);
 })();

@@ -59,6 +59,7 @@
     if (!avgCol) return;
     var decimals = parseInt(board.dataset.decimals, 10);
     if (isNaN(decimals)) decimals = 1;
+    var bounds = [];  // [row, low, high] of each average, for the rank
     Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
       var sum = 0, k = 0, varSum = 0, missing = false, seMissing = false;
       row.querySelectorAll("td[data-task]").forEach(function (td) {
@@ -73,10 +74,22 @@
       if (missing || k === 0) {
         cell.dataset.value = ""; v.textContent = "—"; ci.textContent = "";
       } else {
+        var half = seMissing ? 0 : 1.959963984540054 * Math.sqrt(varSum) / k;
         cell.dataset.value = String(sum / k);
         v.textContent = (sum / k).toFixed(decimals);
-        ci.textContent = seMissing ? "" : "± " + (1.959963984540054 * Math.sqrt(varSum) / k).toFixed(decimals);
+        ci.textContent = seMissing ? "" : "± " + half.toFixed(decimals);
+        bounds.push([row, sum / k - half, sum / k + half]);
       }
+    });
+    // Rank = 1 + the number of models whose average is *significantly* higher
+    // (their CI lies entirely above this one's), so statistical ties share a rank.
+    Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
+      var cell = row.querySelector("td.rank");
+      if (!cell) return;
+      var mine = bounds.filter(function (b) { return b[0] === row; })[0];
+      var rank = mine ? 1 + bounds.filter(function (b) { return b[1] > mine[2]; }).length : null;
+      cell.dataset.value = rank === null ? "" : String(rank);
+      cell.textContent = rank === null ? "—" : String(rank);
     });
     var sorted = board.querySelector("th[aria-sort]");
     if (sorted && sorted.dataset.col === "average") {  // keep the average order current

@@ -23,7 +23,8 @@ Parameters (``-T key=value``)
                  upstream's second "Therefore, the answer is" call.
   shots          number of demos (default: all in the csv, 3-5; 0 for zeroshot).
   shot_selection fixed (csv order) | random (seeded by --seed and the item id).
-                 A demo whose question equals the item's is never used for it.
+                 A demo that is the item itself (same passage and question) is never
+                 used for it (gaokao-chemistry/38 gets the other 4).
   scoring        generate (default) | loglikelihood: MC subsets score each option
                  as a continuation (acc, acc_norm); cloze subsets still generate.
   choice_format  letter (" (A)", or " A" after a few-shot "The answer is therefore")
@@ -79,6 +80,7 @@ from evalsuite.task import ChoiceRequest, GenerateRequest, Task, TaskContext, Ta
 from evalsuite.templates import task_templates
 from tasks.agieval.answers import (
     LETTERS,
+    canonical_math,
     choice_answer,
     cloze_answer,
     display_options,
@@ -158,7 +160,7 @@ def build(
             sample = make_sample(subset, i, row, normalize_options, quirks)
             if sample is not None:
                 samples.append(sample)
-        if n_shots is not None and n_shots > len(demos_for(demos, subset)):
+        if n_shots is not None and n_shots > len(demos_for(demos, subset)):  # noqa: SIM102
             raise UserError(f"{name}: {subset} has {len(demos_for(demos, subset))} demos in few_shot_prompts.csv, asked for {n_shots}")
 
     base = GenerationConfig(
@@ -167,12 +169,14 @@ def build(
     )
     config = sampling_config(base, self_consistency, temperature, ctx.seed)
 
+    pools = {subset: demos_for(demos, subset) for subset in chosen}
+
     def shots_for(sample: Sample) -> list[dict[str, Any]]:
-        subset = sample.subtask
-        pool = demos_for(demos, subset)
-        k = len(pool) if n_shots is None else n_shots
-        return select_shots(pool, k, selection=shot_selection, seed=ctx.seed, key=sample.id,
-                            exclude=lambda d: d["question"].strip() == sample.input["question"].strip())
+        """The item's demos; an item that is itself a demo gets the others (one fewer if all were asked for)."""
+        me = identity(sample.input)
+        pool = [d for d in pools[sample.subtask] if identity(d) != me]
+        k = min(len(pools[sample.subtask]) if n_shots is None else n_shots, len(pool))
+        return select_shots(pool, k, selection=shot_selection, seed=ctx.seed, key=sample.id)
 
     def prompt(sample: Sample) -> Any:
         inp = sample.input
@@ -217,7 +221,11 @@ def build(
         return score_generation(sample, response.completions, cot)
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:
-        result = aggregate_means(results, "acc", "macro", notes={"quirks": dict(sorted(quirks.items()))})
+        notes: dict[str, Any] = {"quirks": dict(sorted(quirks.items()))}
+        if group == "all":
+            notes["aggregates"] = ("acc_en_macro/_micro and acc_zh_macro/_micro: macro and size-weighted means "
+                                   "over the English (10) and Chinese (11) subsets; gaokao-english counts as English")
+        result = aggregate_means(results, "acc", "macro", notes=notes)
         if group != "all":
             return result
         extra: dict[str, MetricValue] = {}
@@ -290,7 +298,7 @@ def score_generation(sample: Sample, completions: Sequence[str], cot: bool) -> S
     lang, options = sample.input["lang"], sample.input["options"]
     if options is None:
         def extract(text: str) -> str | None:
-            return cloze_answer(text, lang)
+            return canonical_math(cloze_answer(text, lang))
 
         def correct(answer: str | None) -> bool:
             return math_equal(answer, sample.target)
@@ -314,6 +322,18 @@ def score_generation(sample: Sample, completions: Sequence[str], cot: bool) -> S
 
 
 # -- few-shot demonstrations -----------------------------------------------------
+
+
+def identity(item: dict[str, Any]) -> tuple[str, str]:
+    """What makes an item the same problem as a demo: its passage and question.
+
+    The question alone is not enough (many lsat-rc items share one question on
+    different passages); options are left out because the csv copy of a demo
+    may format them differently (gaokao-chemistry/38: "$\\mathrm{KI}$" vs "KI").
+    A demo is compared with its original passage, also for sat-en-without-passage.
+    """
+    passage = item.get("original_passage", item.get("passage")) or ""
+    return passage.strip(), item["question"].strip()
 
 
 def load_demos(text: str, quirks: Counter[str]) -> dict[str, list[dict[str, Any]]]:
@@ -361,7 +381,7 @@ def demos_for(demos: dict[str, list[dict[str, Any]]], subset: str) -> list[dict[
             shown, answer = None, d.get("answer") or ""
         passage = "" if subset == "sat-en-without-passage" else (d.get("passage") or "")
         out.append({"passage": passage, "question": d["question"], "options": shown, "answer": answer,
-                    "explanation": d["explanation"]})
+                    "explanation": d["explanation"], "original_passage": d.get("passage") or ""})
     return out
 
 

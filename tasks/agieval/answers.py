@@ -88,8 +88,9 @@ MARKERS = {
     "zh": ["答案是", "答案为", "答案：", "答案:", "我们应选择", "应选择", "应选", "故选", "因此选", "所以选"],
 }
 # A run of letters standing alone ("B", "(B)", "AC", "A、C"); ASCII lookarounds so
-# Chinese text around a letter does not hide it ("选A。").
-_LETTER_RUN = re.compile(r"(?<![A-Za-z])[\(（]?([A-G](?:\s*[,，、和]?\s*[A-G])*)[\)）]?(?![A-Za-z])")
+# Chinese text around a letter does not hide it ("选A。").  "A:" is a speaker
+# label that small chat models echo, not an answer.
+_LETTER_RUN = re.compile(r"(?<![A-Za-z])[\(（]?([A-G](?:\s*[,，、和]?\s*[A-G])*)[\)）]?(?![A-Za-z:：])")
 _PAREN_LETTER = re.compile(r"[\(（]([A-G])[\)）]")
 
 
@@ -201,6 +202,19 @@ def _number(s: str) -> Fraction | float | None:
     except (ValueError, ZeroDivisionError):
         return None
     return None
+
+
+def canonical_math(answer: str | None) -> str | None:
+    """One spelling per value, so self-consistency pools equivalent answers
+    ("0.5", "$\\frac{1}{2}$" and "1/2" all vote for "1/2")."""
+    if answer is None:
+        return None
+    parts = []
+    for part in answer.split(";"):
+        norm = normalize_math(part)
+        value = _number(norm)
+        parts.append(str(Fraction(value)) if isinstance(value, Fraction) else norm)
+    return ";".join(parts) or None
 
 
 def _one_equal(pred: str, gold: str) -> bool:

