@@ -31,7 +31,7 @@ engine:
 	bash sandbox/setup_engine.sh
 
 image: setup engine
-	$(BIN)/evalsuite sandbox build
+	$(BIN)/evalsuite sandbox build --if-missing
 
 browser: setup
 	bash leaderboards/setup_browser.sh $(BIN)/pip

@@ -26,7 +26,7 @@ from evalsuite.rundir import RunDir
 from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_NOT_COMPARABLE = 0, 1, 3
-POINTS = 100.0  # values are fractions; thresholds and the table are in percentage points
+POINTS = 100.0  # fractions are shown, and thresholds given, in percentage points
 
 
 @dataclass
@@ -66,6 +66,8 @@ class TaskComparison:
     failures: list[str] = field(default_factory=list)
     # subtask -> (n, baseline mean, candidate mean): descriptive, no tests (no fishing).
     subtasks: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    # 100 for fractions (shown in points); 1 for metrics on their own scale (e.g. BLEU 0-100).
+    scale: float = POINTS
 
 
 def _md(text: str) -> str:
@@ -168,6 +170,8 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     else:
         stats = paired_bootstrap(b, c, strata if macro else None, level)
     comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored))
+    if max(np.abs(b).max(), np.abs(c).max()) > 1:
+        comp.scale = 1.0
     names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
     if len(set(names)) > 1:
         for name in sorted(set(names)):
@@ -188,7 +192,7 @@ def decide(
     adjusted = holm(raw) if correction == "holm" else raw
     for comp, p in zip(comparisons, adjusted):
         comp.p_adjusted = p
-        delta_pts = comp.stats.delta * POINTS
+        delta_pts = comp.stats.delta * comp.scale
         significant = p < alpha
         if significant and delta_pts < 0 and -delta_pts > max_drop:
             comp.verdict = "❌ regressed"
@@ -199,9 +203,9 @@ def decide(
             comp.verdict = "✅ improved"
         else:
             comp.verdict = "✅ no significant change"
-        if comp.task in minimums and comp.stats.candidate * POINTS < minimums[comp.task]:
+        if comp.task in minimums and comp.stats.candidate * comp.scale < minimums[comp.task]:
             comp.verdict = "❌ below minimum"
-            comp.failures.append(f"{comp.stats.candidate * POINTS:.2f} is below the minimum {minimums[comp.task]:g}")
+            comp.failures.append(f"{comp.stats.candidate * comp.scale:.2f} is below the minimum {minimums[comp.task]:g}")
         if max_unscored_increase is not None:
             n = comp.stats.n
             increase = (comp.unscored[1] - comp.unscored[0]) / n * POINTS
@@ -213,12 +217,12 @@ def decide(
                 )
 
 
-def _pct(x: float) -> str:
-    return f"{x * POINTS:.1f}"
+def _pct(x: float, scale: float = POINTS) -> str:
+    return f"{x * scale:.1f}"
 
 
-def _signed(x: float) -> str:
-    text = f"{x * POINTS:+.1f}"
+def _signed(x: float, scale: float = POINTS) -> str:
+    text = f"{x * scale:+.1f}"
     return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")
 
 
@@ -253,8 +257,9 @@ def render_markdown(
         if s.discordant is not None:
             test += f" ({s.discordant[0]} lost, {s.discordant[1]} gained)"
         lines.append(
-            f"| {_md(c.task)} | {_md(c.metric)} ({c.aggregation}) | {s.n} | {_pct(s.baseline)} | {_pct(s.candidate)} | "
-            f"{_signed(s.delta)} [{_signed(s.ci_low)}, {_signed(s.ci_high)}] | {_p(c.p_adjusted)} | {test} | "
+            f"| {_md(c.task)} | {_md(c.metric)} ({c.aggregation}) | {s.n} | {_pct(s.baseline, c.scale)} | "
+            f"{_pct(s.candidate, c.scale)} | {_signed(s.delta, c.scale)} "
+            f"[{_signed(s.ci_low, c.scale)}, {_signed(s.ci_high, c.scale)}] | {_p(c.p_adjusted)} | {test} | "
             f"{c.unscored[0]}→{c.unscored[1]} | {c.verdict} |"
         )
     lines.append("")
@@ -276,11 +281,14 @@ def render_markdown(
         ]
         ordered = sorted(c.subtasks.items(), key=lambda kv: (-abs(kv[1][2] - kv[1][1]), kv[0]))
         for name, (n, b_mean, c_mean) in ordered:
-            lines.append(f"| {_md(name)} | {n} | {_pct(b_mean)} | {_pct(c_mean)} | {_signed(c_mean - b_mean)} |")
+            lines.append(
+                f"| {_md(name)} | {n} | {_pct(b_mean, c.scale)} | {_pct(c_mean, c.scale)} | {_signed(c_mean - b_mean, c.scale)} |"
+            )
         lines += ["", "</details>"]
     lines += [
         "",
-        "<sub>Scores in percentage points over the samples both runs share, paired by (task, sample_id); "
+        "<sub>Scores in percentage points (metrics already above 1, e.g. BLEU, on their own scale) over the "
+        "samples both runs share, paired by (task, sample_id); "
         "unscored samples count as failures. Δ = candidate − baseline. "
         "A task fails when it drops significantly by more than the allowed amount.</sub>",
     ]
@@ -332,7 +340,14 @@ def gate(
 ) -> None:
     """Compare a candidate run with a baseline run using paired significance tests.
 
-    Exit 0 pass, 1 regression, 3 runs not comparable.
+    Per task: McNemar's exact test (0/1 metrics) or a paired bootstrap (graded),
+    on samples paired by id; unscored samples count as failures. Prints a
+    markdown summary for a pull-request comment.
+
+    Exit codes: 0 pass; 1 a task regressed significantly by more than
+    --max-drop, fell below --min, or exceeded --max-unscored-increase;
+    2 bad usage; 3 the runs are not comparable (tasks, samples, prompts,
+    templates or task parameters differ).
     """
     mins = _minimums(minimums)
     base, cand = Run.load(baseline), Run.load(candidate)

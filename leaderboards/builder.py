@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 
@@ -36,6 +36,7 @@ from leaderboards.history import series_of, svg_chart
 from leaderboards.samples import script_json, write_sample_chunks
 
 HERE = Path(__file__).parent
+MARKER = ".evalsuite-leaderboard"
 
 
 @dataclass
@@ -155,19 +156,24 @@ class SiteBuilder:
 
     def build(self) -> None:
         if self.out.exists():
-            if not (self.out / "index.html").is_file() and any(self.out.iterdir()):
+            # Only ever delete a folder this command created (it holds the marker).
+            if not (self.out / MARKER).is_file() and any(self.out.iterdir()):
                 raise UserError(f"{self.out} exists and is not a leaderboard site; refusing to overwrite it")
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
+        (self.out / MARKER).write_text("built by `evalsuite leaderboard build`; the next build replaces this folder\n")
         shutil.copytree(HERE / "static", self.out / "static")
         self.files += len(list((HERE / "static").iterdir()))
+        # Page files are created by one process each: the counters stay exact.
+        self._sample_pages(self._other_pages)
+
+    def _other_pages(self) -> None:
         self._downloads()
         self._index()
         for task in self.board.tasks:
             self._task_page(task)
         for row in self.board.rows:
             self._model_page(row)
-        self._sample_pages()
         self._history()
 
     def _downloads(self) -> None:
@@ -203,6 +209,7 @@ class SiteBuilder:
             groups=groups,
             columns=self.config.columns,
             has_history=bool(series_of(self.board)),
+            deviations=self.board.deviations,
         )
 
     def _task_page(self, task: str) -> None:
@@ -225,6 +232,9 @@ class SiteBuilder:
             headlines=headlines,
             aggregations=aggregations,
             task_slug=self.task_slugs[task],
+            deviations=self.board.deviations,
+            deviating=[(row.key, self.board.deviations[(row.key, task)]) for row, _ in cells
+                       if (row.key, task) in self.board.deviations],
         )
 
     def _model_page(self, row: ModelRow) -> None:
@@ -241,24 +251,32 @@ class SiteBuilder:
             as_json=lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str),
         )
 
-    def _sample_pages(self) -> None:
-        """One browser page per (model, task). Runs are independent, so they are
-        spread over the available cores (parsing samples dominates)."""
+    def _sample_pages(self, other_pages: Callable[[], None]) -> None:
+        """One browser page per (model, task), while ``other_pages`` renders.
+
+        Runs are independent and parsing their samples dominates the build, so
+        they are spread over forked workers; the parent meanwhile writes the
+        index, task, model and history pages.
+        """
         global _ACTIVE
         runs: dict[int, Run] = {}
         for row in self.board.rows:
             for cell in row.cells.values():
                 runs[id(cell.run)] = cell.run
         keys = list(runs)
-        workers = min(len(keys), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        workers = min(len(keys), cpus)
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             _ACTIVE = self  # inherited by the forked workers, not pickled
             try:
                 with multiprocessing.get_context("fork").Pool(workers) as pool:
-                    counts = pool.map(_sample_worker, keys, chunksize=1)
+                    pending = pool.map_async(_sample_worker, keys, chunksize=1)
+                    other_pages()
+                    counts = pending.get()
             finally:
                 _ACTIVE = None
         else:
+            other_pages()
             counts = [self._samples_for_run(k) for k in keys]
         self.samples += sum(c[0] for c in counts)
         self.files += sum(c[1] for c in counts)
@@ -290,7 +308,7 @@ class SiteBuilder:
                 task_slug=task_slug,
                 n=len(samples),
                 subtasks=sorted({s.subtask for s in samples if s.subtask}),
-                statuses=sorted({s.score.status.value for s in samples}),
+                statuses=sorted({entry[3] for entry in data.index}),
                 data_json=script_json(payload),  # rendered with |safe: escaped by script_json
             )
             path = self.out / "samples" / row.slug / f"{task_slug}.html"
@@ -302,10 +320,18 @@ class SiteBuilder:
         charts = []
         for series in series_of(self.board):
             tasks = [t for t in self.board.tasks if any(t in r.cells for r in series.rows)]
-            svg = svg_chart(series, tasks, self.labels, self.config.decimals)
-            name = f"history/{slugify(series.name)}.svg"
-            self._write(name, svg)
-            charts.append({"series": series, "svg": svg, "file": name, "tasks": tasks})
+            # Only numbers on one scale share an axis: percentage-point tasks
+            # together, each lower-is-better or differently scaled task apart.
+            groups: dict[tuple[float, bool], list[str]] = {}
+            for task in tasks:
+                display = self.config.task(task)
+                groups.setdefault((display.scale, display.higher_is_better), []).append(task)
+            for n, ((scale, hib), members) in enumerate(groups.items()):
+                note = "" if hib else " (lower is better)"
+                svg = svg_chart(series, members, self.labels, self.config.decimals, note)
+                name = f"history/{slugify(series.name)}{'-' + str(n) if n else ''}.svg"
+                self._write(name, svg)
+                charts.append({"series": series, "svg": svg, "file": name, "tasks": members, "note": note})
         self._render("history.html.j2", "history.html", charts=charts, labels=self.labels)
 
 

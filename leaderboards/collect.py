@@ -8,8 +8,10 @@ one task for a model updates that cell only.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,21 @@ class Cell:
     subtasks: dict[str, Score | None]
 
     @property
+    def setup(self) -> dict[str, object]:
+        """What must match for two scores in one column to be comparable."""
+        tp = self.run.provenance.tasks.get(self.task)
+        if tp is None:
+            return {}
+        return {
+            "version": tp.version,
+            **{f"param {k}": v for k, v in tp.params.items()},
+            "templates": tp.template_hashes,
+            "dataset": tp.dataset.content_hash,
+            "generation": tp.generation.model_dump() if tp.generation else None,
+            "system message": tp.system_message,
+        }
+
+    @property
     def unscored(self) -> int:
         return sum(n for status, n in self.result.status_counts.items() if status != "scored")
 
@@ -81,9 +98,16 @@ class ModelRow:
 
     @property
     def step(self) -> float | None:
-        """The last number in the checkpoint name (step-1000 → 1000), for ordering."""
-        numbers = re.findall(r"\d+(?:\.\d+)?", self.checkpoint or "")
-        return float(numbers[-1]) if numbers else None
+        """Training step from names like step-1000, ckpt_500, iter3000 or 1000.
+
+        Only explicit step names count: a git sha such as 0a1b2c also contains
+        digits, and ordering by them would be nonsense.
+        """
+        name = (self.checkpoint or "").strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", name):
+            return float(name)
+        match = re.search(r"(?:step|ckpt|checkpoint|iter|iteration|epoch)[-_]?(\d+(?:\.\d+)?)", name, re.IGNORECASE)
+        return float(match.group(1)) if match else None
 
     @property
     def started_at(self) -> str:
@@ -95,6 +119,8 @@ class Board:
     rows: list[ModelRow]
     tasks: list[str]  # display order
     runs: list[Run]
+    # (model key, task) -> what differs from the task's most common setup.
+    deviations: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def _model_key(info: ModelInfo) -> tuple[str, str, str | None]:
@@ -161,4 +187,30 @@ def collect(paths: list[Path], config: SiteConfig) -> Board:
         used = {id(c.run) for c in row.cells.values()}
         row.runs = [r for r in row.runs if id(r) in used]
     tasks = config.task_order({t for row in rows.values() for t in row.cells})
-    return Board(list(rows.values()), tasks, runs)
+    return Board(list(rows.values()), tasks, runs, _deviations(list(rows.values()), tasks))
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, list) and len(value) > 3:
+        return f"{len(value)} items"
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _deviations(rows: list[ModelRow], tasks: list[str]) -> dict[tuple[str, str], list[str]]:
+    """Flag scores obtained with a different task setup than most of their column
+    (another prompt variant, shot count, subtask subset, template or dataset):
+    a leaderboard column is only meaningful when its numbers measure one thing."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for task in tasks:
+        cells = [(row.key, row.cells[task]) for row in rows if task in row.cells]
+        setups = [json.dumps(c.setup, sort_keys=True, default=str) for _, c in cells]
+        reference_key = Counter(setups).most_common(1)[0][0]
+        reference = json.loads(reference_key)
+        for (key, cell), setup in zip(cells, setups):
+            if setup == reference_key:
+                continue
+            mine = json.loads(setup)
+            diffs = sorted(k for k in set(mine) | set(reference) if mine.get(k) != reference.get(k))
+            out[(key, task)] = [f"{k}: {_describe(mine.get(k))} (most: {_describe(reference.get(k))})" for k in diffs]
+    return out

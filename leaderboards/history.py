@@ -54,7 +54,7 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals: int) -> str:
+def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals: int, note: str = "") -> str:
     rows = series.rows
     numeric = all(r.step is not None for r in rows)
     xs_raw = [r.step if numeric else float(i) for i, r in enumerate(rows)]
@@ -82,7 +82,7 @@ def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals
     def y(v: float) -> float:
         return TOP + (1 - (v - y_lo) / (y_hi - y_lo)) * plot_h
 
-    title = f"Scores over checkpoints of {series.name}"
+    title = f"Scores over checkpoints of {series.name}{note}"
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         f'role="img" aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="11">',

@@ -21,12 +21,19 @@ from evalsuite.records import SampleResult
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        # One entry per completion (e.g. extracted code): show text, not a JSON list.
+        if len(value) == 1:
+            return value[0]
+        return "\n".join(f"--- completion {i + 1} ---\n{v}" for i, v in enumerate(value))
+    return json.dumps(value, ensure_ascii=False)
 
 
-def verdict(sample: SampleResult, metric: str) -> str:
+def verdict(sample: SampleResult, metric: str, status: str | None = None) -> str:
     """pass / fail / a graded value; empty when the sample was not scored."""
-    if sample.score.status.value != "scored":
+    if (status or sample.score.status.value) != "scored":
         return ""
     value = sample.score.metrics.get(metric)
     if value is None:
@@ -47,18 +54,20 @@ def sample_record(sample: SampleResult, metric: str) -> dict[str, Any]:
     else:
         messages = [[m.role, m.content] for m in prompt]
     out = sample.output
+    score = sample.score
+    status = score.status.value  # enum attribute access is slow in bulk; read it once
     return {
         "id": sample.sample_id,
         "subtask": sample.subtask or "",
         "prompt": messages,
         "outputs": out.completions if out else [],
         "finish": out.finish_reasons if out else [],
-        "answer": _text(sample.score.answer),
+        "answer": _text(score.answer),
         "target": _text(sample.target),
-        "verdict": verdict(sample, metric),
-        "status": sample.score.status.value,
-        "metrics": sample.score.metrics,
-        "detail": sample.score.detail or "",
+        "verdict": verdict(sample, metric, status),
+        "status": status,
+        "metrics": score.metrics,
+        "detail": score.detail or "",
         "error": sample.error or "",
     }
 

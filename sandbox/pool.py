@@ -43,8 +43,9 @@ class Attempt:
 
 class Worker:
     def __init__(self, client: docker.DockerClient, image: str, limits: ctr.Limits,
-                 uid: int) -> None:
+                 uid: int, run_as_main: bool = True) -> None:
         self.client = client
+        self.run_as_main = run_as_main
         self.image = image
         self.limits = limits
         self.uid = uid
@@ -106,7 +107,7 @@ class Worker:
         task.nonce = secrets.token_hex(16)
         request = {"op": "run", "id": task.job.id, "nonce": task.nonce,
                    "source": task.job.source, "timeout": task.timeout_s,
-                   "result_var": task.job.result_var,
+                   "result_var": task.job.result_var, "as_main": self.run_as_main,
                    "limits": self.limits.executor_limits(task.timeout_s)}
         try:
             self.channel.send(request, timeout_s=wait_s)

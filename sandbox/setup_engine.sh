@@ -5,6 +5,9 @@
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo -n sh "$0" "$@"
+    fi
     echo "setup_engine.sh must run as root (try: sudo $0)" >&2
     exit 1
 fi

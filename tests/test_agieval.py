@@ -67,6 +67,7 @@ def test_quirks_counted(full):
     assert q["label_stray_characters"] == 1  # jec-qa-ca line 48: ["A", "C", "D", "。"]
     assert q["missing_answer_key"] == 206 + 206 + 220  # sat-en, sat-en-without-passage, sat-math
     assert q["options_unlettered"] >= 1 and q["options_restyled"] >= 366 and q["options_relettered"] >= 1
+    assert q["options_empty_text"] == 2  # gaokao-chemistry 74 and 77: "(D)" with nothing after it
 
 
 def test_quirk_rows_become_samples(full):
@@ -247,6 +248,9 @@ def test_loglikelihood_requests_and_scores():
     text = ag.agieval_en(CTX, scoring="loglikelihood", choice_format="text", subsets=["aqua-rat"])
     conts = text.request(text.samples[0]).continuations
     assert conts[0] == " " + row("aqua-rat", 0)["options"][0][3:]
+    chem = ag.agieval_zh(CTX, scoring="loglikelihood", choice_format="text", subsets=["gaokao-chemistry"])
+    assert row("gaokao-chemistry", 74)["options"][3] == "(D)"
+    assert chem.request(by_id(chem, "gaokao-chemistry/74")).continuations[3] == " (D)"  # never an empty option
     # acc_norm divides by characters: a long gold option wins under acc_norm only.
     long = LoglikelihoodResult(logprobs=[-6.0, -2.0, -9.0, -9.0, -9.0], is_greedy=[False] * 5, token_counts=[1] * 5)
     scored = next(iter(text.score([(text.samples[0], long)])))

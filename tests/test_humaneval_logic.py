@@ -75,6 +75,12 @@ def test_digest_equality_follows_python_equality():
     assert digest({"a": 1, "b": [2]}) == digest({"b": [2], "a": 1})
     assert digest([1, 2]) != digest((1, 2))
     assert digest("ab") != digest(["a", "b"])
+    # long numeric sequences take a packed-double fast path with the same equality
+    nums = list(range(100))
+    assert digest(nums + [True]) == digest([float(v) for v in nums] + [1])
+    assert digest(nums + [2**60]) == digest([float(v) for v in nums] + [float(2**60)])
+    assert digest(nums + [0.5]) != digest(nums + [0.5000001])
+    assert digest(nums + [2**53 + 1]) != digest(nums + [float(2**53 + 1)])  # not equal in Python either
     big = list(range(10_000))
     assert first_mismatch("HumanEval/99", [[0]], [Digest(digest(big))], [big], 0.0) is None
     assert first_mismatch("HumanEval/99", [[0]], [big[:-1]], [Digest(digest(big))], 0.0) == 0
@@ -226,3 +232,15 @@ def test_tampered_harness_results_fail_instead_of_crashing_the_scorer():
                         (0, 2, ok(good))])
     assert stopped.outputs == [1, 2, 3] and stopped.status is ExecStatus.TIMED_OUT
     assert stopped.detail == "input 3: exceeded 4.00s"
+
+
+def test_unreachable_docker_is_one_clear_line(cli, tmp_path, data_dir):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n')
+    proc = cli("score", "humaneval", "--samples", str(samples),
+               env={"EVALSUITE_DATA_DIR": str(data_dir), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "needs the Docker sandbox" in errors[0] and "--generate-only" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s.jsonl_results.jsonl").exists()

@@ -125,12 +125,18 @@ def test_config_override_changes_labels_and_columns(runs, tmp_path):
 
 
 def test_rebuild_replaces_an_old_site_but_never_another_folder(runs, tmp_path):
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
     out = tmp_path / "site"
-    build(list(runs.values())[:1], out)
-    build(list(runs.values())[:1], out)  # rebuilding over a site is fine
+    build_site(list(runs.values())[:1], out, load_config())
+    (out / "stale.html").write_text("old")
+    build_site(list(runs.values())[:1], out, load_config())  # rebuilding over a site is fine
+    assert not (out / "stale.html").exists() and (out / "index.html").is_file()
     other = tmp_path / "precious"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
+    (other / "index.html").write_text("someone else's site")
     proc = evalsuite("leaderboard", "build", str(list(runs.values())[0]), "--out", str(other))
     assert proc.returncode == 2 and "refusing to overwrite" in proc.stderr
     assert (other / "notes.txt").read_text() == "keep me"
@@ -314,3 +320,85 @@ def test_history_page_shows_the_series_chart(page, site):
     assert page.locator("section.chart svg").count() == 1
     assert page.locator("section.chart svg circle").count() == 3
     page.screenshot(path=str(SHOTS / "history.png"), full_page=True)
+
+
+# -- generic records: revisions, lower-is-better tasks, missing stderr --------------------
+
+
+def write_synthetic_run(root: Path, run_id: str, revision: str, value: float, started: str,
+                        variant: str = "zeroshot") -> Path:
+    from evalsuite.records import (DatasetInfo, MetricValue, ModelInfo, ModelOutput, ResultsSummary,
+                                   RunProvenance, SampleResult, Score, TaskProvenance, TaskResult)
+
+    model = ModelInfo(id="org/base", backend="hf", revision=revision, dtype="bfloat16", parameters=1_700_000_000)
+    tasks = {name: TaskProvenance(name=name, version="1", params={"variant": variant},
+                                  dataset=DatasetInfo(source="x", content_hash="0", n_rows=2), template_hashes={})
+             for name in ("accuracy_task", "perplexity_task")}
+    rundir = RunDir(root / run_id)
+    rundir.write_provenance(RunProvenance(run_id=run_id, evalsuite_version="9.9", model=model, tasks=tasks,
+                                          seed=0, batch_size=1, started_at=started))
+    rundir.append([SampleResult(task="accuracy_task", sample_id=str(i), prompt="Q?", target="A",
+                                output=ModelOutput(completions=["A"]), score=Score(metrics={"acc": float(i)}))
+                   for i in range(2)])
+    rundir.close()
+    rundir.write_results(ResultsSummary(run_id=run_id, model=model.id, tasks={
+        "accuracy_task": TaskResult(n_samples=2, metrics={"acc": MetricValue(value=value, stderr=0.01)}, headline="acc"),
+        "perplexity_task": TaskResult(n_samples=2, metrics={"ppl": MetricValue(value=10 - value)}, headline="ppl"),
+    }))
+    return rundir.path
+
+
+def test_revisions_form_a_series_and_lower_is_better_stays_out_of_the_average(tmp_path):
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
+    runs = [write_synthetic_run(tmp_path / "runs", f"r{i}", rev, v, f"2026-01-0{i + 1}T00:00:00+00:00")
+            for i, (rev, v) in enumerate([("abc123", 0.5), ("def456", 0.6), ("0a1b2c", 0.7)])]
+    cfg = tmp_path / "lb.toml"
+    cfg.write_text('[tasks.perplexity_task]\nlabel = "PPL"\nhigher_is_better = false\nscale = 1\n')
+    report = build_site(runs, tmp_path / "site", load_config(cfg))
+    assert (report.models, report.tasks, report.samples) == (3, 2, 6)
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'class="deviates"' not in index  # one setup throughout
+    assert "org/base@abc123" in index and "PPL</a> ↓" in index
+    assert 'data-task="perplexity_task" data-value="9.5" data-se="" data-avg="0"' in index
+    # The average is the accuracy alone (50.0), the ↓ task is excluded.
+    assert '<span class="v">50.0</span>' in index
+    svgs = [p.read_text() for p in (tmp_path / "site" / "history").glob("*.svg")]
+    assert len(svgs) == 2  # points and the lower-is-better raw score do not share an axis
+    (text,) = [t for t in svgs if "accuracy_task" in t]
+    (ppl,) = [t for t in svgs if "PPL" in t]
+    assert "lower is better" in ppl and "lower is better" not in text
+    # No step numbers in these revisions: ordered by evaluation date.
+    assert text.index(">abc123<") < text.index(">def456<") < text.index(">0a1b2c<")
+    assert "checkpoint (by evaluation date)" in text
+
+
+def test_scores_from_a_different_task_setup_are_flagged(tmp_path):
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
+    runs = [write_synthetic_run(tmp_path / "runs", f"r{i}", rev, 0.5, f"2026-01-0{i + 1}T00:00:00+00:00", variant)
+            for i, (rev, variant) in enumerate([("a", "zeroshot"), ("b", "zeroshot"), ("c", "fewshot")])]
+    build_site(runs, tmp_path / "site", load_config())
+    index = (tmp_path / "site" / "index.html").read_text()
+    flagged = index.split('class="deviates" title="')[1:]
+    assert len(flagged) == 2  # both tasks of run c, nothing else
+    assert all("param variant: &#34;fewshot&#34; (most: &#34;zeroshot&#34;)" in f.split('"')[0] for f in flagged)
+    start = index.index('data-model="org/base@c"')
+    row_c = index[start:index.index("</tr>", start)]
+    assert row_c.count('class="deviates"') == 2
+
+
+def test_a_corrupt_samples_file_is_one_clear_error_even_from_a_worker(tmp_path):
+    from evalsuite.errors import UserError
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
+    runs = [write_synthetic_run(tmp_path / "runs", f"r{i}", f"v{i}", 0.5, f"2026-01-0{i + 1}T00:00:00+00:00")
+            for i in range(2)]  # two runs: samples are read in forked workers
+    samples = runs[1] / "samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    samples.write_text('{"broken": true}\n' + "".join(lines[1:]))
+    with pytest.raises(UserError, match=r"samples.jsonl:1: not a valid sample record"):
+        build_site(runs, tmp_path / "site", load_config())

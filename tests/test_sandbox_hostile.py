@@ -451,3 +451,14 @@ def test_large_source_passes(sb):
     r = run1(sb, body + "\nassert v99999 == 99999\nresult = v12345", result_var="result",
              timeout_s=20)
     assert r.status is PASSED and r.value == 12345
+
+
+def test_run_as_main_switch():
+    program = "ran = False\nif __name__ == '__main__':\n    ran = True\nresult = ran"
+    for as_main in (True, False):
+        box = make_sandbox(workers=1, run_as_main=as_main)
+        try:
+            r = run1(box, program, result_var="result")
+        finally:
+            box.close()
+        assert r.status is PASSED and r.value is as_main

@@ -139,20 +139,21 @@ CRASHER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_containers_removed_when_the_host_process_dies(sig):
     client = docker_client()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-c", CRASHER], stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-c", CRASHER], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     try:
         line = proc.stdout.readline()
         ids = set(line.split())
         assert len(ids) == 2, line
         proc.send_signal(sig)
         proc.wait(timeout=30)
-        # SIGTERM: our handler removes them; SIGKILL: the engine closes the
-        # executor's stdin (stdin_once), it exits and auto_remove deletes it.
+        # SIGTERM: our handler removes them; SIGINT: KeyboardInterrupt, then
+        # the atexit hook; SIGKILL: the engine closes the executor's stdin
+        # (stdin_once), the executor exits and auto_remove deletes it.
         assert _gone(client, ids)
     finally:
         if proc.poll() is None:

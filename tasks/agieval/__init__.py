@@ -55,6 +55,7 @@ Data quirks (all counted in TaskResult.notes["quirks"], over the loaded files):
 multi-letter label strings, the empty jec-qa-kd label (item dropped, counted), a
 stray "。" in a jec-qa-ca label list (line 48; dropped from the set),
 option prefixes restyled / relettered / unlettered (incl. gaokao-chemistry 107),
+options with no text after the letter (gaokao-chemistry 74, 77: "(D)"),
 SAT files without an ``answer`` key.
 """
 
@@ -204,8 +205,8 @@ def build(
 
     def continuations(sample: Sample) -> list[str]:
         options = sample.input["options"]
-        if choice_format == "text":
-            return [" " + option_text(o, k) for k, o in enumerate(options)]
+        if choice_format == "text":  # an empty option (gaokao-chemistry 74, 77) keeps its letter
+            return [" " + (option_text(o, k) or f"({LETTERS[k]})") for k, o in enumerate(options)]
         return [f" {LETTERS[k]}" if after_therefore else f" ({LETTERS[k]})" for k in range(len(options))]
 
     def request(sample: Sample) -> GenerateRequest | ChoiceRequest:
@@ -279,6 +280,8 @@ def make_sample(subset: str, index: int, row: dict[str, Any], normalize: bool, q
             quirks["dropped_label_out_of_range"] += 1
             return None
         options, kinds = display_options(list(raw), normalize)
+        if any(not option_text(o, k) for k, o in enumerate(raw)):
+            quirks["options_empty_text"] += 1
         for kind in sorted(set(kinds) - {"standard"}):
             quirks[f"options_{kind}"] += 1  # items with at least one such option
             meta.setdefault("option_prefixes", []).append(kind)

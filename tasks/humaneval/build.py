@@ -72,10 +72,10 @@ def build(
     samples = [Sample(id=r["task_id"], input={"prompt": r["prompt"], "entry_point": r["entry_point"]},
                       target=r["canonical_solution"]) for r in rows]
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens or (1024 if instruct else 512),
+        max_new_tokens=max_new_tokens or 1024,  # lm-eval's max_gen_toks
         temperature=temperature, top_p=top_p, n=n, stop=[] if instruct else STOPS,
     )
-    cache: dict[str, Any] = {}
+    cache: dict[str, expected_outputs.Expected] = {}
 
     def request(sample: Sample) -> GenerateRequest:
         prompt = sample.input["prompt"]
@@ -91,10 +91,11 @@ def build(
             raise UserError(f"{name} needs the Docker sandbox: {exc}; or generate now with --generate-only "
                             "and run `evalsuite score --run RUN_DIR` where Docker works") from None
 
-    def expected() -> dict[str, expected_outputs.Expected]:
-        if "expected" not in cache:
-            cache["expected"] = expected_outputs.load_or_compute(canonical, dataset.content_hash, sandbox)
-        return cache["expected"]
+    def expected(ids: set[str]) -> dict[str, expected_outputs.Expected]:
+        missing = ids - set(cache)
+        if missing:
+            cache.update(expected_outputs.load_or_compute(canonical, dataset.content_hash, sandbox, missing))
+        return cache
 
     def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
         work, answers = [], {}
@@ -110,8 +111,8 @@ def build(
                 work.append((f"{sample.id}#{j}", p, solution))
             answers[sample.id] = codes or None
         if plus:
-            exp = expected()
-            broken = {tid for tid in problems if exp[tid].error}
+            exp = expected({sample.id for sample, _ in items})
+            broken = {sample.id for sample, _ in items if exp[sample.id].error}
             verdicts = judge_plus(sandbox(), [w for w in work if w[1].task_id not in broken], exp,
                                   min_time_limit, time_limit_factor)
         else:
@@ -119,7 +120,7 @@ def build(
         for sample, output in items:
             if sample.id in broken:
                 yield Score(status=ScoreStatus.SCORING_ERROR,
-                            detail=f"canonical solution failed in the sandbox: {expected()[sample.id].error}")
+                            detail=f"canonical solution failed in the sandbox: {cache[sample.id].error}")
                 continue
             per = [verdicts[f"{sample.id}#{j}"] for j in range(len(output.completions))]
             yield _score(per, ks, plus, answers[sample.id])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from evalsuite.sandbox import ExecStatus, Sandbox
 from tasks.humaneval.execution import IoSpec, run_io
 from tasks.humaneval.oracle import tag, untag
 
-VERSION = "1"  # bump when the harness or the cache layout changes
+VERSION = "2"  # bump when the harness, the digest or the cache layout changes
 GT_INPUT_LIMIT_S = 60.0  # per input while computing expected outputs
 GT_JOB_TIMEOUT_S = 300.0
 
@@ -37,21 +38,32 @@ def cache_path(content_hash: str) -> Path:
     return cache_dir() / "humaneval_plus" / f"expected-v{VERSION}-{content_hash[:32]}.json"
 
 
-def load_or_compute(problems: dict[str, dict[str, Any]], content_hash: str, sandbox_factory) -> dict[str, Expected]:
+def load_or_compute(
+    problems: dict[str, dict[str, Any]],
+    content_hash: str,
+    sandbox_factory: Callable[[], Sandbox],
+    wanted: Iterable[str] | None = None,
+) -> dict[str, Expected]:
+    """Expected outputs of ``wanted`` problems (default: all), computing and
+    caching only those not cached yet (a ``--limit 3`` run computes 3)."""
     path = cache_path(content_hash)
+    cached: dict[str, Expected] = {}
     if path.is_file():
         try:
-            cached = _load(path)
-            if set(cached) == set(problems):
-                return cached
+            cached = {tid: e for tid, e in _load(path).items() if tid in problems}
         except (OSError, ValueError, KeyError, IndexError, TypeError):
-            pass  # unreadable or truncated: recompute and overwrite
-    print(f"humaneval_plus: computing expected outputs with the canonical solutions (once; cached in {path})",
-          file=sys.stderr)
-    expected = compute(problems, sandbox_factory())
-    if not any(e.error for e in expected.values()):  # never cache an infrastructure hiccup
-        _save(path, expected)
-    return expected
+            cached = {}  # unreadable or truncated: recompute and overwrite
+    want = set(problems) if wanted is None else set(wanted)
+    missing = {tid: p for tid, p in problems.items() if tid in want and tid not in cached}
+    if missing:
+        print(f"humaneval_plus: computing expected outputs of {len(missing)} problems with the canonical "
+              f"solutions (once; cached in {path})", file=sys.stderr)
+        fresh = compute(missing, sandbox_factory())
+        good = {tid: e for tid, e in fresh.items() if e.error is None}  # never cache a failure
+        if good:
+            _save(path, {**cached, **good})
+        cached.update(fresh)
+    return cached
 
 
 def compute(problems: dict[str, dict[str, Any]], sandbox: Sandbox) -> dict[str, Expected]:
