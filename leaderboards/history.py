@@ -62,7 +62,8 @@ def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(v: float) -> float:
-        return LEFT + (v - x_lo) / ((x_hi - x_lo) or 1.0) * plot_w
+        inset = 16  # keep end points and their error bars off the frame
+        return LEFT + inset + (v - x_lo) / ((x_hi - x_lo) or 1.0) * (plot_w - 2 * inset)
 
     points = {
         t: [(xs_raw[i], r.cells[t].score) for i, r in enumerate(rows) if t in r.cells and r.cells[t].score]
@@ -104,6 +105,10 @@ def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals
     out.append(
         f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 4}" text-anchor="middle" fill="#222">'
         f'{"checkpoint (by step)" if numeric else "checkpoint (by evaluation date)"}</text>'
+    )
+    out.append(
+        f'<text x="14" y="{TOP + plot_h / 2}" text-anchor="middle" fill="#222" '
+        f'transform="rotate(-90 14 {TOP + plot_h / 2})">headline score</text>'
     )
     for k, task in enumerate(shown):
         colour = PALETTE[k % len(PALETTE)]

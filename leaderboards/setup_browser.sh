@@ -18,5 +18,5 @@ if ! "$PY" -c "import playwright.sync_api" 2>/dev/null; then
   "$PY" -m pip install -q playwright
 fi
 
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null  # its wrapper script warns on stderr
 "$PY" -c "import playwright, importlib.metadata as m; print('playwright', m.version('playwright'))"

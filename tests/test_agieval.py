@@ -211,6 +211,7 @@ def test_answer_extraction():
     assert choice_answer(" E", 4, False, "en", False) is None  # not an option of a 4-option item
     assert choice_answer("A:", 4, False, "en", False) is None  # an echoed speaker label, not an answer
     assert choice_answer("A: (C)", 4, False, "en", False) == {"C"}
+    assert choice_answer("A:\n\n(B) is right", 4, False, "en", False) == {"B"}  # label line skipped
     assert choice_answer("答案是 A、C", 4, True, "zh", True) == {"A", "C"}
     assert choice_answer(" BD", 4, True, "zh", False) == {"B", "D"}
     assert gold_letters("A B D") == (["A", "B", "D"], "multi_letter_string")

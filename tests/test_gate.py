@@ -221,3 +221,20 @@ def test_paired_bootstrap_uses_macro_weights_with_strata():
 
 def test_holm_adjustment():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_holm_correction_keeps_two_borderline_drops_from_failing():
+    from evalsuite.gate import TaskComparison, decide
+    from evalsuite.stats import PairedResult
+
+    def comps():
+        return [TaskComparison(t, "acc", "micro", PairedResult("paired-bootstrap", 0.5, 0.45, -0.05, -0.09, -0.01, p, 400),
+                               (0, 0)) for t, p in (("a", 0.03), ("b", 0.04))]
+
+    corrected = comps()
+    decide(corrected, alpha=0.05, max_drop=0, minimums={}, max_unscored_increase=None, correction="holm")
+    assert [c.p_adjusted for c in corrected] == pytest.approx([0.06, 0.06])
+    assert not any(c.failures for c in corrected)
+    raw = comps()
+    decide(raw, alpha=0.05, max_drop=0, minimums={}, max_unscored_increase=None, correction="none")
+    assert all(c.failures and "regressed" in c.verdict for c in raw)

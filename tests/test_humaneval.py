@@ -279,3 +279,15 @@ def test_instruct_mode_extracts_whole_function_and_body_only_answers(cli, env, d
     assert "print(" not in records[0]["score"]["answer"][0]  # demo code is not part of the solution
     prov = json.loads((run / "run.json").read_text())["tasks"]["humaneval_plus"]
     assert prov["params"]["mode"] == "instruct" and "instruct.j2" in prov["template_hashes"]
+
+
+def test_evalplus_solution_field_is_scored_as_full_code(cli, env, data_dir, tmp_path):
+    p = {r["task_id"]: r for r in rows(data_dir, "HumanEval.jsonl.gz")}["HumanEval/10"]  # prompt has a helper
+    full = p["prompt"] + p["canonical_solution"]
+    samples = write_jsonl(tmp_path / "solutions.jsonl", [
+        {"task_id": "HumanEval/10", "solution": full},
+        {"task_id": "HumanEval/10", "solution": f"def {p['entry_point']}(string):\n    return string\n"},
+    ])
+    for task in ("humaneval", "humaneval_plus"):
+        verdicts, _ = score(cli, env, task, samples, *(["-T", "variant=mini"] if task == "humaneval_plus" else []))
+        assert [v["passed"] for v in verdicts] == [True, False], task

@@ -76,6 +76,18 @@ def test_build_writes_every_page(site, runs):
     assert "unweighted mean" in index  # the average is defined on the page
 
 
+def test_csv_has_the_unscaled_headline_of_every_cell(site, runs):
+    import csv
+
+    rows = list(csv.DictReader((site / "leaderboard.csv").open()))
+    assert len(rows) == 4
+    for model, run in runs.items():
+        (row,) = [r for r in rows if r["model"] == model]
+        headline = RunDir.existing(run).results().tasks["bbh"]
+        assert row["metric"] == headline.headline
+        assert float(row["value"]) == headline.metrics[headline.headline].value
+
+
 def test_downloads_are_the_raw_run_files(site, runs):
     for run in runs.values():
         run_id = RunDir.existing(run).provenance().run_id
@@ -263,6 +275,7 @@ def test_drill_down_to_task_and_model(page, site):
     body = page.text_content("main")
     for needle in ("evalsuite version", "0.1.0", "variant", "cot", "shots", "max_new_tokens", "results.json"):
         assert needle in body
+    assert page.locator("section.chart svg circle").count() == 3  # its series' history
     page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
     page.click("a.samples-link")
     page.wait_for_selector("#browser[data-ready='1']")

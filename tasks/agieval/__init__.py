@@ -166,7 +166,8 @@ def build(
 
     base = GenerationConfig(
         max_new_tokens=max_new_tokens or (512 if cot else 48),
-        stop=["\nProblem ", "\n问题 ", "\nQ:", "\n问题："] if cot else ["\n\n", "\nProblem ", "\n问题", "\nQ:"],
+        # No "\n\n" stop: chat models often open with "A:" and a blank line before the answer.
+        stop=["\nProblem ", "\n问题 ", "\nQ:", "\n问题："],
     )
     config = sampling_config(base, self_consistency, temperature, ctx.seed)
 

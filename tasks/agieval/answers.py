@@ -94,8 +94,13 @@ _LETTER_RUN = re.compile(r"(?<![A-Za-z])[\(（]?([A-G](?:\s*[,，、和]?\s*[A-G
 _PAREN_LETTER = re.compile(r"[\(（]([A-G])[\)）]")
 
 
+_LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
+
+
 def _first_line(text: str) -> str:
-    return next((line for line in text.splitlines() if line.strip()), "")
+    """The first line with content; a bare speaker label ("A:") that chat models
+    put on a line of its own is skipped, the answer follows it."""
+    return next((line for line in text.splitlines() if line.strip() and not _LABEL_ONLY.match(line)), "")
 
 
 def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) -> frozenset[str] | None:

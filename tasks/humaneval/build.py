@@ -160,6 +160,8 @@ def _ks(k: list[Any] | None, name: str) -> tuple[int, ...]:
 
 
 def _score(per: list[Verdict], ks: Sequence[int], plus: bool, answers: list[str] | None) -> Score:
+    if not per:
+        return Score(status=ScoreStatus.SCORING_ERROR, detail="the model returned no completions")
     detail = json.dumps(per, ensure_ascii=False)
     if any(v["status"] == "sandbox_error" for v in per):
         return Score(status=ScoreStatus.SANDBOX_ERROR, detail=detail, answer=answers)
