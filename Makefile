@@ -34,9 +34,9 @@ image: setup engine
 	$(BIN)/evalsuite sandbox build --if-missing
 
 browser: setup
-	bash leaderboards/setup_browser.sh $(BIN)/pip
+	PYTHON=$(BIN)/python bash leaderboards/setup_browser.sh
 
-test: setup image browser
+test: setup engine image browser
 	$(BIN)/pytest -q -ra
 
 clean:
