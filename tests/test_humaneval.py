@@ -134,6 +134,9 @@ HE_WRONG = [
     ("HumanEval/0", "    while True:\n        pass\n", "timed_out"),
     ("HumanEval/2", "    x = bytearray(10**10)\n", "oom"),
     ("HumanEval/2", "    return number % 1.0\n", "passed"),  # a correct non-canonical answer
+    # the asserts compare in the sandbox: only plain builtin values may reach them
+    ("HumanEval/0", "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n", "failed"),
+    ("HumanEval/0", "    class Yes(int):\n        def __eq__(self, other):\n            return True\n    return Yes(1)\n", "failed"),
 ]
 
 
@@ -143,6 +146,7 @@ def test_known_wrong_humaneval_completions_fail(cli, env, tmp_path):
     assert [v["status"] for v in verdicts] == [want for *_, want in HE_WRONG]
     assert [v["passed"] for v in verdicts] == [want == "passed" for *_, want in HE_WRONG]
     assert verdicts[1]["result"] == "failed: SystemExit: 0"
+    assert "not a plain builtin value" in verdicts[-2]["detail"] and "returned a Yes" in verdicts[-1]["detail"]
 
 
 EQ_OBJECT = "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n"

