@@ -73,6 +73,6 @@ REAL = Path(__file__).parent / "data" / "bbh_real_outputs.jsonl"
 
 @pytest.mark.parametrize("row", [json.loads(line) for line in REAL.read_text().splitlines()], ids=lambda r: r["id"])
 def test_real_outputs_of_smollm2(row):
-    """Outputs SmolLM2-135M-Instruct actually produced, with hand-checked answers."""
+    """Outputs SmolLM2-135M-Instruct produced (evalsuite run, chat template on), answers checked by hand."""
     got = extract(row["output"], row["subtask"], row["input"], chain_of_thought=row["cot"])
     assert got == row["expected"]
