@@ -85,9 +85,9 @@ def clean(everything: bool) -> None:
     except SandboxUnavailable as exc:
         _fail(str(exc))
     if everything:
-        found = client.containers.list(all=True, filters={"label": f"{ctr.LABEL}=1"})
+        found = ctr.labelled(client)
         for c in found:
-            ctr.force_remove(c)
+            ctr.force_remove(c["id"], client)
         click.echo(f"removed {len(found)} sandbox container(s)")
     else:
         click.echo(f"removed {ctr.sweep_stale(client)} stale sandbox container(s)")

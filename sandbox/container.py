@@ -87,12 +87,25 @@ def _owner_alive(owner: str) -> bool:
     return Path(f"/proc/{pid}").exists() and _proc_start_time(pid) == start
 
 
+def labelled(client: docker.DockerClient) -> list[dict]:
+    """Id and labels of every sandbox container.
+
+    The low-level list does no per-container inspect, so a container that an
+    auto_remove deletes meanwhile cannot make the listing fail (the SDK's
+    ``containers.list`` raises NotFound in that race).
+    """
+    return [
+        {"id": c["Id"], "labels": c.get("Labels") or {}}
+        for c in client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+    ]
+
+
 def sweep_stale(client: docker.DockerClient) -> int:
     """Remove labelled containers whose owning process is gone."""
     removed = 0
-    for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        if not _owner_alive(c.labels.get(OWNER_LABEL, "")):
-            force_remove(c)
+    for c in labelled(client):
+        if not _owner_alive(c["labels"].get(OWNER_LABEL, "")):
+            force_remove(c["id"], client)
             removed += 1
     return removed
 

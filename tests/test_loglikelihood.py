@@ -7,7 +7,6 @@ a plain full-sequence forward pass and count the passes.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-try:
-    from sandbox_fixtures import docker_client
-except ImportError:
-    from tests.sandbox_fixtures import docker_client
+from tests.sandbox_fixtures import docker_client
 
 from sandbox.cli import sandbox
 

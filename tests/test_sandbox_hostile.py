@@ -12,11 +12,7 @@ import pytest
 
 from evalsuite.sandbox import ExecJob, ExecStatus
 
-try:
-    from sandbox_fixtures import SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1  # noqa: F401
-except ImportError:  # tests/ imported as a package
-    from tests.sandbox_fixtures import (  # noqa: F401
-        SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1)
+from tests.sandbox_fixtures import SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1  # noqa: F401
 
 pytestmark = pytest.mark.docker
 

@@ -6,10 +6,7 @@ import pytest
 
 from evalsuite.sandbox import ExecJob, ExecStatus
 
-try:
-    from sandbox_fixtures import humaneval_problems, humaneval_program, sb  # noqa: F401
-except ImportError:
-    from tests.sandbox_fixtures import humaneval_problems, humaneval_program, sb  # noqa: F401
+from tests.sandbox_fixtures import humaneval_problems, humaneval_program, sb  # noqa: F401
 
 pytestmark = pytest.mark.docker
 

@@ -16,10 +16,8 @@ import pytest
 
 from evalsuite.sandbox import ExecJob, ExecStatus
 
-try:
-    from sandbox_fixtures import docker_client, make_sandbox, run1
-except ImportError:
-    from tests.sandbox_fixtures import docker_client, make_sandbox, run1
+from sandbox.container import labelled
+from tests.sandbox_fixtures import docker_client, make_sandbox, run1
 
 pytestmark = pytest.mark.docker
 
@@ -30,8 +28,7 @@ LABEL = "evalsuite.sandbox"
 def _gone(client, ids, within_s: float = 20.0) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        left = [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
-                if c.id in ids]
+        left = [c for c in labelled(client) if c["id"] in ids]
         if not left:
             return True
         time.sleep(0.2)
@@ -118,7 +115,7 @@ def test_stale_containers_of_dead_owners_are_swept():
     try:
         box = make_sandbox(workers=1)
         box.close()
-        ids = {c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})}
+        ids = {c["id"] for c in labelled(client)}
         assert stale not in ids
     finally:
         for cid in (stale, mine_alive):
@@ -228,8 +225,7 @@ def test_nothing_left_behind_and_next_job_runs():
         assert [r.status for r in results] == [ExecStatus.PASSED]
     finally:
         box.close()
-    mine = [c for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
-            if c.labels.get(f"{LABEL}.owner") == owner_id()]
+    mine = [c for c in labelled(client) if c["labels"].get(f"{LABEL}.owner") == owner_id()]
     assert mine == []
     # Other programs' sandboxes may legitimately be running meanwhile, so look
     # only for processes inside containers created by this process.

@@ -161,7 +161,7 @@ def build(
             sample = make_sample(subset, i, row, normalize_options, quirks)
             if sample is not None:
                 samples.append(sample)
-        if n_shots is not None and n_shots > len(demos_for(demos, subset)):  # noqa: SIM102
+        if n_shots is not None and n_shots > len(demos_for(demos, subset)):
             raise UserError(f"{name}: {subset} has {len(demos_for(demos, subset))} demos in few_shot_prompts.csv, asked for {n_shots}")
 
     base = GenerationConfig(
