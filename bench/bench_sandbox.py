@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from evalsuite.sandbox import ExecJob, ExecStatus  # noqa: E402
 from sandbox.docker_sandbox import DockerSandbox  # noqa: E402
 
-DATA = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
+DATA = Path(os.environ.get("EVALSUITE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def load_problems() -> list[dict]:

@@ -6,7 +6,8 @@ assembles them the same way for every task:
 
 * chat template off: one text, turns joined by blank lines;
 * chat template on: one user message, or the shots as a multi-turn chat
-  (``fewshot_as_chat``) with the answer prefix as a prefilled assistant turn;
+  (``fewshot_as_chat``); either way the answer prefix is a prefilled
+  assistant turn;
 * a run-level system message (Orca-style) as a system turn, or on top of the
   text when there is no chat template.
 
@@ -71,8 +72,12 @@ def assemble(
             messages.append(Message(role="assistant", content=answer_prefix))
         return messages
     blocks = [b for b in (instruction,) if b] + [f"{s.question}{turn_sep}{s.answer}" for s in shots]
-    blocks.append(f"{query}{turn_sep}{answer_prefix}" if answer_prefix else query)
+    blocks.append(query)
     messages.append(Message(role="user", content=block_sep.join(blocks)))
+    # The answer cue opens the assistant's turn: left at the end of the user
+    # turn, chat models echo its label ("A:") and stop.
+    if answer_prefix:
+        messages.append(Message(role="assistant", content=answer_prefix))
     return messages
 
 

@@ -94,6 +94,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         ),
     )
     tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
+    _require_capabilities(backend, tasks)  # before anything is written or shown
     _seed_everything(config.seed)  # again: the backend may have imported torch
 
     if rundir is None:
@@ -183,11 +184,6 @@ def _run_task(
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
     requests = {s.id: task.request(s) for s in todo}
-    kinds = {type(r) for r in requests.values()}
-    if ChoiceRequest in kinds:
-        require(backend, LOGLIKELIHOOD)
-    if GenerateRequest in kinds:
-        require(backend, GENERATE)
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start : start + CHUNK]
         began = time.monotonic()
@@ -199,6 +195,15 @@ def _run_task(
                 scorer.add(sample, prompt, response, began)
         scorer.flush()
     progress.finish_task(task.name)
+
+
+def _require_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
+    for task in tasks.values():
+        kinds = {type(task.request(s)) for s in task.samples[:1]}
+        if ChoiceRequest in kinds:
+            require(backend, LOGLIKELIHOOD)
+        if GenerateRequest in kinds:
+            require(backend, GENERATE)
 
 
 def _partition(

@@ -19,7 +19,9 @@ from evalsuite.sandbox import ExecJob, ExecResult, SandboxUnavailable
 
 SECRET_NAME = "EVALSUITE_SANDBOX_TEST_SECRET"
 SECRET_VALUE = "s3cr3t-must-not-leak-7f3a"
-SHARED_HUMANEVAL = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
+from tests.conftest import DATA_DIR
+
+SHARED_HUMANEVAL = DATA_DIR / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def docker_client():  # -> docker.DockerClient

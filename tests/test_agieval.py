@@ -15,9 +15,8 @@ from evalsuite.task import ChoiceRequest, GenerateRequest, TaskContext
 from tasks import agieval as ag
 from tasks.agieval.answers import choice_answer, cloze_answer, display_options, gold_letters, math_equal
 
-DATA = Path("/work/shared/data")
+from tests.conftest import DATA_DIR as DATA
 AG = DATA / "agieval"
-pytestmark = pytest.mark.skipif(not AG.is_dir(), reason="AGIEval data mirror not available")
 CTX = TaskContext(data_dir=DATA, chat=False)
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -56,9 +56,10 @@ def test_chat_single_turn_and_multi_turn(data_dir):
     ctx = TaskContext(data_dir=data_dir, chat=True, system_message="You are a careful reasoner.")
     single = bbh(ctx, subtasks=["snarks"])
     msgs = single.request(single.samples[0]).prompt
-    assert [m.role for m in msgs] == ["system", "user"]
+    assert [m.role for m in msgs] == ["system", "user", "assistant"]
     assert msgs[0].content == "You are a careful reasoner."
-    assert msgs[1].content.endswith("A: Let's think step by step.")
+    assert msgs[1].content.endswith(f"Q: {single.samples[0].input['input']}")
+    assert msgs[2] == Message(role="assistant", content="A: Let's think step by step.")
 
     multi = bbh(ctx, subtasks=["snarks"], fewshot_as_chat=True)
     msgs = multi.request(multi.samples[0]).prompt

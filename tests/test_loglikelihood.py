@@ -17,7 +17,7 @@ from evalsuite.errors import UserError
 from evalsuite.records import Message
 from evalsuite.task import TaskContext
 
-DATA = Path("/work/shared/data")
+from tests.conftest import DATA_DIR as DATA
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.model
 

@@ -10,7 +10,7 @@ from evalsuite.errors import UserError
 from evalsuite.prompting import Turn, after_last, assemble, select_shots
 from evalsuite.task import TaskContext
 
-DATA = Path("/work/shared/data")
+from tests.conftest import DATA_DIR as DATA
 SHOTS = [Turn("Q: 1+1?", "A: 2"), Turn("Q: 2+2?", "A: 4")]
 
 
@@ -43,8 +43,9 @@ def test_text_mode_with_system_message():
 def test_chat_modes():
     ctx = TaskContext(chat=True, system_message="Be brief.")
     single = assemble(ctx, instruction="Add.", shots=SHOTS, query="Q: 3+3?", answer_prefix="A:")
-    assert [m.role for m in single] == ["system", "user"]
-    assert single[1].content == "Add.\n\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?\nA:"
+    assert [m.role for m in single] == ["system", "user", "assistant"]
+    assert single[1].content == "Add.\n\nQ: 1+1?\nA: 2\n\nQ: 2+2?\nA: 4\n\nQ: 3+3?"
+    assert single[2].content == "A:"  # the cue opens the assistant turn
     multi = assemble(ctx, instruction="Add.", shots=SHOTS, query="Q: 3+3?", answer_prefix="A:", fewshot_as_chat=True)
     assert [(m.role, m.content) for m in multi] == [
         ("system", "Be brief."), ("user", "Add.\n\nQ: 1+1?"), ("assistant", "A: 2"),
@@ -61,7 +62,6 @@ def test_after_last_finds_the_final_answer():
     assert after_last("所以答案是C", ["答案是"]) == "C"
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="data mirror not available")
 def test_tasks_use_the_shared_modes():
     """Both tasks honour the run's chat flag, system message and fewshot_as_chat the same way."""
     from tasks.agieval import agieval_en

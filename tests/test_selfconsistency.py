@@ -14,7 +14,7 @@ from evalsuite.records import GenerationConfig, ModelOutput
 from evalsuite.selfconsistency import majority, sampling_config, vote_score
 from evalsuite.task import TaskContext
 
-DATA = Path("/work/shared/data")
+from tests.conftest import DATA_DIR as DATA
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +43,6 @@ def test_sampling_config():
         sampling_config(base, 0, 0.7, 1)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="data mirror not available")
 def test_agieval_votes_over_real_items():
     from tasks.agieval import agieval
 
@@ -64,7 +63,6 @@ def test_agieval_votes_over_real_items():
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not DATA.is_dir(), reason="data mirror not available")
 def test_bbh_self_consistency_real_model(tmp_path):
     """n=5 sampled CoT answers per item on the real model; both accuracies reported and consistent."""
     out = subprocess.run(

@@ -19,10 +19,9 @@ import pytest
 from evalsuite.records import Message
 from evalsuite.task import ChoiceRequest, TaskContext
 
-DATA = Path("/work/shared/data")
+from tests.conftest import DATA_DIR as DATA
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("EVALSUITE_UPDATE_GOLDEN") == "1"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="data mirror not available")
 
 BBH_SUBTASKS = ["boolean_expressions", "date_understanding"]
 AG_SUBSETS = ["aqua-rat", "gaokao-mathcloze", "gaokao-mathqa", "math", "sat-en-without-passage"]
@@ -35,12 +34,14 @@ CASES: dict[str, tuple[str, TaskContext, dict[str, Any]]] = {
     "bbh-zeroshot": ("bbh", TEXT, {"variant": "zeroshot"}),
     "bbh-mc": ("bbh", TEXT, {"variant": "mc"}),
     "bbh-fewshot-chat": ("bbh", CHAT, {"variant": "fewshot", "fewshot_as_chat": True}),
+    "bbh-cot-chat": ("bbh", CHAT, {"variant": "cot"}),
     "agieval-zeroshot": ("agieval", TEXT, {"variant": "zeroshot"}),
     "agieval-fewshot": ("agieval", TEXT, {"variant": "fewshot"}),
     "agieval-cot": ("agieval", TEXT, {"variant": "cot"}),
     "agieval-cot-zeroshot": ("agieval", TEXT, {"variant": "cot", "shots": 0}),
     "agieval-loglikelihood": ("agieval", TEXT, {"scoring": "loglikelihood"}),
     "agieval-fewshot-chat": ("agieval", CHAT, {"variant": "fewshot", "shots": 2, "fewshot_as_chat": True}),
+    "agieval-zeroshot-chat": ("agieval", CHAT, {"variant": "zeroshot"}),
 }
 
 
