@@ -173,13 +173,16 @@ def test_fewshot_as_chat_alternates_turns():
     assert msgs[-1].content == "The answer is therefore" and msgs[2].content.startswith("The answer is therefore ")
 
 
-def test_bad_parameters_are_user_errors():
+def test_bad_parameters_are_user_errors(monkeypatch):
     with pytest.raises(UserError, match="subset"):
         ag.agieval_en(CTX, subsets=["gaokao-biology"])
     with pytest.raises(UserError, match="demos"):
         ag.agieval_en(CTX, variant="fewshot", shots=5, subsets=["lsat-ar"])
     with pytest.raises(UserError, match="loglikelihood"):
         ag.agieval_en(CTX, variant="cot", scoring="loglikelihood")
+    # Neither a mirror nor the hub (offline): the message names both ways.
+    monkeypatch.delenv("EVALSUITE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="data-dir"):
         ag.agieval_en(TaskContext(data_dir=None))
 

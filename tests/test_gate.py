@@ -32,7 +32,10 @@ LIMIT = "10"  # 27 subtasks × 10 = 270 paired samples
 
 def question_key(sample: SampleResult) -> str:
     """The sample's own question (the last 'Q:' block): unique to its prompt."""
-    text = sample.prompt if isinstance(sample.prompt, str) else sample.prompt[-1].content
+    if isinstance(sample.prompt, str):
+        text = sample.prompt
+    else:  # chat: the last user turn (an assistant turn may prefill the answer cue)
+        text = next(m.content for m in reversed(sample.prompt) if m.role == "user")
     return text[text.rfind("\n\nQ: ") + 2:]
 
 
