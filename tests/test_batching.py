@@ -27,6 +27,13 @@ def test_prefix_clusters_and_pool():
     assert [len(prompts[i]) for i in pool] == sorted((len(prompts[i]) for i in pool), reverse=True)
 
 
+def test_small_clusters_join_the_pool():
+    shots = list(range(100))
+    prompts = [shots + [1000 + i] for i in range(3)] + [[2000 + i] * 50 for i in range(10)]
+    batches = plan_batches(prompts, max_rows=16, max_tokens=100_000)
+    assert len(batches) == 1 and batches[0].shared_prefix == 0 and len(batches[0].indices) == 13
+
+
 def test_token_budget_limits_rows_of_long_prompts():
     prompts = [[i] * 2500 for i in range(5)] + [[100 + i] * 10 for i in range(20)]
     batches = plan_batches(prompts, max_rows=16, max_tokens=8192)

@@ -36,8 +36,11 @@ def plan_batches(prompts: Sequence[Sequence[int]], max_rows: int, max_tokens: in
             clusters[-1].append(i)
         else:
             clusters.append([i])
-    shared = [c for c in clusters if len(c) > 1]
-    pool = [c[0] for c in clusters if len(c) == 1]
+    # Every batch decodes as long as its longest row, so a small cluster run
+    # on its own costs a whole extra decode pass for little prefill saved:
+    # only clusters that fill half a batch keep their shared prefix.
+    shared = [c for c in clusters if len(c) > 1 and len(c) * 2 >= max_rows]
+    pool = [i for c in clusters if not (len(c) > 1 and len(c) * 2 >= max_rows) for i in c]
 
     batches: list[Batch] = []
     for cluster in sorted(shared, key=lambda c: -max(len(prompts[i]) for i in c)):

@@ -29,7 +29,7 @@ from evalsuite.templates import sha256_text
 CPU_BATCH = 16  # measured: ~70 tok/s at 16 vs ~20 at 1 on 2 cores
 GPU_BATCH_START = 64  # halved on OOM
 # rows x padded prompt tokens per batch; beyond this CPU prefill slows sharply
-CPU_BATCH_TOKENS = 8192
+CPU_BATCH_TOKENS = 16384
 GPU_BATCH_TOKENS = 262144
 
 
