@@ -40,10 +40,7 @@ class Run:
     def load(cls, path: Path) -> "Run":
         rundir = RunDir.existing(path)
         provenance = rundir.provenance()
-        try:
-            results = rundir.results()
-        except UserError as exc:
-            raise UserError(f"{exc}; the run has no results yet (finish or score it first)") from None
+        results = rundir.results()
         samples: dict[str, dict[str, SampleResult]] = {}
         for record in rundir.samples():
             samples.setdefault(record.task, {})[record.sample_id] = record

@@ -53,6 +53,11 @@ class RunDir:
         _atomic_write(self.path / RESULTS_FILE, results.model_dump_json(indent=2))
 
     def results(self) -> ResultsSummary:
+        if not (self.path / RESULTS_FILE).is_file():
+            raise UserError(
+                f"{self.path} has no {RESULTS_FILE} yet: the run is unfinished "
+                f"(continue it with `evalsuite run --resume {self.path}` or score it with `evalsuite score --run {self.path}`)"
+            )
         return _parse(self.path / RESULTS_FILE, ResultsSummary)
 
     # -- samples -----------------------------------------------------------------

@@ -147,10 +147,7 @@ def load_runs(paths: list[Path]) -> list[Run]:
     for path in paths:
         rundir = RunDir.existing(path)
         provenance = rundir.provenance()
-        try:
-            results = rundir.results()
-        except UserError as exc:
-            raise UserError(f"{exc} (is the run finished? score it first with `evalsuite score`)") from None
+        results = rundir.results()
         slug = slugify(provenance.run_id)
         while slug in seen:  # the same run id copied into two directories
             slug += "-2"
