@@ -20,17 +20,32 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+def _command(args: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "evalsuite.cli", *args]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", **(extra or {})}
+
+
 def evalsuite(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess, as a user would."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "evalsuite.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    return subprocess.run(_command(args), capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=REPO)
+
+
+def start_evalsuite(*args: str) -> subprocess.Popen:
+    """Start the CLI without waiting, so several runs go concurrently."""
+    return subprocess.Popen(_command(args), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+
+
+def finish_runs(procs: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, Path]:
+    """Wait for `evalsuite run` processes; name -> the one run directory each wrote."""
+    dirs = {}
+    for name, (folder, proc) in procs.items():
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        (dirs[name],) = folder.iterdir()
+    return dirs
 
 
 @pytest.fixture

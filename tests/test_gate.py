@@ -10,10 +10,8 @@ evaluated something else (must be refused as not comparable).
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from evalsuite.gate import gate as gate_command
 from evalsuite.records import SampleResult
 from evalsuite.rundir import RunDir
 from evalsuite.stats import holm, mcnemar_exact, paired_binary, paired_bootstrap
-from tests.conftest import REPO, evalsuite
+from tests.conftest import evalsuite, finish_runs, start_evalsuite
 
 LIMIT = "10"  # 27 subtasks × 10 = 270 paired samples
 
@@ -48,25 +46,14 @@ def replies(samples: list[SampleResult], wrong: set[int], path: Path) -> Path:
 
 
 def start(data_dir: Path, out: Path, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "evalsuite.cli", "run", "--model", "mock:org/tiny", "--tasks", "bbh",
-           "--data-dir", str(data_dir), "-o", str(out), *args]
-    return subprocess.Popen(cmd, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-
-def finish(procs: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, Path]:
-    out = {}
-    for name, (folder, proc) in procs.items():
-        _, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
-        (out[name],) = folder.iterdir()
-    return out
+    return start_evalsuite("run", "--model", "mock:org/tiny", "--tasks", "bbh",
+                           "--data-dir", str(data_dir), "-o", str(out), *args)
 
 
 @pytest.fixture(scope="module")
 def runs(data_dir, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("gate")
-    seed = finish({"seed": (tmp / "seed", start(data_dir, tmp / "seed", "--limit", LIMIT))})["seed"]
+    seed = finish_runs({"seed": (tmp / "seed", start(data_dir, tmp / "seed", "--limit", LIMIT))})["seed"]
     samples = RunDir.existing(seed).samples()
     assert len(samples) == 270
     rng = random.Random(7)
@@ -88,7 +75,7 @@ def runs(data_dir, tmp_path_factory) -> dict[str, Path]:
         "errors": ["--limit", LIMIT, "-M", f"replies={files['base']}", "-M", "fail_every=9"],
         "other": ["--limit", "9", "-T", "shots=2", "-M", f"replies={files['base']}"],
     }
-    return finish({name: (tmp / name, start(data_dir, tmp / name, *args)) for name, args in variants.items()})
+    return finish_runs({name: (tmp / name, start(data_dir, tmp / name, *args)) for name, args in variants.items()})
 
 
 def gate(runs, candidate: str, *extra: str, baseline: str = "base", cli: bool = False):

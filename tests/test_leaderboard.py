@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from evalsuite.rundir import RunDir
 from leaderboards.samples import script_json
-from tests.conftest import REPO, evalsuite
+from tests.conftest import evalsuite, finish_runs, start_evalsuite
 
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> So the answer is (A).'
 HOSTILE_MODEL = "evil<b>model</b>"
@@ -33,15 +32,8 @@ def run_parallel(data_dir: Path, out: Path, specs: dict[str, str]) -> dict[str, 
     for i, (model, reply) in enumerate(specs.items()):
         args = ["run", "--model", f"mock:{model}", "--tasks", "bbh", "--limit", "3", "--data-dir", str(data_dir),
                 "-M", f"reply={reply}", "-o", str(out / str(i))]
-        procs[model] = (out / str(i), subprocess.Popen(
-            [sys.executable, "-m", "evalsuite.cli", *args], cwd=REPO, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}))
-    dirs = {}
-    for model, (folder, proc) in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
-        (dirs[model],) = folder.iterdir()
-    return dirs
+        procs[model] = (out / str(i), start_evalsuite(*args))
+    return finish_runs(procs)
 
 
 @pytest.fixture(scope="module")
