@@ -140,11 +140,11 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
 
     prov = prov.model_copy(update={"finished_at": _now()})
     rundir.write_provenance(prov)
-    rundir.write_results(summarize(prov, tasks, rundir.samples(), config.limit))
+    rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
 
 
-def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[SampleResult], limit: int | None) -> ResultsSummary:
+def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[SampleResult]) -> ResultsSummary:
     by_task: dict[str, list[SampleResult]] = {name: [] for name in tasks}
     for r in records:
         if r.task in by_task:
@@ -435,5 +435,5 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
             _Scorer(task, rundir, progress, generate_only=False).rescore(rescore)
             progress.finish_task(name)
     rundir.close()
-    rundir.write_results(summarize(prov, tasks, rundir.samples(), config.limit))
+    rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
