@@ -30,7 +30,7 @@ from evalsuite.backends.base import (
     GenerateRequest,
     require,
 )
-from evalsuite.backends.models import parse_model_spec
+from evalsuite.backends.models import load_backend
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.progress import RunProgress
 from evalsuite.records import (
@@ -82,10 +82,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _seed_everything(config.seed)
 
-    backend_name, model_name = parse_model_spec(config.model)
-    backend_cls = registry.load("backend", backend_name)
-    backend: Backend = backend_cls(
-        model_name,
+    backend = load_backend(
+        config.model,
         BackendOptions(
             device=config.device,
             dtype=config.dtype,

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from evalsuite import registry
 from evalsuite.errors import UserError
+
+if TYPE_CHECKING:
+    from evalsuite.backends.base import Backend, BackendOptions
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -34,6 +39,17 @@ def parse_model_spec(spec: str | None) -> tuple[str, str]:
     if prefix in registry.names("backend"):
         return prefix, rest
     return "hf", spec
+
+
+def load_backend(spec: str | None, options: "BackendOptions") -> "Backend":
+    """Construct the backend named by a model spec (see :func:`parse_model_spec`).
+
+    The one place a model spec becomes a live backend: the evaluated model,
+    a judge and every replica are built through it.  Raises ``UserError``
+    for an unknown backend or an unloadable model.
+    """
+    backend_name, model_name = parse_model_spec(spec)
+    return registry.load("backend", backend_name)(model_name, options)
 
 
 def packaged_gguf(alias: GGUFModel) -> Path:
