@@ -17,7 +17,7 @@ VLLM_VERSION ?= 0.32.0
 VLLM_VENV ?= $(or $(EVALSUITE_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/evalsuite)/vllm-venv-$(VLLM_VERSION)
 export EVALSUITE_VLLM_PYTHON ?= $(VLLM_VENV)/bin/python
 
-.PHONY: setup demo test engine image browser vllm-venv clean
+.PHONY: setup demo test engine image browser vllm-venv vllm-serve clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ image: setup engine
 
 vllm-venv:
 	bash scripts/setup_vllm_venv.sh $(VLLM_VERSION) $(VLLM_VENV) "$(TORCH_SPEC)"
+
+# Serve a model (default: the embedded one) at http://127.0.0.1:$(VLLM_PORT)/v1 until Ctrl-C.
+VLLM_MODEL ?= smollm2-135m
+VLLM_PORT ?= 8000
+vllm-serve: setup vllm-venv
+	$(BIN)/python -m evalsuite.backends.vllm_server $(VLLM_MODEL) --port $(VLLM_PORT)
 
 browser: setup
 	PYTHON=$(BIN)/python bash leaderboards/setup_browser.sh

@@ -42,12 +42,18 @@ class MalformedReply(ValueError):
     """A 200 reply whose body is not the JSON the API specifies (retried)."""
 
 
+class Unsupported(ValueError):
+    """A well-formed reply that shows the server cannot do what was asked
+    (e.g. it ignores ``n``): asking again would not help, so it is not retried."""
+
+
 @dataclass
 class Endpoint:
     url: str  # base URL ending in /v1 (or the API's equivalent), credentials stripped
     outstanding: int = 0
     failures: int = 0  # consecutive
     drained: bool = False
+    drains: int = 0  # times drained so far: health checks back off
     served: int = 0
 
     @property
@@ -189,6 +195,8 @@ class EndpointPool:
             raise CallFailed(reason, retryable=retryable, status=status, retry_after=_retry_after(reply))
         try:
             result = parse(reply.json())
+        except Unsupported as exc:
+            raise CallFailed(f"{ep.url}{path}: {exc}", retryable=False) from None
         except (json.JSONDecodeError, MalformedReply, KeyError, TypeError, IndexError, AttributeError) as exc:
             detail = f": {exc}" if isinstance(exc, MalformedReply) else ""
             raise self._failed(ep, f"malformed reply from {ep.url}{path}{detail}", retryable=True) from None
@@ -213,14 +221,18 @@ class EndpointPool:
     def drain(self, ep: Endpoint, reason: str) -> None:
         """Send no more requests to ``ep`` until its health check passes."""
         ep.drained = True
+        ep.drains += 1
         print(f"evalsuite: draining endpoint {ep.url} ({reason})", file=sys.stderr)
         task = asyncio.get_running_loop().create_task(self._watch(ep))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
     async def _watch(self, ep: Endpoint) -> None:
+        # An endpoint that passes health checks yet keeps failing requests is
+        # readmitted less and less often (2 s, 4 s, 8 s, ... at most a minute).
+        interval = min(60.0, self.settings.health_interval * 2 ** (ep.drains - 1))
         while True:
-            await asyncio.sleep(self.settings.health_interval)
+            await asyncio.sleep(interval)
             if await self.healthy(ep):
                 ep.drained, ep.failures = False, 0
                 print(f"evalsuite: endpoint {ep.url} is healthy again", file=sys.stderr)

@@ -44,7 +44,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from evalsuite.backends.base import (
     GENERATE,
@@ -59,13 +59,13 @@ from evalsuite.backends.base import (
     render_prompt,
     split_continuations,
 )
-from evalsuite.backends.endpoints import CallFailed, EndpointPool, MalformedReply, PoolSettings
+from evalsuite.backends.endpoints import CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported
 from evalsuite.backends.event_loop import EventLoopThread
 from evalsuite.backends.response_cache import ResponseCache, deterministic_body, model_identity
 from evalsuite.errors import UserError
 from evalsuite.records import LoglikelihoodResult, Message, ModelInfo, ModelOutput, Prompt, ServerInfo
 
-Prefill = Literal["continue", "messages", "completions"]
+T = TypeVar("T")
 PREFILL_MODES = ("auto", "continue", "messages", "completions")
 OPTIONS = {
     "base_url": "comma-separated base URLs (an endpoint pool), e.g. http://127.0.0.1:8000/v1",
@@ -129,7 +129,12 @@ class OpenAIBackend(Backend):
     name = "openai"
     caches_responses = True  # keys the response cache on its own HTTP bodies
 
-    def __init__(self, model: str, options: BackendOptions, *, base_urls: list[str] | None = None) -> None:
+    def __init__(
+        self, model: str, options: BackendOptions, *, base_urls: list[str] | None = None, info: dict[str, Any] | None = None
+    ) -> None:
+        """Connect to the server(s) and probe them; ``info`` overrides ModelInfo fields
+        (a managed server knows the model's file hash).  Raises ``UserError`` when no
+        endpoint answers, the model is not served, or the options are wrong."""
         self.options = options
         self.settings = OpenAISettings.parse(options.extra, base_urls)
         key = os.environ.get(self.settings.api_key_env)
@@ -157,7 +162,7 @@ class OpenAIBackend(Backend):
                     version=version,
                     prefill=self.prefill,
                 ),
-            )
+            ).model_copy(update=info or {})
             self._set_loglikelihood()
         except BaseException:
             self.close()
@@ -167,36 +172,36 @@ class OpenAIBackend(Backend):
 
     async def _discover(self, model: str) -> tuple[str, dict[str, Any], str | None]:
         """(model name, its /models entry, server version); drains unreachable endpoints."""
-        listings: dict[str, list[dict[str, Any]] | None] = {}
+        listings: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, str] = {}
         for ep in self.pool.endpoints:
             try:
-                data, _ = await self.pool.call("GET", "/models", endpoint=ep, retries=min(2, self.settings.pool.max_retries))
-                listings[ep.url] = [m for m in data.get("data", []) if isinstance(m, dict)]
+                listings[ep.url], _ = await self.pool.call(
+                    "GET", "/models", parse=lambda d: [m for m in d["data"] if isinstance(m, dict)], endpoint=ep, retries=2
+                )
             except CallFailed as exc:
                 if exc.status in (401, 403):
                     raise UserError(f"{ep.url} refused the API key (HTTP {exc.status}): set ${self.settings.api_key_env} "
                                     "or name another variable with -M api_key_env=NAME") from None
                 if exc.status in (404, 405):
-                    listings[ep.url] = None  # a server without a model listing
-                else:
-                    errors[ep.url] = exc.reason
+                    raise UserError(f"no OpenAI-compatible API at {ep.url}: {exc.reason} (a base_url usually ends in /v1)") from None
+                errors[ep.url] = exc.reason
         if not listings:
             raise UserError(f"cannot reach the server: {next(iter(errors.values()))}")
         for ep in self.pool.endpoints:
             if ep.url in errors:
                 self.pool.drain(ep, errors[ep.url])
-        served = {m.get("id") for listing in listings.values() if listing for m in listing}
+        served = {m.get("id") for listing in listings.values() for m in listing}
         if not model:
             if len(served) != 1:
                 raise UserError(f"name the model: openai:NAME (the server serves {', '.join(sorted(map(str, served))) or 'no model list'})")
             model = str(next(iter(served)))
-        entries = [next((m for m in listing if m.get("id") == model), None) for listing in listings.values() if listing is not None]
+        entries = [next((m for m in listing if m.get("id") == model), None) for listing in listings.values()]
         if any(e is None for e in entries):
             raise UserError(f"model '{model}' is not served at {', '.join(listings)} (it serves: {', '.join(sorted(map(str, served)))})")
         keep = ("id", "root", "parent", "max_model_len", "owned_by")
-        entry = {k: v for k, v in (entries[0] or {}).items() if k in keep and v is not None}
-        roots = {e.get("root") for e in entries if e}
+        entry = {k: v for k, v in entries[0].items() if k in keep and v is not None}
+        roots = {e.get("root") for e in entries}
         if len(roots) > 1:
             raise UserError(f"the endpoints serve different models named '{model}': {', '.join(map(str, roots))}")
         return model, entry, await self._version()
@@ -249,11 +254,11 @@ class OpenAIBackend(Backend):
     async def _probe(self) -> str | None:
         # 1. generate one token greedily and note its log-probability
         gen = {"model": self.model, "prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1}
-        choice, _ = await self.pool.call("POST", "/completions", gen, lambda d: d["choices"][0])
+        choice, _ = await self._call("/completions", gen, lambda d: d["choices"][0])
         token, expected = choice["text"], choice["logprobs"]["token_logprobs"][0]
         # 2. echo prompt + that token: its echoed log-probability must be the same
         echo = {**gen, "prompt": PROBE_TEXT + token, "echo": True}
-        lp, _ = await self.pool.call("POST", "/completions", echo, lambda d: d["choices"][0]["logprobs"])
+        lp, _ = await self._call("/completions", echo, lambda d: d["choices"][0]["logprobs"])
         if not lp or not lp.get("token_logprobs"):
             return "the server returns no echoed prompt log-probabilities (echo + logprobs on /completions)"
         offsets, lps = lp.get("text_offset") or [], lp["token_logprobs"]
@@ -292,7 +297,7 @@ class OpenAIBackend(Backend):
         def parse(data: Any) -> ModelOutput:
             choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
             if len(choices) != cfg.n:
-                raise MalformedReply(f"{len(choices)} choices for n={cfg.n}")
+                raise Unsupported(f"the server returned {len(choices)} completions for n={cfg.n}: it does not support n")
             texts, reasons = [], []
             for c in choices:
                 text = c["text"] if path == "/completions" else c["message"]["content"] or ""
@@ -338,27 +343,38 @@ class OpenAIBackend(Backend):
 
     async def _send(self, path: str, body: dict[str, Any], parse: Callable[[Any], Any]) -> Any:
         """One request through the cache and the pool; a failure is returned, not raised."""
-        cacheable = self.cache is not None and deterministic_body(body)
+        try:
+            result, endpoint = await self._call(path, body, parse)
+        except CallFailed as exc:
+            return RequestFailure(exc.reason)
+        if isinstance(result, ModelOutput) and endpoint is not None and len(self.pool.endpoints) > 1:
+            result = result.model_copy(update={"endpoint": endpoint.url})
+        return result
+
+    async def _call(
+        self, path: str, body: dict[str, Any], parse: Callable[[Any], T], deterministic: bool | None = None
+    ) -> tuple[T, Endpoint | None]:
+        """POST through the response cache (deterministic requests only; by default
+        judged from the body): a hit costs no server call and comes back with
+        ``cached=True`` where the result has that field.  Raises ``CallFailed``
+        after the last retry."""
+        cacheable = self.cache is not None and (deterministic_body(body) if deterministic is None else deterministic)
         if cacheable:
-            hit = self.cache.get(self._identity, body)
+            hit = self.cache.get(self._identity, {"path": path, **body})
             if hit is not None:
-                return parse(hit).model_copy(update={"cached": True})
+                result = parse(hit)
+                return (result.model_copy(update={"cached": True}) if hasattr(result, "cached") else result), None
         raw: list[Any] = []
 
-        def keep(data: Any) -> Any:
+        def keep(data: Any) -> T:
             result = parse(data)  # raises on a malformed reply, which is retried and never cached
             raw.append(data)
             return result
 
-        try:
-            result, endpoint = await self.pool.call("POST", path, body, keep, tokens=_token_estimate(body))
-        except CallFailed as exc:
-            return RequestFailure(exc.reason)
+        result, endpoint = await self.pool.call("POST", path, body, keep, tokens=_token_estimate(body))
         if cacheable:
-            self.cache.put(self._identity, body, raw[-1])
-        if isinstance(result, ModelOutput) and len(self.pool.endpoints) > 1:
-            result = result.model_copy(update={"endpoint": endpoint.url})
-        return result
+            self.cache.put(self._identity, {"path": path, **body}, raw[-1])
+        return result, endpoint
 
     @property
     def _identity(self) -> dict[str, Any]:
@@ -440,7 +456,8 @@ class ServerTokenizer(Tokenizer):
         self.backend = backend
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        data, _ = self.backend.loop.run(self.backend.pool.call("POST", path, {"model": self.backend.model, **body}))
+        body = {"model": self.backend.model, **body}
+        data, _ = self.backend.loop.run(self.backend._call(path, body, lambda d: d, deterministic=True))
         return data
 
     def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:

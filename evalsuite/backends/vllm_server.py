@@ -159,8 +159,8 @@ class VLLMServer:
 def start_servers(servers: list[VLLMServer], timeout: float) -> None:
     """Start replicas side by side; a replica whose port was taken meanwhile moves to another."""
     for s in servers:
-        _say(f"starting vLLM server on 127.0.0.1:{s.port} for {s.served_name} (log: {s.log_path})")
         s.start()
+        _say(f"starting vLLM server (pid {s.pid}) on 127.0.0.1:{s.port} for {s.served_name} (log: {s.log_path})")
     began = time.monotonic()
     for s in servers:
         for _ in range(3):
@@ -223,18 +223,17 @@ class VLLMBackend(OpenAIBackend):
         vllm = {k: extra.pop(k) for k in list(extra) if k in VLLM_OPTIONS}
         resolved = resolve_model(model or DEFAULT_MODEL)
         self.device, self.servers = plan_servers(resolved, options, vllm)
+        first = self.servers[0]
         try:
             start_servers(self.servers, float(vllm.get("startup_timeout", 900)))
-            super().__init__(resolved.id, replace(options, extra=extra), base_urls=[s.base_url for s in self.servers])
+            super().__init__(resolved.id, replace(options, extra=extra), base_urls=[s.base_url for s in self.servers], info={
+                "backend": self.name, "path": str(resolved.source), "file_hash": resolved.file_hash,
+                "dtype": first.args[first.args.index("--dtype") + 1], "device": self.device,
+            })
         except BaseException:
             self._stop_servers()
             raise
-        server = self.info.server.model_copy(update={"command": self.servers[0].command})
-        self.info = self.info.model_copy(update={
-            "backend": self.name, "path": str(resolved.source), "file_hash": resolved.file_hash,
-            "dtype": self.servers[0].args[self.servers[0].args.index("--dtype") + 1], "device": self.device,
-            "server": server,
-        })
+        self.info = self.info.model_copy(update={"server": self.info.server.model_copy(update={"command": first.command})})
 
     def _stop_servers(self) -> None:
         for s in self.servers:
