@@ -152,6 +152,11 @@ def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[Sam
     for r in records:
         if r.task in by_task:
             by_task[r.task].append(r)
+    # Dataset order, not completion order: concurrent backends and resumed runs
+    # finish samples in another order, and float sums must not depend on it.
+    for name, rs in by_task.items():
+        order = {s.id: i for i, s in enumerate(tasks[name].samples)}
+        rs.sort(key=lambda r: order.get(r.sample_id, len(order)))
     return ResultsSummary(
         run_id=prov.run_id,
         model=prov.model.id,

@@ -48,7 +48,7 @@ def generate(backend, prompts, **config):
     return [out[i] for i in range(len(prompts))]
 
 
-def bbh_requests(chat: bool = True, max_new_tokens: int = 256) -> list[GenerateRequest]:
+def bbh_requests(chat: bool = True, max_new_tokens: int = 128) -> list[GenerateRequest]:
     """The first chain-of-thought item of four subtasks, as the bbh task builds them."""
     from tasks.bbh import bbh
 
