@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
@@ -94,6 +94,8 @@ class EndpointPool:
         self._rps = AsyncLimiter(settings.requests_per_s, 1) if settings.requests_per_s else None
         self._tpm = AsyncLimiter(settings.tokens_per_min, 60) if settings.tokens_per_min else None
         self._watchers: set[asyncio.Task] = set()
+        # 0.5 s, 1 s, 2 s, ... plus up to 1 s of jitter, so clients that failed together do not retry together
+        self._backoff = wait_exponential(multiplier=0.5, max=settings.max_retry_wait) + wait_random(0, 1)
         self.calls = 0  # HTTP requests sent, retries included
 
     @property
@@ -155,7 +157,7 @@ class EndpointPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=0.5, max=self.settings.max_retry_wait, jitter=1.0)(state)
+        backoff = self._backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
