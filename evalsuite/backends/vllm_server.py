@@ -163,16 +163,17 @@ def start_servers(servers: list[VLLMServer], timeout: float) -> None:
         _say(f"starting vLLM server (pid {s.pid}) on 127.0.0.1:{s.port} for {s.served_name} (log: {s.log_path})")
     began = time.monotonic()
     for s in servers:
-        for _ in range(3):
+        for attempt in range(3):
             try:
                 s.wait_ready(max(1.0, timeout - (time.monotonic() - began)))
                 break
             except UserError:
-                if not s.port_taken():
+                if not s.port_taken() or attempt == 2:
                     raise
                 s.stop()
                 s.port = free_port()
                 s.start()
+                _say(f"port taken; restarted the vLLM server (pid {s.pid}) on 127.0.0.1:{s.port}")
     _say(f"vLLM ready after {time.monotonic() - began:.0f} s: {', '.join(s.base_url for s in servers)}")
 
 
@@ -204,6 +205,8 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
     args += shlex.split(str(vllm.get("vllm_args", "")))
     env = {"VLLM_CPU_KVCACHE_SPACE": str(vllm.get("kv_cache_space", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")))}
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(replicas * tp)))).split(",")
+    if not cpu and len(gpus) < replicas * tp:
+        raise UserError(f"{replicas} replicas x {tp} GPUs need {replicas * tp} GPUs; CUDA_VISIBLE_DEVICES has {len(gpus)}")
     servers = []
     for i in range(replicas):
         replica_env = dict(env)
