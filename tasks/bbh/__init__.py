@@ -33,7 +33,7 @@ from evalsuite.records import GenerationConfig, Sample, Score
 from evalsuite.selfconsistency import sampling_config, vote_score
 from evalsuite.task import ChoiceRequest, GenerateRequest, Task, TaskContext, per_item, task
 from evalsuite.templates import task_templates
-from tasks.bbh.extract import BINARY_WORDS, Format, answer_format, answer_span, extract, is_correct, options
+from tasks.bbh.extract import BINARY_WORDS, Format, answer_format, answer_span, extract, is_correct, options, read
 
 SUBTASKS = (
     "boolean_expressions causal_judgement date_understanding disambiguation_qa dyck_languages "
@@ -150,12 +150,12 @@ def bbh(
                 "exact_match",
             )
         text = output.completions[0]
-        answer = extract(text, sample.subtask, sample.input["input"], chain_of_thought=cot)
-        correct = is_correct(text, answer, sample.target, sample.subtask)
+        reading = read(text, sample.subtask, sample.input["input"], chain_of_thought=cot)
+        correct = is_correct(text, reading.answer, sample.target, sample.subtask)
         return Score(
-            metrics={"exact_match": float(correct), "answer_found": float(answer is not None)},
-            answer=answer,
-            detail=None if answer is not None else "no answer found in the output",
+            metrics={"exact_match": float(correct), "answer_found": float(reading.answer is not None)},
+            answer=reading.answer,
+            detail=reading.detail,
         )
 
     return Task(
