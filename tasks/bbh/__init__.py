@@ -140,7 +140,7 @@ def bbh(
 
     def score(sample: Sample, output: Any) -> Score:
         if mc:
-            s = choice_score(output, [" " + c for c in sample.choices], {sample.choices.index(sample.target)})
+            s = choice_score(output, sample.choices, {sample.choices.index(sample.target)})
             return s.model_copy(update={"answer": sample.choices[s.answer]})
         if len(output.completions) > 1:
             return vote_score(
