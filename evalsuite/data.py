@@ -3,6 +3,11 @@
 A task names its benchmark folder and hub id; :class:`DataSource` decides
 where rows come from, validates them (a malformed row is reported with file
 and line), and hashes exactly the bytes it read into the run's provenance.
+
+Only rows come from the hub, never prompts: a task whose prompt material is
+part of the benchmark ships it as package data (BBH's cot-prompts), so both
+sources build the same prompts.  A task whose hub copies cannot rebuild it
+(preprocessed, or missing fields) calls :meth:`DataSource.require_mirror`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from evalsuite.errors import UserError
 from evalsuite.records import DatasetInfo
 
 DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
+# Which built-in tasks need the mirror (README, "Benchmark data" says why).
+MIRROR_ONLY = ("Built-in tasks that need the mirror: agieval, agieval_en, agieval_zh, agieval_orca, humaneval_plus; "
+               "bbh and humaneval can read the Hugging Face Hub instead.")
 
 
 class DataSource:
@@ -45,6 +53,18 @@ class DataSource:
             f"{self.folder} data not found ({why}): {hub}pass --data-dir DIR / set "
             f"{DATA_DIR_ENV}=DIR, where DIR/{self.folder}/ holds the benchmark's original files"
         )
+
+    def require_mirror(self, task: str, why: str, holds: str) -> None:
+        """Raise a UserError unless a local mirror is configured.
+
+        For tasks that cannot be rebuilt from their hub copies; ``why`` says what
+        the hub lacks, ``holds`` which files DIR/<folder>/ must hold.
+        """
+        if not self.local:
+            raise UserError(
+                f"{task} reads only the local mirror of its original files ({why}): pass --data-dir DIR or set "
+                f"{DATA_DIR_ENV}=DIR, where DIR/{self.folder}/ holds {holds}. {MIRROR_ONLY}"
+            )
 
     def path(self, name: str) -> Path:
         assert self.root is not None
@@ -84,13 +104,20 @@ class DataSource:
         return rows
 
     def hub_rows(self, config: str | None, split: str, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-        """Rows of ``hub_id/config`` through ``datasets`` (used when no mirror is given)."""
+        """Rows of ``hub_id/config`` through ``datasets.load_dataset`` (used when no mirror is given).
+
+        ``hub_id`` may also be a local folder in hub layout (one config per
+        subfolder, declared in its README.md), which ``datasets`` reads the same way.
+        Raises UserError when the load fails (offline, gated, renamed).
+        """
         try:
             import datasets
 
             ds = datasets.load_dataset(self.hub_id, config, split=split)
         except Exception as exc:  # offline, gated, renamed: all end the same way
-            raise self._missing(f"hub load of {self.hub_id}/{config} failed: {type(exc).__name__}") from exc
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise self._missing(f"hub load of {self.hub_id}/{config} failed: {type(exc).__name__}"
+                                + (f": {first}" if first else "")) from exc
         self._hash.update(f"{self.hub_id}/{config}/{split}@{ds._fingerprint}".encode())
         rows = [_check_row(dict(r), required, f"{self.hub_id}/{config}[{i}]") for i, r in enumerate(ds)]
         self._n_rows += len(rows)

@@ -157,11 +157,9 @@ def build(
 
     templates = task_templates(__file__)
     source = DataSource("agieval", ctx.data_dir, hub_id=None)
-    if not source.local:
-        raise UserError(
-            "agieval reads the original AGIEval v1 files: pass --data-dir DIR or set EVALSUITE_DATA_DIR=DIR, "
-            "where DIR/agieval/ holds <subset>.jsonl and few_shot_prompts.csv"
-        )
+    source.require_mirror(
+        name, "the hub copies hails/agieval-* are preprocessed prompts without the separate passage, question and "
+        "options, and without few_shot_prompts.csv", "<subset>.jsonl and few_shot_prompts.csv")
     quirks: Counter[str] = Counter()
     demos = load_demos(source.read_text("few_shot_prompts.csv"), quirks) if n_shots != 0 else {}
     samples: list[Sample] = []
