@@ -312,6 +312,7 @@ ECHOED = [
     "Answer: Let's think step by step.\nThe passage rules out the first two.\nTherefore, ({g}) is correct.",
     "Answer:\nLet's think step by step. Only one option survives.\nSo ({g}) it is.",
     "A: Let's think step by step.\nHence ({g}).",
+    "Answer: Let's think step by step.\n(A) is wrong.\n(B) does not follow either.\nTherefore, {g} is correct.",
 ]
 
 
@@ -403,6 +404,10 @@ def test_integers_compare_exactly(full):
     ("math/1", " 30, because 60/2 = 30.", 1.0),
     ("math/1", " 31, since the two angles are equal.", 0.0),
     ("math/1", " 30°.", 1.0),
+    ("math/359", " \\sqrt{5} and -\\sqrt{5}", 1.0),  # gold \sqrt{5}, -\sqrt{5}
+    ("math/359", " x = -\\sqrt{5}, x = \\sqrt{5}", 1.0),
+    ("math/359", " \\{-\\sqrt{5}, \\sqrt{5}\\}", 1.0),
+    ("math/359", " \\sqrt{5}", 0.0),
     ("math/532", " 30°", 1.0),  # gold 30^\circ
     ("math/532", " 30 degrees.", 1.0),
     ("math/532", " 30^{\\circ}", 1.0),

@@ -99,6 +99,8 @@ ARTICLE_A = [
     # The issue's example: option (D) is "A Plasticine Crow"; the target is (C).
     ("movie_recommendation", 13, "... So the answer is A Plasticine Crow.", "(D)"),
     ("movie_recommendation", 13, "So the answer is a plasticine crow", "(D)"),
+    ("movie_recommendation", 13, "So the answer is 'A Plasticine Crow'.", "(D)"),
+    ("movie_recommendation", 13, "**Answer:** A Plasticine Crow", "(D)"),
     # Target (A) "Batman"; the model chose (C) "A Tale of Two Cities": not (A).
     ("movie_recommendation", 37, "So the answer is A Tale of Two Cities.", "(C)"),
     ("movie_recommendation", 37, "So the answer is A Tale of Two Cities (C).", "(C)"),
@@ -159,6 +161,8 @@ HEDGES = [
     ("date_understanding", 1, "So the answer is (A) or maybe (C)."),
     ("date_understanding", 1, "So the answer is (A) and (C)."),
     ("date_understanding", 1, "So the answer is A or C."),
+    ("date_understanding", 1, "So the answer is (A), (C)."),
+    ("date_understanding", 1, "So the answer is (A) or maybe even (C)."),
     ("date_understanding", 1, "The options (A) or (C) both fit."),  # no phrase: the last sentence hedges
     ("boolean_expressions", 1, "So the answer is either True or False."),  # target True
     ("causal_judgement", 1, "So the answer is Yes or No, it depends."),
@@ -173,8 +177,17 @@ def test_a_hedge_across_options_is_not_an_answer(data_dir, subtask, index, outpu
     assert not is_correct(output, reading.answer, row["target"], subtask)
 
 
-def test_a_negated_option_is_not_a_hedge(data_dir):
-    _check(data_dir, "date_understanding", 0, "So the answer is (B), not (A).", "(B)")
+@pytest.mark.parametrize("output", ["So the answer is (B), not (A).", "So the answer is (B) and not (A).",
+                                    "So the answer is (B) rather than (A).", "So the answer is (B) because (A) skips a day."])
+def test_a_ruled_out_option_is_not_a_hedge(data_dir, output):
+    _check(data_dir, "date_understanding", 0, output, "(B)")
+
+
+def test_two_options_with_the_same_text_cannot_be_told_apart(data_dir):
+    """snarks/86 upstream has the same text in (A) and (B): naming it answers neither."""
+    row = _item(data_dir, "snarks", 86)
+    text = row["input"].split("\n(A) ")[1].split("\n")[0]
+    _check(data_dir, "snarks", 86, f"So the answer is {text}.", None)
 
 
 INTEGERS = [
@@ -185,6 +198,8 @@ INTEGERS = [
     ("multistep_arithmetic_two", 0, "So the answer is 24 (46 - 22, checked in 2 steps).", "24"),
     ("multistep_arithmetic_two", 3, "So the answer is -11520, since 2 of the 3 factors are negative.", "-11520"),
     ("multistep_arithmetic_two", 0, "So the answer is ((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) = 24.", "24"),
+    ("multistep_arithmetic_two", 0, "So the answer is 24 = 46 - 22.", "24"),
+    ("object_counting", 3, "So the answer is fourteen (14).", "14"),
 ]
 
 
@@ -200,6 +215,7 @@ def test_an_integer_answer_is_the_number_the_span_opens_with(data_dir, subtask, 
     "So the answer is:\n{numbered}",
     "So the answer is:\n{stars} (in alphabetical order)",
     "{numbered}",  # an answer-only output that is just the list
+    "Step by step, by first letter.\nSorted list:\n{bullets}",  # a chain of thought ending on the list
     "So the answer is {words} (in alphabetical order).",
 ])
 @pytest.mark.parametrize("index", [2, 3])  # word_sorting/2 starts with "artillery" (the issue's example)
@@ -238,6 +254,8 @@ PHRASED = [
     ("web_of_lies", 0, "So the answer is Raymond lies.", "No"),
     ("web_of_lies", 4, "So the answer is Raymond tells the truth.", "Yes"),
     ("web_of_lies", 4, "Vina lies. So Raymond tells the truth.", "Yes"),  # no phrase: last sentence
+    ("web_of_lies", 4, "So the answer is Raymond does not lie.", "Yes"),
+    ("web_of_lies", 0, "So the answer is Raymond is lying.", "No"),
     ("navigate", 0, "So the answer is we do not return to the starting point.", "No"),
     ("navigate", 3, "So the answer is you return to the starting point.", "Yes"),
     ("formal_fallacies", 0, "So the answer is not valid.", "invalid"),
@@ -273,18 +291,19 @@ def test_dyck_answer_ignores_a_parenthesised_note(data_dir, index, output):
 def test_fault_kinds_through_evalsuite_run(data_dir, tmp_path, cli):
     """The same readings through the public entry point: `evalsuite run --model mock -M replies=FILE`."""
     cases = [  # (subtask, index, reply, answer, exact_match)
-        ("movie_recommendation", 13, ARTICLE_A[0][2], "(D)", 0.0),
-        ("movie_recommendation", 37, ARTICLE_A[2][2], "(C)", 0.0),
-        ("snarks", 67, ARTICLE_A[5][2], "(B)", 0.0),
-        ("snarks", 0, HEDGES[0][2], None, 0.0),
-        ("date_understanding", 1, HEDGES[1][2], None, 0.0),
+        ("movie_recommendation", 13, "... So the answer is A Plasticine Crow.", "(D)", 0.0),
+        ("movie_recommendation", 37, "So the answer is A Tale of Two Cities.", "(C)", 0.0),
+        ("snarks", 67, "So the answer is A wave of hypothermia and drownings will be a terrible way to start "
+                       "the year.", "(B)", 0.0),
+        ("snarks", 0, "So the answer is either (B) or (A).", None, 0.0),
+        ("date_understanding", 1, "So the answer is (A) or (C).", None, 0.0),
         ("date_understanding", 0, "the answer is (A), but (A) skips a day. So the answer is (B).", "(B)", 1.0),
         ("date_understanding", 3, "So the answer is (e)", "(E)", 1.0),
-        ("object_counting", 0, INTEGERS[0][2], "8", 1.0),
+        ("object_counting", 0, "So the answer is 8 (after checking the 2 parts again).", "8", 1.0),
         ("object_counting", 1, "So the answer is 15 or 16.", None, 0.0),
         ("sports_understanding", 0, "So the answer is not plausible.", "no", 1.0),
         ("web_of_lies", 0, "So the answer is Raymond does not tell the truth.", "No", 1.0),
-        ("dyck_languages", 3, DYCK[2][1], ") >", 1.0),
+        ("dyck_languages", 3, "So the answer is ) > (the parentheses (and angle brackets) are now balanced).", ") >", 1.0),
     ]
     words = _item(data_dir, "word_sorting", 2)["target"].split()
     cases.append(("word_sorting", 2, "So the answer is:\n" + "\n".join(f"{i}. {w}" for i, w in enumerate(words, 1))

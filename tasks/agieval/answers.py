@@ -127,10 +127,10 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     The answer is read after the LAST answer marker ("answer is", "答案是", …): the
     first option set on its first line ("(A)(C)", "（A）（C）", "A and C", "AC" are
     {A, C}; options joined by "or" are a hedge, None).  When that line names no
-    option (an echoed "Answer:" label before a chain of thought), the last
-    parenthesised set after the marker counts.  Without a marker, a direct answer
-    is read from the start of the completion and a chain of thought (``cot``) from
-    its last parenthesised set.  ``multi`` does not change the reading: a set is
+    option (an echoed "Answer:" label before a chain of thought), the conclusion
+    after the marker counts (see :func:`_concluding_set`).  Without a marker, a
+    direct answer is read from the start of the completion and a chain of thought
+    (``cot``) from its conclusion.  ``multi`` does not change the reading: a set is
     read either way, so two letters given for a single-answer item are a wrong
     answer, not their first letter.
     """
@@ -141,8 +141,18 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
         on_first_line = _letter_sets(_first_line(body), valid)
         if on_first_line:
             return on_first_line[0][1]
-    boxed = [s for m, s in _letter_sets(body, valid) if re.match(r"[\(（]", m.group())]
-    return boxed[-1] if boxed else None
+    return _concluding_set(body, valid)
+
+
+def _concluding_set(text: str, valid: set[str]) -> frozenset[str] | None:
+    """The option set of a reasoning's conclusion: in the last line that names one, its last
+    parenthesised set ("so (A) fails ... (D)"), else its first bare one ("Therefore, C is correct")."""
+    for line in reversed(text.splitlines()):
+        found = _letter_sets(line, valid)
+        boxed = [s for m, s in found if re.match(r"[\(（]", m.group())]
+        if boxed or found:
+            return boxed[-1] if boxed else found[0][1]
+    return None
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -259,20 +269,23 @@ def _number(s: str) -> Fraction | None:
 
 
 def _items(s: str) -> list[str]:
-    """The items of a list answer: ``s`` split at commas outside brackets; one item
-    when there is none, or when ``s`` is a number with thousands separators ("17,280")."""
+    """The items of a list answer: ``s`` split at commas (or, with no comma, at "and")
+    outside brackets; one item when there is none, or when ``s`` is a number with
+    thousands separators ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
     if _GROUPED.fullmatch(s):
         return [s]
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(s):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "," and depth == 0:
-            items.append(s[start:i])
-            start = i + 1
-    return [*items, s[start:]]
+    s = re.sub(r"^\\\{(.*)\\\}$", r"\1", s.strip())
+    for separator in (r",", r"\s+and\s+"):
+        cuts = [m for m in re.finditer(separator, s) if _depth(s[: m.start()]) == 0]
+        if cuts:
+            bounds = [0, *(x for m in cuts for x in (m.start(), m.end())), len(s)]
+            return [s[bounds[i]: bounds[i + 1]] for i in range(0, len(bounds), 2)]
+    return [s]
+
+
+def _depth(prefix: str) -> int:
+    """How many brackets are open at the end of ``prefix``."""
+    return sum(c in "([{" for c in prefix) - sum(c in ")]}" for c in prefix)
 
 
 def canonical_math(answer: str | None) -> str | None:

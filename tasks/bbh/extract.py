@@ -87,8 +87,10 @@ BINARY_PHRASES: dict[str, list[tuple[re.Pattern[str], int]]] = {
         (re.compile(r"\bplausible\b", re.I), 0),
     ],
     "web_of_lies": [
+        (re.compile(r"\b(?:does|do|did)\s*" + _NOT.replace(r"\s+", r"\s*", 1) + r"lie\b", re.I), 0),
         (re.compile(r"\b(?:does|do|is|did)\s*" + _NOT.replace(r"\s+", r"\s*", 1) + r"(?:tell(?:ing)?\s+the\s+truth|truthful)\b"
-                    r"|\bnot\s+(?:telling\s+the\s+truth|truthful)\b|\blies\b|\blying\b|\bliar\b", re.I), 1),
+                    r"|\bnot\s+(?:telling\s+the\s+truth|truthful)\b|\blies\b|\blying\b|\bliar\b"
+                    r"|\btell(?:s|ing)?\s+a\s+lie\b", re.I), 1),
         (re.compile(r"\btell(?:s|ing)?\s+the\s+truth\b|\btruthful\b|\btruth-teller\b", re.I), 0),
     ],
     "navigate": [
@@ -170,8 +172,8 @@ def _drop_notes(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    text = MARKDOWN.sub("", text).strip()
-    return text.rstrip(".!;,: ").strip()
+    text = MARKDOWN.sub("", text).strip().strip("'‘’").strip()
+    return text.rstrip(".!;,: ").strip().strip("'‘’")
 
 
 def _clause(text: str) -> str:
@@ -218,8 +220,7 @@ def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | 
     if fmt is Format.INTEGER:
         return _integer(span)
     if fmt is Format.BRACKETS:
-        run = BRACKET_RUN.search(_drop_notes(span))
-        return " ".join(re.findall(BRACKET, run.group())) if run else None
+        return _brackets(span)
     words = WORD.findall(_drop_notes(span).lower())
     return " ".join(words) or None
 
@@ -252,10 +253,16 @@ def _choice(span: str, opts: dict[str, str]) -> str | Hedge | None:
 def _leading_option(text: str, opts: dict[str, str]) -> tuple[str | None, str]:
     """(letter, text after it) when ``text`` opens with an option, else (None, text)."""
     lowered = text.lower()
-    for letter, option in sorted(opts.items(), key=lambda kv: -len(kv[1])):  # its text, longest first
+    named = {}  # option texts the span opens with, the longest wins
+    for letter, option in opts.items():
         name = _clean(option).lower()
         if name and lowered.startswith(name) and not lowered[len(name): len(name) + 1].isalnum():
-            return letter, text[len(name):]
+            named[letter] = len(name)
+    if named:
+        longest = max(named.values())
+        letters = [x for x, n in named.items() if n == longest]
+        # Two options with the same text (snarks/86 upstream) cannot be told apart.
+        return (letters[0], text[longest:]) if len(letters) == 1 else (None, "")
     m = BARE_LETTER.match(text)
     if m is None or (opts and m.group(1).upper() not in opts):
         return None, text
@@ -273,12 +280,14 @@ def _leading_option(text: str, opts: dict[str, str]) -> tuple[str | None, str]:
 
 def _hedge_after(letter: str, rest: str, opts: dict[str, str]) -> Hedge | None:
     """A second option joined to the first by "or" / "and" / "/" in the rest of its clause."""
-    m = re.match(HEDGE_JOIN + r"(?:either\s+|option\s+)?(\S.*)", rest, re.IGNORECASE)
+    m = (re.match(HEDGE_JOIN + r"(?:either\s+|option\s+)?(\S.*)", rest, re.IGNORECASE)
+         or re.match(r"\s*,\s*(\([A-Za-z]\).*)", rest))  # a list: "(A), (C)"
     if not m:
         return None
     other, _ = _leading_option(m.group(1), opts)
-    if other is None:
-        named = [x.upper() for x in PAREN_LETTER.findall(m.group(1)) if not opts or x.upper() in opts]
+    if other is None:  # "(A) or maybe even (C)": the first option named after the join, unless ruled out
+        named = [x.group(1).upper() for x in PAREN_LETTER.finditer(m.group(1))
+                 if (not opts or x.group(1).upper() in opts) and not NEGATED.search(m.group(1)[: x.start()])]
         other = named[0] if named else None
     if other is None or other == letter:
         return None
@@ -325,7 +334,8 @@ def _integer(span: str) -> str | Hedge | None:
     """The number the answer opens with (digits or a word); the result when it opens
     with a sum ("3 + 5 = 8")."""
     clause = _clause(_drop_notes(span))
-    head = clause.split("=")[-1] if "=" in clause else clause
+    # "3 + 5 = 8": the result; "24 = 46 - 22": the number it opens with.
+    head = clause.split("=")[-1] if "=" in clause and not INTEGER.fullmatch(clause.split("=")[0].strip()) else clause
     digits = INTEGER.search(head)
     word = re.search(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", head, re.IGNORECASE)
     if word and (digits is None or word.start() < digits.start()):
@@ -339,6 +349,19 @@ def _integer(span: str) -> str | Hedge | None:
     return first
 
 
+def _brackets(span: str) -> str | Hedge | None:
+    """dyck_languages: the first run of brackets, notes dropped; two runs joined by "or" are a hedge."""
+    text = _drop_notes(span)
+    run = BRACKET_RUN.search(text)
+    if run is None:
+        return None
+    answer = " ".join(re.findall(BRACKET, run.group()))
+    other = re.match(HEDGE_JOIN + r"(" + BRACKET_RUN.pattern + r")", text[run.end():], re.IGNORECASE)
+    if other:
+        return Hedge((answer, " ".join(re.findall(BRACKET, other.group(1)))))
+    return answer
+
+
 # -- word lists ----------------------------------------------------------------------
 
 
@@ -348,8 +371,8 @@ def _word_list(output: str, chain_of_thought: bool) -> str | None:
     phrase: an answer-only output from its start, a chain of thought's final list."""
     rest = after_answer_phrase(output)
     if rest is None and chain_of_thought:
-        blocks = [b for b in re.split(r"\n\s*\n", output.strip()) if b.strip()]
-        items = _list_items(blocks[-1].split("\n")) if blocks else []
+        tail = output.strip().split("\n")[::-1]  # the list the reasoning ends with, read upwards
+        items = _list_items(tail)[::-1]
         return " ".join(items) if len(items) > 1 else None
     lines = [_drop_notes(MARKDOWN.sub("", line)) for line in (output if rest is None else rest).split("\n")]
     lines = [line for line in lines if line.strip()]
