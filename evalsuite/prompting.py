@@ -122,7 +122,10 @@ def after_last(text: str, markers: Sequence[str]) -> str | None:
 
 # After a bare "A" or "I", these words make it an option letter ("A is correct",
 # "A because ..."); any other word makes it the article or the pronoun.
-LETTER_FOLLOWERS = frozenset("is was and or because since as seems fits would should must matches".split())
+LETTER_FOLLOWERS = frozenset(
+    "is was are and or because since as which that seems appears fits matches would will should must can could "
+    "might may in of from for with here".split()
+)
 
 
 def is_english_word(letter: str, rest: str) -> bool:

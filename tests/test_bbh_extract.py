@@ -117,6 +117,7 @@ ARTICLE_A = [
     # ...but a bare letter is still a letter.
     ("date_understanding", 0, "So the answer is A.", "(A)"),
     ("date_understanding", 0, "So the answer is A because the date moves one day.", "(A)"),
+    ("date_understanding", 0, "So the answer is A) 12/11/1937, one day after.", "(A)"),
 ]
 
 
@@ -259,6 +260,7 @@ PHRASED = [
     ("navigate", 0, "So the answer is we do not return to the starting point.", "No"),
     ("navigate", 3, "So the answer is you return to the starting point.", "Yes"),
     ("formal_fallacies", 0, "So the answer is not valid.", "invalid"),
+    ("boolean_expressions", 0, "So the answer is not ( True ) and ( True ) = False.", "False"),  # the restated expression's result
 ]
 
 

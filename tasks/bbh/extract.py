@@ -266,7 +266,7 @@ def _leading_option(text: str, opts: dict[str, str]) -> tuple[str | None, str]:
     m = BARE_LETTER.match(text)
     if m is None or (opts and m.group(1).upper() not in opts):
         return None, text
-    letter, rest, boxed = m.group(1), text[m.end():], m.group(0).startswith("(")
+    letter, rest, boxed = m.group(1), text[m.end():], "(" in m.group(0) or ")" in m.group(0)  # "(A", "A)"
     option = _clean(opts.get(letter.upper(), "")).lower()
     if not boxed:
         if letter.islower() and _clean(rest):
@@ -319,6 +319,8 @@ def _binary_hits(text: str, subtask: str) -> list[tuple[int, str]]:
 
 def _binary(span: str, subtask: str) -> str | Hedge | None:
     clause = _clause(span)
+    if "=" in clause:  # "not ( True ) and ( True ) = False": the result
+        clause = clause.rsplit("=", 1)[1]
     hits = _binary_hits(clause, subtask) or _binary_hits(span, subtask)
     if not hits:
         return None
