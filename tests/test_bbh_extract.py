@@ -248,6 +248,7 @@ PHRASED = [
     ("date_understanding", 3, "So the answer is (e)", "(E)"),
     ("sports_understanding", 0, "So the answer is not plausible.", "no"),
     ("sports_understanding", 0, "So the answer is implausible.", "no"),
+    ("sports_understanding", 0, "So the answer is: it isn't plausible.", "no"),
     ("sports_understanding", 0, "So the sentence is not plausible.", "no"),  # no phrase: last sentence
     ("sports_understanding", 1, "So the answer is plausible.", "yes"),
     ("web_of_lies", 0, "So the answer is Raymond does not tell the truth.", "No"),
@@ -256,11 +257,13 @@ PHRASED = [
     ("web_of_lies", 4, "So the answer is Raymond tells the truth.", "Yes"),
     ("web_of_lies", 4, "Vina lies. So Raymond tells the truth.", "Yes"),  # no phrase: last sentence
     ("web_of_lies", 4, "So the answer is Raymond does not lie.", "Yes"),
+    ("web_of_lies", 4, "So the answer is Raymond never lies.", "Yes"),
     ("web_of_lies", 0, "So the answer is Raymond is lying.", "No"),
     ("navigate", 0, "So the answer is we do not return to the starting point.", "No"),
     ("navigate", 3, "So the answer is you return to the starting point.", "Yes"),
     ("formal_fallacies", 0, "So the answer is not valid.", "invalid"),
-    ("boolean_expressions", 0, "So the answer is not ( True ) and ( True ) = False.", "False"),  # the restated expression's result
+    # the restated expression's result
+    ("boolean_expressions", 0, "So the answer is not ( True ) and ( True ) = False.", "False"),
 ]
 
 

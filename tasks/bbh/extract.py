@@ -78,28 +78,31 @@ BINARY_WORDS = {
     "sports_understanding": ("yes", "no"),
     "formal_fallacies": ("valid", "invalid"),
 }
-_NOT = r"(?:not|n't|never)\s+"
+_NOT = r"(?:\bnot|n't|\bnever)\s+"  # "not", "doesn't", "isn't", "never"
+
+
+def _phrase(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
 # Unambiguous answers that do not use the target words, per subtask: (pattern, index into
-# BINARY_WORDS).  Negated forms come first so "not plausible" is never read as "plausible".
+# BINARY_WORDS).  Negated forms come first: the first pattern to claim a span keeps it.
 BINARY_PHRASES: dict[str, list[tuple[re.Pattern[str], int]]] = {
     "sports_understanding": [
-        (re.compile(r"\b(?:(?:is\s+)?" + _NOT + r"|im|un)plausible\b|\bnot\s+a\s+plausible\b", re.I), 1),
-        (re.compile(r"\bplausible\b", re.I), 0),
+        (_phrase(_NOT + r"(?:\w+\s+)?plausible\b|\b(?:im|un)plausible\b"), 1),  # "not (very) plausible"
+        (_phrase(r"\bplausible\b"), 0),
     ],
     "web_of_lies": [
-        (re.compile(r"\b(?:does|do|did)\s*" + _NOT.replace(r"\s+", r"\s*", 1) + r"lie\b", re.I), 0),
-        (re.compile(r"\b(?:does|do|is|did)\s*" + _NOT.replace(r"\s+", r"\s*", 1) + r"(?:tell(?:ing)?\s+the\s+truth|truthful)\b"
-                    r"|\bnot\s+(?:telling\s+the\s+truth|truthful)\b|\blies\b|\blying\b|\bliar\b"
-                    r"|\btell(?:s|ing)?\s+a\s+lie\b", re.I), 1),
-        (re.compile(r"\btell(?:s|ing)?\s+the\s+truth\b|\btruthful\b|\btruth-teller\b", re.I), 0),
+        (_phrase(_NOT + r"lies?\b"), 0),  # "does not lie", "never lies"
+        (_phrase(_NOT + r"(?:tell(?:ing)?\s+the\s+truth|truthful)\b|\blies\b|\blying\b|\bliar\b"
+                 r"|\btell(?:s|ing)?\s+a\s+lie\b"), 1),
+        (_phrase(r"\btell(?:s|ing)?\s+the\s+truth\b|\btruthful\b|\btruth-teller\b"), 0),
     ],
     "navigate": [
-        (re.compile(r"\b(?:do|does|will|would|did)\s*" + _NOT.replace(r"\s+", r"\s*", 1) + r"(?:end\s+up\s+|get\s+)?(?:return|back)\b"
-                    r"|\bnot\s+(?:back\s+)?(?:at|to)\s+the\s+start", re.I), 1),
-        (re.compile(r"\breturn(?:s|ed)?\s+to\s+the\s+start(?:ing)?\s+(?:point|position)\b"
-                    r"|\bback\s+(?:at|to)\s+the\s+start(?:ing)?\s+(?:point|position)\b", re.I), 0),
+        (_phrase(_NOT + r"(?:end\s+up\s+|get\s+)?(?:return|back)\b|\bnot\s+(?:back\s+)?(?:at|to)\s+the\s+start"), 1),
+        (_phrase(r"\b(?:return(?:s|ed)?\s+to|back\s+(?:at|to))\s+the\s+start(?:ing)?\s+(?:point|position)\b"), 0),
     ],
-    "formal_fallacies": [(re.compile(r"\bnot\s+(?:deductively\s+)?valid\b", re.I), 1)],
+    "formal_fallacies": [(_phrase(r"\bnot\s+(?:deductively\s+)?valid\b"), 1)],
 }
 QUESTIONING = re.compile(r"\b(?:whether|if)\b", re.IGNORECASE)
 FORMATS = {
