@@ -402,6 +402,8 @@ def test_integers_compare_exactly(full):
     ("math/1", " 30, since the two angles are equal.", 1.0),  # gold 30
     ("math/1", " 30，since the two angles are equal.", 1.0),
     ("math/1", " 30, because 60/2 = 30.", 1.0),
+    ("math/1", " 30, so the two angles are equal.", 1.0),
+    ("math/1", " The answer is $30$, as both angles are equal.", 1.0),
     ("math/1", " 31, since the two angles are equal.", 0.0),
     ("math/1", " 30°.", 1.0),
     ("math/359", " \\sqrt{5} and -\\sqrt{5}", 1.0),  # gold \sqrt{5}, -\sqrt{5}

@@ -183,7 +183,9 @@ def cloze_answer(text: str, lang: str) -> str | None:
     span = after_last(text, MARKERS["en"] + MARKERS["zh"])
     line = _first_line(span if span is not None else text).strip()
     # End of the first sentence: ". " not inside a number, or a Chinese full stop.
-    line = re.split(r"(?<!\d)\.(?=\s|$)|。|[,，]?\s*\b(?:because|since|which|so that)\b", line)[0]
+    # A reason after it: "30, since ...", "30 because ...", "30, so ...".
+    line = re.split(r"(?<!\d)\.(?=\s|$)|。|[,，]?\s*\b(?:because|since|which|so that)\b|[,，]\s*(?:as|so|thus|hence)\b",
+                    line)[0]
     line = line.strip().lstrip(":：").rstrip(",，;；:：").strip()
     return line or None
 

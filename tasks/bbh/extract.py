@@ -149,10 +149,8 @@ def options(question: str) -> dict[str, str]:
 
 def after_answer_phrase(output: str) -> str | None:
     """The raw text after the last "answer is" / "answer:" phrase, or None."""
-    last = None
-    for last in ANSWER_PHRASE.finditer(output):
-        pass
-    return None if last is None else output[last.end():]
+    phrases = list(ANSWER_PHRASE.finditer(output))
+    return output[phrases[-1].end():] if phrases else None
 
 
 def answer_span(output: str) -> str | None:
