@@ -267,6 +267,19 @@ PHRASED = [
 ]
 
 
+BOXED = [
+    ("date_understanding", 0, "Counting forward one day.\nThus, the final answer is $\\boxed{B}$.", "(B)"),
+    ("date_understanding", 0, "Counting forward one day, we get $\\boxed{(B)}$ \\text{as expected}", "(B)"),
+    ("multistep_arithmetic_two", 0, "46 - 22 = 24, so \\boxed{24}", "24"),
+    ("boolean_expressions", 0, "The answer is $\\boxed{\\text{False}}$", "False"),
+]
+
+
+@pytest.mark.parametrize("subtask,index,output,expected", BOXED)
+def test_a_boxed_final_answer(data_dir, subtask, index, output, expected):
+    _check(data_dir, subtask, index, output, expected)
+
+
 @pytest.mark.parametrize("subtask,index,output,expected", PHRASED)
 def test_lowercase_letters_and_answers_without_yes_no(data_dir, subtask, index, output, expected):
     row, reading = _check(data_dir, subtask, index, output, expected)

@@ -35,6 +35,8 @@ ANSWER_PHRASE = re.compile(
     r"\banswer\s*(?:(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b(?!\s*not\b|n't)\s*:?|:)", re.IGNORECASE
 )
 MARKDOWN = re.compile(r"[*_`\"“”]|\$")
+BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+LATEX_WRAPPER = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm)\s*\{([^{}]*)\}")  # "\boxed{(B)}"
 OPTION = re.compile(r"^\(([A-Z])\)\s*(.+?)\s*$", re.MULTILINE)
 PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 UPPER_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
@@ -173,7 +175,7 @@ def _drop_notes(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    text = MARKDOWN.sub("", text).strip().strip("'‘’").strip()
+    text = LATEX_WRAPPER.sub(r"\1", MARKDOWN.sub("", text)).strip().strip("'‘’").strip()
     return text.rstrip(".!;,: ").strip().strip("'‘’")
 
 
@@ -190,6 +192,9 @@ def read(output: str, subtask: str, question: str, chain_of_thought: bool) -> Re
         return Reading(_word_list(output, chain_of_thought))
     rest = after_answer_phrase(output)
     span = answer_span(output)
+    boxed = BOXED.findall(output) if span is None else []
+    if boxed:  # no answer phrase, but a boxed final answer
+        span = _clean(boxed[-1])
     if span is None:
         lines = [line for line in output.strip().splitlines() if line.strip()]
         # Answer-only outputs answer on the first line; a chain of thought
