@@ -423,6 +423,8 @@ def test_integers_compare_exactly(full):
     ("math/374", " \\text{Tusedya}", 0.0),  # letters of a word are not a product of symbols
     ("math/843", " ACF", 1.0),  # gold \text{ACF}, "in alphabetic order"
     ("math/843", " CAF", 0.0),
+    ("math/93", " VW", 1.0),  # gold \text{VW}
+    ("math/93", " WV", 0.0),  # math-verify alone: v*w == w*v
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

@@ -234,6 +234,43 @@ def compare_agieval(data_dir: Path, upstream: Path) -> list[dict]:
     return rows
 
 
+# -- math-verify alone, on issue 8's requirements -------------------------------------------
+
+MATH_VERIFY_CHECKS = [  # (requirement, answer, gold, right verdict)
+    ("unordered solution list", "\\sqrt{5}, -\\sqrt{5}", "-\\sqrt{5}, \\sqrt{5}", True),
+    ("base subscript spelling", "42_7", "42_{7}", True),
+    ("another base", "42_8", "42_{7}", False),
+    ("no base", "42", "42_{7}", False),
+    ("integer gold + 1", "371043401", "371,\\!043,\\!400", False),
+    ("trailing degree sign", "30°", "30", True),
+    ("\\text{even} vs even", "even", "\\text{even}", True),
+    ("864 \\mbox{ inches}^2 vs 864", "864", "864 \\mbox{ inches}^2", True),
+    ("an anagram", "silent", "listen", False),
+    ("a letter block reordered", "CAF", "ACF", False),
+    ("a point's letters reordered", "WV", "VW", False),
+    ("escaped dollar gold", "6", "\\$6", True),
+    ("symbolic equality", "\\sqrt{8}", "2\\sqrt{2}", True),
+]
+
+
+def math_verify_alone(data_dir: Path) -> None:
+    """HF math-verify without our rules: every gold against itself, then the checks above."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    def equal(answer: str, gold: str) -> bool:
+        config = [LatexExtractionConfig(), ExprExtractionConfig()]
+        g, a = parse(f"${gold.strip('$')}$", extraction_config=config), parse(f"${answer.strip('$')}$", extraction_config=config)
+        return bool(g and a) and verify(g, a)
+
+    golds = [json.loads(line)["answer"] for name in ("math", "gaokao-mathcloze")
+             for line in (data_dir / "agieval" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    misses = [g for g in golds if not all(equal(part, part) for part in g.split(";"))]
+    print(f"\nmath-verify alone: {len(golds) - len(misses)} of {len(golds)} golds equal themselves; misses: {misses}")
+    for requirement, answer, gold, right in MATH_VERIFY_CHECKS:
+        got = equal(answer, gold)
+        print(f"  {'right' if got == right else 'WRONG':5s}  {requirement}: {answer!r} vs {gold!r} -> {got}")
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -280,6 +317,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = compare_bbh(args.data_dir) + compare_agieval(args.data_dir, args.agieval_src)
     wrong = report(rows)
+    math_verify_alone(args.data_dir)
     if args.write:
         args.write.write_text("".join(json.dumps(r, ensure_ascii=False, default=sorted) + "\n" for r in examples(rows)),
                               encoding="utf-8")

@@ -193,17 +193,19 @@ def cloze_answer(text: str, lang: str) -> str | None:
 # -- math equivalence ------------------------------------------------------------
 #
 # HF math-verify decides symbolic equality (2\sqrt{2} = \sqrt{8}, x^2+2x+1 = (x+1)^2,
-# intervals, matrices).  Our own rules come first where it is wrong on AGIEval's answers:
-#   * numbers in a base ("42_{7}", "152A_{11}"): math-verify drops the subscript, so
-#     42_7 = 42_8 = 42; here digits and base must both match;
-#   * words and letter blocks ("\text{Tuesday}", "\text{ACF}"): math-verify reads
-#     "Tuesday" as a product of symbols (= "Tusedya") and ACF = CAF; here they compare
-#     as text;
-#   * "\$6" cannot be parsed at all, so a dollar gold cannot match even itself;
-#   * plain numbers compare exactly (as fractions): an integer gold never matches
-#     gold + 1, and 0.333 is not 1/3.
-# Lists without enclosing brackets ("Enter all the solutions, separated by commas")
-# compare as multisets, element by element under the same rules.
+# intervals, matrices, unordered solution sets).  On issue 8's requirements it is right
+# about every gold matching itself, lists, integers (exact), "°", \text{even} and
+# 864 \mbox{ inches}^2 (tools/compare_references.py prints the check), and wrong on two
+# kinds, where our rules decide first:
+#   * numbers in a base ("42_{7}", "152A_{11}"): it drops the subscript, so 42_8 and 42
+#     both equal 42_{7}; here digits and base must both match;
+#   * words and letter blocks written without \text ("even", "ACF", "VW"): it reads them
+#     as products of symbols, so "CAF" equals "ACF", "WV" "VW" and "silent" "listen";
+#     here they compare as text.
+# Plain numbers compare exactly as fractions before it is asked (no float rounding: an
+# integer gold never matches gold + 1, 0.333 is not 1/3), which also keeps it off the
+# common case.  Solution lists without brackets are split here so that each item gets
+# the same rules.
 
 _UNIT_WORDS = (
     r"(?:units?|degrees?|cm|m|km|mm|inches|inch|feet|foot|ft|meters?|miles?|hours?|minutes?|seconds?|"
