@@ -13,7 +13,8 @@ Run it where lm-eval is installed, never in the project's venv (it is no depende
 
     python3 -m venv /tmp/lmeval-venv
     /tmp/lmeval-venv/bin/pip install lm-eval==0.4.13 math-verify pydantic jinja2 click rich
-    mkdir -p /tmp/agieval-upstream/src   # upstream's src/*.py at 5c77d07 (MIT)
+    mkdir -p /tmp/agieval-upstream       # upstream's src/ at 5c77d07 (MIT), never copied into the project:
+    git -C <clone of ruixiangcui/AGIEval> archive 5c77d07 src | tar -x -C /tmp/agieval-upstream
     EVALSUITE_DATA_DIR=../shared/data /tmp/lmeval-venv/bin/python tools/compare_references.py \\
         --agieval-src /tmp/agieval-upstream [--write tests/data/reference_disagreements.jsonl]
 
