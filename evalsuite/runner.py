@@ -277,8 +277,9 @@ class SourceRun:
 
 
 def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:
+    """Judged tasks need --judge before anything is loaded (generating only, they can be judged later)."""
     judged = [name for name, f in factories.items() if f.judged]
-    if judged and not config.judge:
+    if judged and not config.judge and not config.generate_only:
         raise UserError(f"{', '.join(judged)} {'is' if len(judged) == 1 else 'are'} graded by an LLM judge: "
                         "add --judge MODEL (any model spec, e.g. --judge smollm2-135m)")
     if config.judge_args and not config.judge:
@@ -522,7 +523,9 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
     factories, params = _resolve_tasks(config)
-    _check_judge(config, factories)
+    if any(f.judged for f in factories.values()) and not config.judge:
+        raise UserError(f"{path} holds judged tasks generated without a judge: judge them with "
+                        f"`evalsuite judge --run {path} --judge MODEL`")
     options = BackendOptions(device=config.device, dtype=config.dtype)
     judge = _judge_for(config, factories, options, None, prov.model)
     tasks = _build_tasks(config, factories, params, chat=prov.model.chat_template, judge=judge)

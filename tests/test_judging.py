@@ -47,11 +47,14 @@ def run_ok(*args: str) -> Path:
 def mtbench_args(tmp_path, data_dir):
     model = write(tmp_path / "model.json", {"Compose an engaging travel": HOSTILE, "Draft a professional email": EMAIL})
 
-    def args(out: str, judge: dict[str, str], *extra: str) -> list[str]:
-        judge_file = write(tmp_path / f"judge-{out}.json", judge)
+    def args(out: str, judge: dict[str, str] | None, *extra: str) -> list[str]:
+        """`evalsuite run` on two writing questions; ``judge=None``: no judge at all."""
+        judging = []
+        if judge is not None:
+            judging = ["--judge", "mock:judge", "-J", f"replies={write(tmp_path / f'judge-{out}.json', judge)}"]
         return ["run", "--model", "mock:candidate", "-M", f"replies={model}", "--tasks", "mtbench",
-                "-T", "categories=writing", "--limit", "2", "--judge", "mock:judge", "-J", f"replies={judge_file}",
-                "--data-dir", str(data_dir), "-o", str(tmp_path / out), *extra]
+                "-T", "categories=writing", "--limit", "2", *judging, "--data-dir", str(data_dir),
+                "-o", str(tmp_path / out), *extra]
 
     return args
 
@@ -189,7 +192,9 @@ def test_judged_task_without_judge_is_one_error_line(data_dir):
 
 
 def test_rejudge_writes_a_linked_run_without_generating(mtbench_args, tmp_path):
-    source = run_ok(*mtbench_args("gen", {}, "--generate-only"))
+    source = run_ok(*mtbench_args("gen", None, "--generate-only"))  # answers now, a judge later
+    unjudged = evalsuite("score", "--run", str(source))
+    assert unjudged.returncode == 2 and "evalsuite judge --run" in unjudged.stderr
     assert {r.score.status for r in RunDir(source).samples()} == {ScoreStatus.GENERATED}
     judge = write(tmp_path / "other.json", {"": "Fine. Rating: [[8]]"})
     proc = evalsuite("judge", "--run", str(source), "--judge", "mock:other", "-J", f"replies={judge}",

@@ -17,12 +17,12 @@ with its stderr plus the judging summary (parse-error rate, length bias).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from evalsuite.data import jsonl_objects
 from evalsuite.errors import UserError
-from evalsuite.judging.judge import JudgeCall
+from evalsuite.judging.judge import JudgeCall, require_judge
 from evalsuite.judging.stats import judging_summary
 from evalsuite.judging.verdicts import Criterion, rubric
 from evalsuite.metrics import aggregate_means
@@ -45,22 +45,12 @@ from evalsuite.templates import Templates
 def read_prompts(path: Path) -> tuple[list[Sample], DatasetInfo]:
     """Samples of a JSONL file: one object per line with a string ``prompt``
     (and optionally ``id``; other fields are kept for the template)."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    raw = path.read_bytes()
+    rows, raw = jsonl_objects(path, required=("prompt",))
     samples = []
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise UserError(f"{path}:{lineno}: expected an object with a string field 'prompt'")
-        samples.append(Sample(id=str(row.get("id", lineno)), input=row, target=None))
-    if not samples:
-        raise UserError(f"{path}: no prompts")
+    for where, row in rows:
+        if not isinstance(row["prompt"], str):
+            raise UserError(f"{where}: field 'prompt' must be a string")
+        samples.append(Sample(id=str(row.get("id", where.rpartition(":")[2])), input=row, target=None))
     if len({s.id for s in samples}) != len(samples):
         raise UserError(f"{path}: duplicate ids")
     info = DatasetInfo(source=str(path.resolve()), content_hash=hashlib.sha256(raw).hexdigest(), n_rows=len(samples))
@@ -80,9 +70,7 @@ def rubric_task(
     version: str = "1.0",
 ) -> Task:
     """A judged task: the model answers ``data``'s prompts, the judge grades each
-    answer on ``criteria`` (raises ``UserError`` without ``--judge`` or with bad data)."""
-    if ctx.judge is None:
-        raise UserError(f"{name} is graded by an LLM judge: add --judge MODEL")
+    answer on ``criteria`` (``UserError`` for bad data, or when scoring without ``--judge``)."""
     samples, dataset = read_prompts(Path(data).expanduser())
     parser = rubric(criteria)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
@@ -100,7 +88,7 @@ def rubric_task(
                          parser=parser, material=(sample.input["prompt"], answer), answer_chars=(len(answer),))
 
     def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
-        judgments = ctx.judge([call(s, o.completions[0] if o.completions else "") for s, o in items])
+        judgments = require_judge(ctx.judge, name)([call(s, o.completions[0] if o.completions else "") for s, o in items])
         for j in judgments:
             if j.status is not ScoreStatus.SCORED:
                 yield Score(status=ScoreStatus.PARSE_ERROR, detail=j.detail, judgments=[j])
@@ -110,7 +98,7 @@ def rubric_task(
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:
         result = aggregate_means(results, "score")
-        return result.model_copy(update={"judging": judging_summary(results, ctx.judge.id, ctx.judge.info.self_judging)})
+        return result.model_copy(update={"judging": judging_summary(results, ctx.judge)})
 
     return Task(
         name=name,

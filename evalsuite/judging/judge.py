@@ -255,6 +255,14 @@ class Judge:
             self.backend.close()
 
 
+def require_judge(judge: Judge | None, task: str) -> Judge:
+    """The judge a judged task scores with; a clear error when there is none."""
+    if judge is None:
+        raise UserError(f"{task} is graded by an LLM judge: add --judge MODEL, or judge a --generate-only run "
+                        "later with `evalsuite judge --run DIR --judge MODEL`")
+    return judge
+
+
 def split_judge_args(args: dict[str, str]) -> tuple[GenerationConfig, int, dict[str, str], dict[str, str]]:
     """``-J key=value`` -> (judge decoding, retries, backend options, backend extras).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from evalsuite.records import (
     SampleResult,
     ScoreStatus,
 )
+
+if TYPE_CHECKING:
+    from evalsuite.judging.judge import Judge
 
 # Points for the evaluated model (candidate a) per combined pairwise verdict: ties count half.
 OUTCOME_POINTS = {"a": 1.0, "tie": 0.5, "b": 0.0}
@@ -69,7 +73,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
     return Correlation(method="spearman", rho=rho if math.isfinite(rho) else None, p_value=p if math.isfinite(p) else None, n=n)
 
 
-def length_correlation(judgments: Sequence[Judgment]) -> Correlation | None:
+def length_correlation(judgments: Sequence[Judgment]) -> Correlation:
     """Length bias: answer length in characters vs grade, over the scored judgments.
 
     Single and rubric grades against the answer's length; pairwise verdicts
@@ -86,22 +90,25 @@ def length_correlation(judgments: Sequence[Judgment]) -> Correlation | None:
         elif (g := grade(j)) is not None:
             xs.append(float(j.answer_chars[0]))
             ys.append(g)
-    return spearman(xs, ys) if xs else None
+    return spearman(xs, ys)
 
 
 def judging_summary(
     results: Sequence[SampleResult],
-    judge: str | None = None,
-    self_judging: bool = False,
+    judge: Judge | None = None,
     outcome: PairwiseOutcome | None = None,
 ) -> JudgingSummary:
     """Parse-error rate, quoted verdicts, retries, length bias and (pairwise)
-    position consistency, first-position win share and tie rate of a task."""
+    position consistency, first-position win share and tie rate of a task.
+
+    ``judge``: the ``--judge`` handle of a judged task (None when the
+    evaluated model is the judge under test, or nothing was judged yet).
+    """
     judgments = [j for r in results for j in r.score.judgments]
     errors = sum(j.status is ScoreStatus.PARSE_ERROR for j in judgments)
     summary = JudgingSummary(
-        judge=judge,
-        self_judging=self_judging,
+        judge=judge.id if judge else None,
+        self_judging=judge.info.self_judging if judge else False,
         judgments=len(judgments),
         parse_errors=errors,
         parse_error_rate=errors / len(judgments) if judgments else None,

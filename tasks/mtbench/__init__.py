@@ -30,6 +30,7 @@ from evalsuite.compound import ConversationRequest
 from evalsuite.data import DataSource
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.judging import combine_orders, judging_summary, pairwise_outcome
+from evalsuite.judging.judge import require_judge
 from evalsuite.judging.stats import OUTCOME_POINTS
 from evalsuite.metrics import mean_stderr, status_counts
 from evalsuite.prompting import assemble
@@ -74,8 +75,6 @@ def mtbench(
     max_new_tokens: int = 1024,
     temperature: float | None = None,
 ) -> Task:
-    if ctx.judge is None:
-        raise UserError("mtbench is graded by an LLM judge: add --judge MODEL")
     for c in categories or ():
         if c not in CATEGORIES:
             raise unknown_name("mtbench category", c, CATEGORIES)
@@ -120,7 +119,7 @@ def mtbench(
                 new = judging.pair(q, 1, mine, against[q.id]) + judging.pair(q, 2, mine, against[q.id])
             spans.append((len(calls), len(calls) + len(new)))
             calls += new
-        judgments = ctx.judge(calls)
+        judgments = require_judge(ctx.judge, "mtbench")(calls)
         for lo, hi in spans:
             yield (single_score if grading == "single" else pairwise_score)(judgments[lo:hi])
 
@@ -131,7 +130,7 @@ def mtbench(
                           if r.score.status is ScoreStatus.SCORED]
             inconsistent = sum(not same for r in results for _, _, same in turn_outcomes(r.score.judgments))
             outcome = pairwise_outcome(per_sample, opponent, inconsistent, seed=ctx.seed)
-        summary = judging_summary(results, ctx.judge.id, ctx.judge.info.self_judging, outcome)
+        summary = judging_summary(results, ctx.judge, outcome)
         return aggregate_turns(results, "score" if grading == "single" else "win_rate", notes, summary)
 
     return Task(

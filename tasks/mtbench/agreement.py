@@ -34,7 +34,7 @@ from typing import Any
 
 from evalsuite.backends.base import GenerateRequest
 from evalsuite.compound import MultiRequest
-from evalsuite.data import DataSource
+from evalsuite.data import DataSource, jsonl_objects
 from evalsuite.errors import UserError
 from evalsuite.judging import combine_orders, judging_summary, make_judgment, replies_of
 from evalsuite.metrics import status_counts
@@ -132,24 +132,13 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
     second answers.  Lines with the same content are one item with several
     votes.  Returns (items, judging with the file's references, content hash).
     """
-    if not path.is_file():
-        raise UserError(f"-T data={path}: no such file")
-    raw = path.read_bytes()
+    rows, raw = jsonl_objects(path, required=("prompt", "response_a", "response_b", "label"))
     grouped: dict[str, dict[str, Any]] = {}
     references: dict[int | str, tuple[str, ...]] = {}
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where}: expected a JSON object")
-        missing = [k for k in ("prompt", "response_a", "response_b", "label") if not isinstance(row.get(k), str)]
-        if missing:
-            raise UserError(f"{where}: missing string field(s) {', '.join(missing)}")
+    for where, row in rows:
+        wrong = [k for k in ("prompt", "response_a", "response_b", "label") if not isinstance(row[k], str)]
+        if wrong:
+            raise UserError(f"{where}: field(s) {', '.join(wrong)} must be strings")
         second = row.get("turn_2")
         if second is not None and not (isinstance(second, dict) and all(
                 isinstance(second.get(k), str) for k in ("prompt", "response_a", "response_b"))):
@@ -167,8 +156,6 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
         item["votes"].append(_winner(row["label"], where))
         if isinstance(row.get("reference"), str):
             references[item["id"]] = (row["reference"], str((second or {}).get("reference", "")))
-    if not grouped:
-        raise UserError(f"{path}: no rows")
     items = [Item(id=g["id"], question=Question(g["id"], g["category"], g["turns"]), turn=len(g["turns"]),
                   a=g["a"], b=g["b"], votes=tuple(g["votes"])) for g in grouped.values()]
     if len({i.id for i in items}) != len(items):

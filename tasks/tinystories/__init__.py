@@ -30,6 +30,7 @@ import yaml
 from evalsuite.data import DataSource
 from evalsuite.errors import UserError
 from evalsuite.judging import Criterion, JudgeCall, judging_summary, rubric
+from evalsuite.judging.judge import require_judge
 from evalsuite.metrics import aggregate_means
 from evalsuite.prompting import assemble
 from evalsuite.records import GenerationConfig, Message, ModelOutput, Sample, SampleResult, Score, ScoreStatus, TaskResult
@@ -62,8 +63,6 @@ def tinystories(
     max_new_tokens: int = 512,
     mode: Literal["auto", "completion", "instruct"] = "auto",
 ) -> Task:
-    if ctx.judge is None:
-        raise UserError("tinystories is graded by an LLM judge: add --judge MODEL")
     if n < 1:
         raise UserError(f"tinystories.n must be at least 1, got {n}")
     if n > 1 and temperature == 0:
@@ -102,7 +101,7 @@ def tinystories(
 
     def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
         per_sample = [calls(s, o) for s, o in items]
-        judgments = ctx.judge([c for cs in per_sample for c in cs])
+        judgments = require_judge(ctx.judge, "tinystories")([c for cs in per_sample for c in cs])
         start = 0
         for cs in per_sample:
             mine, start = judgments[start : start + len(cs)], start + len(cs)
@@ -128,7 +127,7 @@ def tinystories(
                     ages[f"{group} ({AGE_GROUPS[group]})" if group else "not given"] += 1
         notes = {"age_groups": dict(sorted(ages.items())), "averaging": "over a beginning's graded completions, then over beginnings"}
         result = aggregate_means(results, "overall", notes=notes)
-        return result.model_copy(update={"judging": judging_summary(results, ctx.judge.id, ctx.judge.info.self_judging)})
+        return result.model_copy(update={"judging": judging_summary(results, ctx.judge)})
 
     hashes = templates.hashes
     return Task(
