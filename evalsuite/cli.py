@@ -112,6 +112,9 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
             star = " ★" if metric_name == task.headline else ""
             table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), metric_name + star, _fmt(value.value),
                           _fmt(value.stderr), _unscored(task.status_counts))
+        if not shown:  # nothing scored (e.g. every judge reply without a verdict): still one row
+            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), task.headline + " ★", _fmt(None), _fmt(None),
+                          _unscored(task.status_counts))
     console.print(table)
     for name, task in results.tasks.items():
         if task.headline_aggregation:

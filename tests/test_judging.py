@@ -238,3 +238,17 @@ def test_killed_judged_run_resumes_without_rejudging(mtbench_args, tmp_path):
     keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 4  # every judgment asked exactly once
     assert RunDir(run).results().tasks == RunDir(full).results().tasks
+
+
+def test_pairwise_against_another_runs_answers(mtbench_args, tmp_path, data_dir):
+    base = run_ok("run", "--model", "mock:base", "-M", "reply=Base says hi.", "--tasks", "mtbench", "-T",
+                  "categories=writing", "--limit", "2", "--generate-only", "--data-dir", str(data_dir),
+                  "-o", str(tmp_path / "base"))
+    judge = {"Assistant A's Answer]\nBase says": "[[A]]", "Assistant B's Answer]\nBase says": "[[B]]",
+             "### Assistant A:\nBase says": "[[A]]", "### Assistant B:\nBase says": "[[B]]"}
+    run = run_ok(*mtbench_args("vs-run", judge, "-T", "grading=pairwise", "-T", f"baseline={base}"))
+    result = RunDir(run).results().tasks["mtbench"]
+    assert result.judging.outcome.opponent == "base"
+    assert (result.judging.outcome.wins, result.judging.outcome.losses) == (0, 4)
+    prov = RunDir(run).provenance().tasks["mtbench"]
+    assert prov.params["opponent"] == "base" and prov.params["baseline"] == str(base)
