@@ -121,7 +121,7 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
             console.print(f"{name}: ★ {task.headline} is the {task.headline_aggregation} mean over "
                           f"{len(task.subtasks)} subtasks ({task.headline}_micro weights them by size)")
         if task.judging is not None:
-            console.print(f"{name}: " + judging_line(task.judging), highlight=False)
+            console.print(f"{name}: " + judging_line(task.judging), markup=False, highlight=False)
 
 
 def judging_line(j: JudgingSummary) -> str:
