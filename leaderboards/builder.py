@@ -214,7 +214,7 @@ class SiteBuilder:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["model", "revision", "parameters", "dtype", "task", "metric", "value", "stderr",
-                         "n_samples", "not_scored", "run_id"])
+                         "n_samples", "not_scored", "run_id", "judge", "self_judging"])
         for row in self.board.rows:
             for task in self.board.tasks:
                 cell = row.cells.get(task)
@@ -225,6 +225,7 @@ class SiteBuilder:
                     row.key, row.info.revision or row.checkpoint or "", row.info.parameters or "", row.info.dtype or "",
                     task, cell.metric, "" if mv is None else mv.value, "" if mv is None or mv.stderr is None else mv.stderr,
                     cell.result.n_samples, cell.unscored, cell.run.run_id,
+                    cell.judge or "", "yes" if cell.judge and cell.result.judging.self_judging else "",
                 ])
         self._write("leaderboard.csv", buf.getvalue())
 
