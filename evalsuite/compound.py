@@ -14,13 +14,16 @@ kinds are built on top of them here, so every backend supports them:
 :func:`run_requests` answers any mix of plain and compound requests and
 yields ``(index, ModelOutput)`` like ``Backend.generate``; a compound
 request's output keeps one part per turn / prompt in ``ModelOutput.parts``.
+A backend may yield a per-request failure object instead of an output (an
+HTTP backend after its last retry); a compound request with a failed turn or
+part yields that failure, and its conversation goes no further.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from evalsuite.backends.base import Backend, GenerateRequest
 from evalsuite.errors import UserError
@@ -83,12 +86,14 @@ def extend(prompt: Prompt, answer: str, followup: str) -> Prompt:
     return [*messages, Message(role="user", content=followup)]
 
 
-def run_requests(backend: Backend, requests: Sequence[AnyGenerate]) -> Iterator[tuple[int, ModelOutput]]:
+def run_requests(backend: Backend, requests: Sequence[AnyGenerate]) -> Iterator[tuple[int, Any]]:
     """Answer plain and compound generation requests with ``backend``.
 
-    Plain requests stream as the backend yields them; a conversation yields
-    once its last turn is done.  Raises whatever the backend raises (the
-    runner then retries the requests one by one to pin the failure).
+    Yields ``(index, ModelOutput)``, or the backend's failure object for a
+    request that failed on its own.  Plain requests stream as the backend
+    yields them; a conversation yields once its last turn is done.  Raises
+    whatever the backend raises (the runner then retries the requests one by
+    one to pin the failure).
     """
     plain = [i for i, r in enumerate(requests) if isinstance(r, GenerateRequest)]
     if plain:
@@ -101,25 +106,34 @@ def run_requests(backend: Backend, requests: Sequence[AnyGenerate]) -> Iterator[
     multis = [i for i, r in enumerate(requests) if isinstance(r, MultiRequest)]
     if multis:
         flat = [(i, slot, part) for i in multis for slot, part in enumerate(requests[i].parts)]
-        outputs: dict[int, list[ModelOutput | None]] = {i: [None] * len(requests[i].parts) for i in multis}
+        outputs: dict[int, list[Any]] = {i: [None] * len(requests[i].parts) for i in multis}
         for k, output in run_requests(backend, [part for _, _, part in flat]):
             i, slot, _ = flat[k]
             outputs[i][slot] = output
             if all(o is not None for o in outputs[i]):
-                yield i, combine(outputs.pop(i), last_only=False)
+                parts = outputs.pop(i)
+                failed = next((p for p in parts if not isinstance(p, ModelOutput)), None)
+                yield i, failed if failed is not None else combine(parts, last_only=False)
 
 
 def _converse(backend: Backend, requests: Sequence[ConversationRequest]) -> Iterator[tuple[int, ModelOutput]]:
     prompts = [r.prompt for r in requests]
     turns: list[list[ModelOutput]] = [[] for _ in requests]
+    failed: set[int] = set()
     for turn in range(1 + max(len(r.followups) for r in requests)):
-        active = [i for i, r in enumerate(requests) if turn <= len(r.followups)]
+        active = [i for i, r in enumerate(requests) if turn <= len(r.followups) and i not in failed]
+        if not active:
+            break
         if turn:
             for i in active:
                 prompts[i] = extend(prompts[i], turns[i][-1].completions[0], requests[i].followups[turn - 1])
         batch = [GenerateRequest(prompts[i], requests[i].config) for i in active]
         for j, output in backend.generate(batch):
             i = active[j]
+            if not isinstance(output, ModelOutput):  # this conversation failed for good
+                failed.add(i)
+                yield i, output
+                continue
             turns[i].append(output)
             if turn == len(requests[i].followups):
                 yield i, combine(turns[i], last_only=True)

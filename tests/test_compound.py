@@ -75,3 +75,30 @@ def test_recorded_script_holds_no_model_text():
 def test_a_conversation_has_one_completion_per_turn():
     with pytest.raises(UserError, match="one completion per turn"):
         ConversationRequest(user("q"), ("q2",), CONFIG.model_copy(update={"n": 2}))
+
+
+class Failure:
+    """What an HTTP backend yields for a request that failed after its retries."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Flaky(Echo):
+    """Echo, except that prompts containing 'bad' fail on their own."""
+
+    def generate(self, requests):
+        for i, output in super().generate(requests):
+            text = requests[i].prompt if isinstance(requests[i].prompt, str) else requests[i].prompt[-1].content
+            yield i, Failure(f"HTTP 503 for {text}") if "bad" in text else output
+
+
+def test_a_failed_turn_or_part_fails_its_compound_request_only():
+    backend = Flaky()
+    requests = [ConversationRequest(user("q1"), ("bad q2",), CONFIG), ConversationRequest(user("bad"), ("q2",), CONFIG),
+                MultiRequest((GenerateRequest("ok", CONFIG), GenerateRequest("bad", CONFIG))),
+                ConversationRequest(user("fine"), ("also fine",), CONFIG)]
+    results = dict(run_requests(backend, requests))
+    assert isinstance(results[0], Failure) and isinstance(results[1], Failure) and isinstance(results[2], Failure)
+    assert results[3].completions == ["A(also fine)"]
+    assert sum(len(b) for b in backend.batches) == 2 + 3 + 2  # conversation 1 never sent its second turn

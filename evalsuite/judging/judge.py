@@ -48,6 +48,11 @@ DECODING_KEYS = {"max_new_tokens": int, "temperature": float, "top_p": float, "s
 BACKEND_KEYS = {"device", "dtype", "batch_size", "revision", "chat_template"}
 
 
+class JudgeCallFailed(RuntimeError):
+    """A judge call failed (not a reply without a verdict): the samples are
+    marked scoring_error and judged again on resume."""
+
+
 @dataclass(frozen=True)
 class JudgeCall:
     """One question to the judge.
@@ -210,6 +215,7 @@ class Judge:
         done: dict[str, Judgment] = {k: known[k] for k in first if k in known}
         attempts: dict[str, list[list[str]]] = {k: [] for k in first}
         todo = [k for k in first if k not in done]
+        failures: list[str] = []
         for attempt in range(1 + self.info.retries):
             if not todo:
                 break
@@ -218,6 +224,9 @@ class Judge:
             requests = [self._request(first[k]) for k in todo]
             for i, output in run_requests(self.backend, requests):
                 k = todo[i]
+                if not isinstance(output, ModelOutput):  # the call itself failed (e.g. HTTP, after retries)
+                    failures.append(str(getattr(output, "reason", output)))
+                    continue
                 self.stats["calls"] += 1
                 self.stats["prompt_tokens"] += output.prompt_tokens
                 self.stats["completion_tokens"] += output.completion_tokens
@@ -232,6 +241,9 @@ class Judge:
                     self.log.append(judgment)
             self.stats["seconds"] += time.monotonic() - began
             todo = again
+        if failures:
+            # The finished judgments are logged: a retry (resume) asks only for these.
+            raise JudgeCallFailed(f"{len(failures)} judge call(s) failed, e.g. {failures[0]}")
         out = []
         for k, call in zip(keys, calls):
             stored = done[k]
