@@ -175,7 +175,8 @@ def list_tasks() -> None:
             continue
         variants = "\n".join(f"{k}: {v}" for k, v in factory.variants.items())
         params = ", ".join(f"{n}={p.default!r}" for n, p in factory.parameters().items())
-        table.add_row(name, f"{factory.description}\nparameters: {params}", variants)
+        judged = "\ngraded by an LLM judge: needs --judge MODEL" if factory.judged else ""
+        table.add_row(name, f"{factory.description}\nparameters: {params}{judged}", variants)
     console.print(table)
 
 

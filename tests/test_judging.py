@@ -252,3 +252,13 @@ def test_pairwise_against_another_runs_answers(mtbench_args, tmp_path, data_dir)
     assert (result.judging.outcome.wins, result.judging.outcome.losses) == (0, 4)
     prov = RunDir(run).provenance().tasks["mtbench"]
     assert prov.params["opponent"] == "base" and prov.params["baseline"] == str(base)
+
+
+def test_score_judges_a_generate_only_run_with_its_recorded_judge(mtbench_args):
+    run = run_ok(*mtbench_args("later", {"": "Rating: [[9]]"}, "--generate-only"))
+    assert not (run / "judgments.jsonl").exists()
+    proc = evalsuite("score", "--run", str(run))
+    assert proc.returncode == 0, proc.stderr
+    result = RunDir(run).results().tasks["mtbench"]
+    assert result.metrics["score"].value == 9.0 and result.judging.judge == "judge"
+    assert (run / "judgments.jsonl").read_text().count("\n") == 4
