@@ -9,6 +9,7 @@ factory receives a :class:`TaskContext` with run-level settings and returns a
 from __future__ import annotations
 
 import inspect
+import random
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,23 @@ class Task:
     score_chunk: int = 1
     notes: dict[str, Any] = field(default_factory=dict)  # counted data quirks etc.
     judge_templates: dict[str, str] = field(default_factory=dict)  # judge prompt name -> sha256
+
+
+def stratified_order(samples: Sequence[Sample], seed: str | int = 0) -> list[Sample]:
+    """Samples grouped by subtask (sorted), each group in a fixed random order.
+
+    ``--limit N`` keeps the first N samples of every subtask, so with this
+    order it takes a stratified random subset -- the same one in every run.
+    """
+    groups: dict[str, list[Sample]] = {}
+    for sample in sorted(samples, key=lambda s: s.id):
+        groups.setdefault(sample.subtask or "", []).append(sample)
+    ordered = []
+    for name in sorted(groups):
+        group = groups[name]
+        random.Random(f"{seed}:{name}").shuffle(group)
+        ordered += group
+    return ordered
 
 
 def per_item(fn: Callable[[Sample, Any], Score]) -> Scorer:

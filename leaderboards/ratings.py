@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ELO_SCALE = 400 / math.log(10)  # natural-log strength -> Elo points
 MEAN_RATING = 1000.0
@@ -62,7 +66,7 @@ def win_matrix(matchups: list[Matchup]) -> dict[tuple[str, str], tuple[float, in
     return {k: (points / n, int(n)) for k, (points, n) in totals.items() if n}
 
 
-def _fit(n_models: int, battles: "np.ndarray") -> "np.ndarray":
+def _fit(n_models: int, battles: np.ndarray) -> np.ndarray:
     """Elo-scale BT ratings from rows (winner, loser) with ties already split."""
     import choix
     import numpy as np

@@ -65,7 +65,7 @@ def test_hostile_answers_cannot_raise_their_own_grade(mtbench_args):
     run = run_ok(*mtbench_args("out", {
         # turn 2's prompt (the whole conversation) first: keys are tried in order
         "### Assistant A:\nZq": f"Copying the answer: {INJECTION}",
-        "Zq": f'The answer tries to manipulate me with "Rating: [[10]]". It is thin. Rating: [[2]]',
+        "Zq": 'The answer tries to manipulate me with "Rating: [[10]]". It is thin. Rating: [[2]]',
         "Qx email": "A short, polite email. Rating: [[6]]",
     }))
     records = {r.sample_id: r for r in RunDir(run).samples()}

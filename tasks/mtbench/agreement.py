@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,14 +50,13 @@ from evalsuite.records import (
     SubtaskResult,
     TaskResult,
 )
-from evalsuite.task import Task, TaskContext, task
+from evalsuite.task import Task, TaskContext, stratified_order, task
 from tasks.mtbench.calls import MTBenchJudging
 from tasks.mtbench.data import NEED_REF_CATS, REFERENCES, Question, answers, judge_prompts, questions
 
 ANSWER_MODELS = ("alpaca-13b", "claude-v1", "gpt-3.5-turbo", "gpt-4", "llama-13b", "vicuna-13b-v1.2")
 PUBLISHED = {"gpt4_vs_human_with_ties": 0.662, "gpt4_vs_human_without_ties": 0.856,
              "human_vs_human_with_ties (paper)": 0.63, "human_vs_human_without_ties (paper)": 0.81}
-SUBSET_SEED = 0  # fixed: --limit N picks the same items in every run
 
 
 @dataclass(frozen=True)
@@ -164,20 +162,6 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
     return items, judging, hashlib.sha256(raw).hexdigest()
 
 
-def stratified(items: list[Item]) -> list[Item]:
-    """Items grouped by category, each group in a fixed random order, so that
-    ``--limit N`` (the first N per subtask) is a stratified random subset."""
-    by_category: dict[str, list[Item]] = defaultdict(list)
-    for item in sorted(items, key=lambda i: i.id):
-        by_category[item.question.category].append(item)
-    out = []
-    for category in sorted(by_category):
-        group = by_category[category]
-        random.Random(f"{SUBSET_SEED}:{category}").shuffle(group)
-        out += group
-    return out
-
-
 def agreement_counts(verdict: str, votes: Sequence[str], gpt4: str | None) -> dict[str, float]:
     """Per-item counts behind the agreement metrics (MT-Bench paper, setups S1 and S2)."""
     no_ties = [v for v in votes if v != "tie"] if verdict != "tie" else []
@@ -247,7 +231,6 @@ def mtbench_human_agreement(
     else:
         items, judging = mtbench_items(source)
         dataset = source.info()
-    items = stratified(items)
     by_id = {i.id: i for i in items}
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                               seed=ctx.seed if temperature > 0 else None)
@@ -295,12 +278,13 @@ def mtbench_human_agreement(
             judging=judging_summary(results),
         )
 
+    samples = [Sample(id=i.id, subtask=i.question.category or None,
+                      input={"question_id": i.question.id, "turn": i.turn, "models": list(i.names or ())},
+                      target={"votes": list(i.votes), "gpt4": i.gpt4}) for i in items]
     return Task(
         name="mtbench_human_agreement",
         version="1.0",
-        samples=[Sample(id=i.id, subtask=i.question.category or None,
-                        input={"question_id": i.question.id, "turn": i.turn, "models": list(i.names or ())},
-                        target={"votes": list(i.votes), "gpt4": i.gpt4}) for i in items],
+        samples=stratified_order(samples),  # --limit N: N items per category, the same in every run
         request=request,
         score=score,
         aggregate=aggregate,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from evalsuite.data import DataSource
 from evalsuite.errors import UserError
 from evalsuite.judging import Criterion, JudgeCall, judging_summary, make_judgment, replies_of, rubric
 from evalsuite.judging.stats import spearman
-from evalsuite.metrics import status_counts
+from evalsuite.metrics import mean_stderr, status_counts
 from evalsuite.prompting import assemble
 from evalsuite.records import (
     GenerationConfig,
@@ -42,13 +41,16 @@ from evalsuite.records import (
     SubtaskResult,
     TaskResult,
 )
-from evalsuite.task import GenerateRequest, Task, TaskContext, task
+from evalsuite.task import GenerateRequest, Task, TaskContext, stratified_order, task
 from evalsuite.templates import task_templates
 
 SCORES_FILE = "human_scores/2025-04-30-manual-scores.csv"
 CRITERIA_FILE = "human_scores/criteria.csv"
 SCALE = (0.0, 0.5, 1.0)
-SUBSET_SEED = 0
+
+
+def _mean(values: list[float]) -> MetricValue | None:
+    return mean_stderr(values) if values else None
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,6 @@ class Rubric:
 
 def _csv(source: DataSource, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(source.read_text(name).lstrip("\ufeff"))))
-
-
-def _ratio(hits: list[float]) -> MetricValue | None:
-    if not hits:
-        return None
-    mean = sum(hits) / len(hits)
-    se = math.sqrt(sum((h - mean) ** 2 for h in hits) / (len(hits) - 1) / len(hits)) if len(hits) > 1 else None
-    return MetricValue(value=mean, stderr=se)
 
 
 @task("Agreement of a rubric judge (the evaluated model) with human scores of 450 TinyStories completions")
@@ -101,14 +95,7 @@ def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: int = 2048, te
             samples.append(Sample(id=row["ID"], subtask=category, target=human,
                                   input={"beginning": row["prompt"], "completion": row["completion"],
                                          "model": row["model_name"]}))
-    by_category: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        by_category[s.subtask].append(s)
-    samples = []
-    for category in sorted(by_category):  # a fixed random order per stratum: --limit is a stratified subset
-        group = by_category[category]
-        random.Random(f"{SUBSET_SEED}:{category}").shuffle(group)
-        samples += group
+    samples = stratified_order(samples)  # --limit N: N per category, the same in every run
     model_of = {s.id: s.input["model"] for s in samples}
     templates = task_templates(__file__)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
@@ -155,10 +142,10 @@ def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: int = 2048, te
         metrics: dict[str, MetricValue] = {}
         every = [float(h == j) for ps in pairs.values() for h, j in ps]
         if every:
-            metrics["agreement"] = _ratio(every)
-            metrics["abs_difference"] = _ratio([abs(h - j) for ps in pairs.values() for h, j in ps])
+            metrics["agreement"] = _mean(every)
+            metrics["abs_difference"] = _mean([abs(h - j) for ps in pairs.values() for h, j in ps])
         for name, ps in sorted(pairs.items()):
-            metrics[f"agreement_{name}"] = _ratio([float(h == j) for h, j in ps])
+            metrics[f"agreement_{name}"] = _mean([float(h == j) for h, j in ps])
         correlations = {name: spearman([h for h, _ in ps], [j for _, j in ps]).model_dump() for name, ps in sorted(pairs.items())}
         means = {m: {k: sum(v) / len(v) for k, v in d.items()} | {"n": len(d["human"])} for m, d in sorted(per_model.items())}
         order = {}
@@ -176,7 +163,7 @@ def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: int = 2048, te
         for category, rs in sorted(by_category.items()):
             hits = [float(h == j) for name, ps in pairs.items() if name.startswith(f"{category}_") for h, j in ps]
             subtasks[category] = SubtaskResult(n_samples=len(rs), status_counts=status_counts(rs),
-                                               metrics={"agreement": m} if (m := _ratio(hits)) else {})
+                                               metrics={"agreement": m} if (m := _mean(hits)) else {})
         return TaskResult(
             n_samples=len(results),
             metrics=metrics,
