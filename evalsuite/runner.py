@@ -253,13 +253,8 @@ class SourceRun:
 
     def check(self, tasks: dict[str, Task], limit: int | None) -> None:
         """The source must hold every sample, generated from the same data."""
+        _check_same_data(tasks, self.provenance)
         for name, task in tasks.items():
-            stored = self.provenance.tasks.get(name)
-            if stored is None:
-                raise UserError(f"{self.rundir.path} has no task '{name}'")
-            if task.dataset.content_hash != stored.dataset.content_hash:
-                raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != "
-                                f"{stored.dataset.content_hash[:12]})")
             missing = [s.id for s in limit_samples(task.samples, limit) if (name, s.id) not in self.records]
             if missing:
                 raise UserError(f"{self.rundir.path} lacks {len(missing)} {name} samples (e.g. {missing[0]}): "
@@ -274,6 +269,16 @@ class SourceRun:
                 yield sample, prompt, response, None if response is not None else (record.error or "no output in the source run")
 
         return respond
+
+
+def _check_same_data(tasks: dict[str, Task], prov: RunProvenance) -> None:
+    """Rebuilt tasks must read the data the stored run read (by content hash)."""
+    for name, task in tasks.items():
+        if name not in prov.tasks:
+            raise UserError(f"the run has no task '{name}'")
+        stored = prov.tasks[name].dataset.content_hash
+        if task.dataset.content_hash != stored:
+            raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
 
 
 def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:
@@ -529,10 +534,7 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     options = BackendOptions(device=config.device, dtype=config.dtype)
     judge = _judge_for(config, factories, options, None, prov.model)
     tasks = _build_tasks(config, factories, params, chat=prov.model.chat_template, judge=judge)
-    for name, task in tasks.items():
-        stored = prov.tasks[name].dataset.content_hash
-        if task.dataset.content_hash != stored:
-            raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
+    _check_same_data(tasks, prov)
     if judge is not None:
         rundir.write_provenance(prov.model_copy(update={"judge": judge.info}))
         judge.open_log(rundir.path)
