@@ -115,6 +115,7 @@ class Judgment(Record):
     answer_chars: list[int] = Field(default_factory=list)  # length of each judged answer (a, b), in characters
     retries: list[list[str]] = Field(default_factory=list)  # earlier replies without a verdict (-J retries=N)
     quoted: int = 0  # verdict-like text set aside as quoted or copied from the judged material
+    truncated: bool = False  # the last reply stopped at the judge's max_new_tokens
     prompt_tokens: int = 0
     completion_tokens: int = 0
 

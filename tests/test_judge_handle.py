@@ -6,7 +6,7 @@ import pytest
 
 from evalsuite.judging import JudgeCall, rating
 from evalsuite.judging.judge import Judge, JudgeCallFailed
-from evalsuite.records import GenerationConfig, JudgeInfo, Message, ScoreStatus
+from evalsuite.records import GenerationConfig, JudgeInfo, Message, ModelOutput, ScoreStatus
 from tests.test_compound import Echo, Flaky
 
 
@@ -54,3 +54,20 @@ def test_failed_calls_raise_after_the_others_are_logged(tmp_path):
     out = retry([call("bad [[2]]"), call("good [[5]]")])
     assert [x.verdict for x in out] == [2.0, 5.0] and [len(b) for b in healed.batches] == [1]
     assert all(x.status is ScoreStatus.SCORED for x in out)
+
+
+class Rambling(Echo):
+    def generate(self, requests):
+        for i, _ in enumerate(requests):
+            yield i, ModelOutput(completions=["and so on and so on"], finish_reasons=["length"])
+
+
+def test_a_reply_cut_at_the_token_limit_says_so(tmp_path):
+    j = judge(Rambling())
+    j.open_log(tmp_path)
+    (out,) = j([call("rate it")])
+    assert out.status is ScoreStatus.PARSE_ERROR and out.truncated
+    assert "cut at max_new_tokens" in out.detail
+    again = judge(Echo())
+    again.open_log(tmp_path)
+    assert again([call("rate it")])[0].truncated  # kept in the log

@@ -88,3 +88,9 @@ def test_rubric_values_restricted_to_a_scale():
     parse = rubric([Criterion("Criterion A", low=0, high=1, values=(0.0, 0.5, 1.0))])
     assert parse("Criterion A: 0.5", []).verdict == {"Criterion A": 0.5}
     assert parse("Criterion A: 0.7", []).verdict is None
+
+
+def test_tolerated_spellings_of_a_verdict():
+    assert RATE("Rating: [[8/10]]", []).verdict == 8.0
+    assert RATE("Rating: [[ 7.5 ]]", []).verdict == 7.5
+    assert PAIR("final verdict: [[b]]", []).verdict == "second"

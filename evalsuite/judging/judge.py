@@ -102,11 +102,15 @@ def make_judgment(
     retries: Sequence[list[str]] = (),
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    truncated: bool = False,
 ) -> Judgment:
     """Parse the judge's last reply into a :class:`Judgment` (parse_error when it
     holds no verdict of the judge's own).  Used for ``--judge`` judges and for
-    tasks whose evaluated model is the judge under test."""
+    tasks whose evaluated model is the judge under test.  ``truncated``: the
+    reply hit the token limit (said in ``detail`` when there is no verdict)."""
     parsed: Parsed = call.parser(replies[-1] if replies else "", call.material)
+    if parsed.verdict is None and truncated:
+        parsed = Parsed(None, f"{parsed.detail}; the reply was cut at max_new_tokens", parsed.quoted)
     return Judgment(
         role=call.role,
         mode=call.mode,
@@ -122,6 +126,7 @@ def make_judgment(
         answer_chars=list(call.answer_chars),
         retries=[list(r) for r in retries],
         quoted=parsed.quoted,
+        truncated=truncated,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
@@ -131,6 +136,12 @@ def replies_of(output: ModelOutput) -> list[str]:
     """The judge's text per turn of one (possibly multi-turn) judge call."""
     turns = output.parts or [output]
     return [t.completions[0] if t.completions else "" for t in turns]
+
+
+def cut_short(output: ModelOutput) -> bool:
+    """Whether the judge's last reply stopped at the token limit."""
+    last = (output.parts or [output])[-1]
+    return bool(last.finish_reasons) and last.finish_reasons[0] == "length"
 
 
 class JudgmentLog:
@@ -231,7 +242,8 @@ class Judge:
                 self.stats["prompt_tokens"] += output.prompt_tokens
                 self.stats["completion_tokens"] += output.completion_tokens
                 judgment = make_judgment(first[k], replies_of(output), judge=self.id, key=k, retries=attempts[k],
-                                         prompt_tokens=output.prompt_tokens, completion_tokens=output.completion_tokens)
+                                         prompt_tokens=output.prompt_tokens, completion_tokens=output.completion_tokens,
+                                         truncated=cut_short(output))
                 if judgment.status is ScoreStatus.PARSE_ERROR and attempt < self.info.retries:
                     attempts[k].append(judgment.replies)  # recorded with the final judgment
                     again.append(k)
@@ -250,7 +262,8 @@ class Judge:
             # Re-parse the stored replies for this call: a parser fix (or a call
             # sharing a prompt under another role) needs no new judge call.
             out.append(make_judgment(call, stored.replies, judge=self.id, key=k, retries=stored.retries,
-                                     prompt_tokens=stored.prompt_tokens, completion_tokens=stored.completion_tokens))
+                                     prompt_tokens=stored.prompt_tokens, completion_tokens=stored.completion_tokens,
+                                     truncated=stored.truncated))
         return out
 
     def _request(self, call: JudgeCall) -> GenerateRequest | ConversationRequest:

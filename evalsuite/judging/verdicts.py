@@ -125,10 +125,11 @@ def _number(low: float, high: float) -> Callable[[str], float | None]:
 
 
 def rating(low: float = 1, high: float = 10) -> Parser:
-    """FastChat's single-answer grade: ``[[5]]``, else ``[5]``, on ``low``–``high``."""
+    """FastChat's single-answer grade: ``[[5]]``, else ``[5]``, on ``low``–``high``
+    (``[[8/10]]`` is read as 8: the scale is the prompt's, not the judge's)."""
     patterns = [
-        Pattern(re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"), _number(low, high)),
-        Pattern(re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]"), _number(low, high)),
+        Pattern(re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]\]"), _number(low, high)),
+        Pattern(re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]"), _number(low, high)),
     ]
     return lambda reply, material: own_verdict(reply, patterns, material)
 
@@ -137,7 +138,8 @@ def choice(labels: dict[str, str]) -> Parser:
     """A pairwise verdict ``[[A]]`` / ``[[B]]`` / ``[[C]]``: ``labels`` maps the
     judge's label to its meaning, e.g. ``{"A": "first", "B": "second", "C": "tie"}``."""
     alternatives = "|".join(re.escape(k) for k in sorted(labels, key=len, reverse=True))
-    pattern = Pattern(re.compile(rf"\[\[\s*({alternatives})\s*\]\]"), labels.get)
+    upper = {k.upper(): v for k, v in labels.items()}
+    pattern = Pattern(re.compile(rf"\[\[\s*({alternatives})\s*\]\]", re.IGNORECASE), lambda v: upper.get(v.upper()))
     return lambda reply, material: own_verdict(reply, [pattern], material)
 
 

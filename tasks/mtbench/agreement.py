@@ -36,6 +36,7 @@ from evalsuite.compound import MultiRequest
 from evalsuite.data import DataSource, jsonl_objects
 from evalsuite.errors import UserError
 from evalsuite.judging import combine_orders, judging_summary, make_judgment, replies_of
+from evalsuite.judging.judge import cut_short
 from evalsuite.metrics import status_counts
 from evalsuite.records import (
     DatasetInfo,
@@ -247,7 +248,8 @@ def mtbench_human_agreement(
     def score(items_: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
         for sample, output in items_:
             item = by_id[sample.id]
-            judgments = [make_judgment(call, replies_of(part)) for call, part in zip(calls(item), output.parts)]
+            judgments = [make_judgment(call, replies_of(part), truncated=cut_short(part))
+                         for call, part in zip(calls(item), output.parts)]
             verdict, consistent = combine_orders(*judgments)
             if verdict is None:
                 yield Score(status=ScoreStatus.PARSE_ERROR, judgments=judgments,

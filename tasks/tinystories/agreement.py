@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from evalsuite.data import DataSource
 from evalsuite.errors import UserError
 from evalsuite.judging import Criterion, JudgeCall, judging_summary, make_judgment, replies_of, rubric
+from evalsuite.judging.judge import cut_short
 from evalsuite.judging.stats import spearman
 from evalsuite.metrics import mean_stderr, status_counts
 from evalsuite.prompting import assemble
@@ -115,7 +116,7 @@ def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: int = 2048, te
 
     def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
         for sample, output in items:
-            judgment = make_judgment(call(sample), replies_of(output))
+            judgment = make_judgment(call(sample), replies_of(output), truncated=cut_short(output))
             if judgment.status is not ScoreStatus.SCORED:
                 yield Score(status=ScoreStatus.PARSE_ERROR, judgments=[judgment], detail=judgment.detail)
                 continue
