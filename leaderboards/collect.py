@@ -73,7 +73,8 @@ class Cell:
         tp = self.run.provenance.tasks.get(self.task)
         if tp is None:
             return {}
-        judge = self.run.provenance.judge if tp.judge_templates else None
+        judged = self.judge is not None and self.run.provenance.judge is not None
+        judge = self.run.provenance.judge
         return {
             "version": tp.version,
             **{f"param {k}": v for k, v in tp.params.items()},
@@ -81,10 +82,10 @@ class Cell:
             "dataset": tp.dataset.content_hash,
             "generation": tp.generation.model_dump() if tp.generation else None,
             "system message": tp.system_message,
-            # A score is only comparable with scores from the same judge and judge prompts.
+            # A judged score is only comparable with scores from the same judge and judge prompts.
+            **({"judge prompts": tp.judge_templates} if tp.judge_templates else {}),
             **({"judge": judge.model.model_dump(include={"id", "file_hash", "revision"}),
-                "judge decoding": judge.generation.model_dump(),
-                "judge prompts": tp.judge_templates} if judge else {}),
+                "judge decoding": judge.generation.model_dump()} if judged else {}),
         }
 
     @property
