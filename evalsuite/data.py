@@ -128,6 +128,27 @@ class DataSource:
         return DatasetInfo(source=source, content_hash=self._hash.hexdigest(), n_rows=self._n_rows)
 
 
+def jsonl_objects(path: Path, required: Iterable[str] = ()) -> tuple[list[tuple[str, dict[str, Any]]], bytes]:
+    """A user's JSON Lines file: ``(file:line, object)`` per non-blank line, and
+    the raw bytes (for the provenance hash).  Raises ``UserError`` naming the
+    line of a malformed row or a missing field."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            where = f"{path}:{lineno}"
+            rows.append((where, _check_row(_loads(line, where), required, where)))
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    return rows, raw
+
+
 def _loads(text: str, where: str) -> Any:
     try:
         return json.loads(text)
