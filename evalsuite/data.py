@@ -25,7 +25,8 @@ from evalsuite.records import DatasetInfo
 
 DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
 # Which built-in tasks need the mirror (README, "Benchmark data" says why).
-MIRROR_ONLY = ("Built-in tasks that need the mirror: agieval, agieval_en, agieval_zh, agieval_orca, humaneval_plus; "
+MIRROR_ONLY = ("Built-in tasks that need the mirror: agieval, agieval_en, agieval_zh, agieval_orca, humaneval_plus, "
+               "mtbench, mtbench_human_agreement, tinystories, tinystories_human_agreement; "
                "bbh and humaneval can read the Hugging Face Hub instead.")
 
 
@@ -67,7 +68,8 @@ class DataSource:
             )
 
     def path(self, name: str) -> Path:
-        assert self.root is not None
+        if self.root is None:
+            self.require_mirror(self.folder, "it has no hub copy evalsuite reads", "the benchmark's original files")
         path = self.root / name
         if not path.is_file():
             raise self._missing(f"{path} is missing")
