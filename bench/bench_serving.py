@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--per-subtask", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2, help="timed rounds per client (alternating order)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per client (alternating order)")
     parser.add_argument("--skip-hf", action="store_true", help="skip the (slow) hf path")
     args = parser.parse_args()
 
@@ -118,8 +118,10 @@ def main() -> None:
                 times[who].append(elapsed)
                 print(f"  round {r + 1} {who:<10} {elapsed:7.1f} s  {tokens / elapsed:6.1f} tok/s")
         ours, raw = statistics.median(times["evalsuite"]), statistics.median(times["raw openai"])
-        print(f"harness overhead (evalsuite / raw openai client, median of {args.rounds}): {ours / raw:.3f}x "
-              f"({(ours / raw - 1) * 100:+.1f} %, target <= +5 %); load average {loadavg()}")
+        best = min(times["evalsuite"]) / min(times["raw openai"])  # the least disturbed round of each
+        print(f"harness overhead (evalsuite / raw openai client): median of {args.rounds} {ours / raw:.3f}x "
+              f"({(ours / raw - 1) * 100:+.1f} %), best of {args.rounds} {best:.3f}x ({(best - 1) * 100:+.1f} %); "
+              f"target <= +5 %; load average {loadavg()}")
     finally:
         backend.close()
 

@@ -31,9 +31,11 @@ STARTING = re.compile(r"starting vLLM server \(pid (\d+)\)")
 
 
 def start(*args: str) -> subprocess.Popen:
-    # Its own session, so a test can signal it (and its watchdog) like a terminal would.
+    # Its own session, so a test can signal it (and its watchdog) like a terminal would;
+    # Ctrl-C restored, as a terminal has it (a CI runner may start us with SIGINT ignored).
     return subprocess.Popen([sys.executable, "-m", "evalsuite.cli", "run", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 

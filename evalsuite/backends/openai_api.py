@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -62,7 +62,7 @@ from evalsuite.backends.base import (
 from evalsuite.backends.endpoints import CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported
 from evalsuite.backends.event_loop import EventLoopThread
 from evalsuite.backends.response_cache import ResponseCache, deterministic_body, model_identity
-from evalsuite.errors import UserError
+from evalsuite.errors import UserError, unknown_name
 from evalsuite.records import LoglikelihoodResult, Message, ModelInfo, ModelOutput, Prompt, ServerInfo
 
 T = TypeVar("T")
@@ -93,15 +93,15 @@ class OpenAISettings:
     tokenizer: str | None
 
     @classmethod
-    def parse(cls, extra: dict[str, Any], base_urls: list[str] | None = None) -> "OpenAISettings":
-        """Read ``-M`` options; raises ``UserError`` on an unknown key or a bad value."""
+    def parse(cls, extra: dict[str, Any], base_urls: list[str] | None = None, also_known: Iterable[str] = ()) -> "OpenAISettings":
+        """Read ``-M`` options; raises ``UserError`` on an unknown key or a bad value
+        (``also_known``: a subclass's own options, named in the hint)."""
         if "api_key" in extra:
             raise UserError("pass the API key through an environment variable (-M api_key_env=NAME, default "
                             "OPENAI_API_KEY): -M values are recorded in run.json")
-        unknown = set(extra) - set(OPTIONS)
-        if unknown:
-            known = "\n".join(f"  {k}: {v}" for k, v in OPTIONS.items())
-            raise UserError(f"unknown -M option(s) {', '.join(sorted(unknown))} for an OpenAI-compatible server; known:\n{known}")
+        for key in extra:
+            if key not in OPTIONS:
+                raise unknown_name("-M option", key, set(OPTIONS) | set(also_known))
         urls = base_urls or [u for u in str(extra.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).split(",") if u.strip()]
         if not urls:
             raise UserError("no server to send requests to: pass -M base_url=http://HOST:PORT/v1 (or set OPENAI_BASE_URL)")
@@ -130,13 +130,14 @@ class OpenAIBackend(Backend):
     caches_responses = True  # keys the response cache on its own HTTP bodies
 
     def __init__(
-        self, model: str, options: BackendOptions, *, base_urls: list[str] | None = None, info: dict[str, Any] | None = None
+        self, model: str, options: BackendOptions, *, base_urls: list[str] | None = None, info: dict[str, Any] | None = None,
+        also_known: Iterable[str] = (),
     ) -> None:
         """Connect to the server(s) and probe them; ``info`` overrides ModelInfo fields
         (a managed server knows the model's file hash).  Raises ``UserError`` when no
         endpoint answers, the model is not served, or the options are wrong."""
         self.options = options
-        self.settings = OpenAISettings.parse(options.extra, base_urls)
+        self.settings = OpenAISettings.parse(options.extra, base_urls, also_known)
         key = os.environ.get(self.settings.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.loop = EventLoopThread()

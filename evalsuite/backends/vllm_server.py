@@ -46,7 +46,7 @@ import httpx
 
 from evalsuite.backends.base import BackendOptions
 from evalsuite.backends.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model
-from evalsuite.backends.openai_api import OpenAIBackend
+from evalsuite.backends.openai_api import OpenAIBackend, OpenAISettings
 from evalsuite.backends.watchdog import GRACE_S, session_members, terminate_session
 from evalsuite.errors import UserError
 
@@ -224,6 +224,7 @@ class VLLMBackend(OpenAIBackend):
         if "base_url" in extra:
             raise UserError("vllm: starts its own server; to use a running one, use --model openai:NAME -M base_url=...")
         vllm = {k: extra.pop(k) for k in list(extra) if k in VLLM_OPTIONS}
+        OpenAISettings.parse(extra, ["http://127.0.0.1/v1"], VLLM_OPTIONS)  # a typo fails now, not after the start
         resolved = resolve_model(model or DEFAULT_MODEL)
         self.device, self.servers = plan_servers(resolved, options, vllm)
         first = self.servers[0]
@@ -232,7 +233,7 @@ class VLLMBackend(OpenAIBackend):
             super().__init__(resolved.id, replace(options, extra=extra), base_urls=[s.base_url for s in self.servers], info={
                 "backend": self.name, "path": str(resolved.source), "file_hash": resolved.file_hash,
                 "dtype": first.args[first.args.index("--dtype") + 1], "device": self.device,
-            })
+            }, also_known=VLLM_OPTIONS)
         except BaseException:
             self._stop_servers()
             raise
