@@ -50,6 +50,10 @@ def cli() -> None:
 @click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one).")
 @click.option("--system-message", default=None, help="Run-level system message (recorded in provenance).")
 @click.option("--generate-only", is_flag=True, help="Stop after generation; score later with `evalsuite score`.")
+@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Data parallelism over Ray: -M replicas=N actors, each with its own replica of the model. "
+                   "ADDRESS joins a cluster (auto, HOST:PORT, ray://HOST:10001); without it a private local instance "
+                   "is started and stopped. Needs pip install 'evalsuite[ray]'.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None, help="Continue an interrupted run directory.")
 def run(**opts: object) -> None:
     """Evaluate a model on tasks and write DIR/<run-id>/{run.json,samples.jsonl,results.json}."""
@@ -83,6 +87,7 @@ def run(**opts: object) -> None:
         system_message=opts["system_message"],
         model_args=_key_values(opts["model_args"], "-M"),
         generate_only=bool(opts["generate_only"]),
+        ray=opts["ray"],
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,10 +32,12 @@ from evalsuite.backends.base import (
     require,
 )
 from evalsuite.backends.models import load_backend
+from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.progress import RunProgress
 from evalsuite.records import (
     LoglikelihoodResult,
+    RayInfo,
     ResultsSummary,
     RunProvenance,
     Sample,
@@ -47,7 +50,7 @@ from evalsuite.rundir import RunDir
 from evalsuite.task import Response, Task, TaskContext, TaskFactory
 from evalsuite.templates import sha256_text
 
-CHUNK = 256  # requests handed to the backend at once (length-sorted inside)
+LOCAL_RAY = "local"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
 
 
@@ -68,9 +71,16 @@ class RunConfig:
     system_message: str | None = None
     model_args: dict[str, str] = field(default_factory=dict)
     generate_only: bool = False
+    ray: str | None = None  # a Ray cluster address; LOCAL_RAY: a private local instance
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
+    """Evaluate ``config.model`` on ``config.tasks``; returns the finished run directory."""
+    with ExitStack() as cleanup:  # the backend is closed on every exit, errors included
+        return _run(config, resume, console, cleanup)
+
+
+def _run(config: RunConfig, resume: Path | None, console: Any, cleanup: ExitStack) -> RunDir:
     if resume is not None:
         rundir = RunDir.existing(resume)
         prov = rundir.provenance()
@@ -82,16 +92,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _seed_everything(config.seed)
 
-    backend = load_backend(
-        config.model,
-        BackendOptions(
-            device=config.device,
-            dtype=config.dtype,
-            batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
-            chat_template=config.chat_template,
-            extra=dict(config.model_args),
-        ),
-    )
+    backend = _load_backend(config)
+    cleanup.callback(backend.close)
     tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
     _require_capabilities(backend, tasks)  # before anything is written or shown
     _seed_everything(config.seed)  # again: the backend may have imported torch
@@ -123,6 +125,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         limit=config.limit,
         started_at=started,
         platform={"python": platform.python_version(), "machine": platform.machine()},
+        ray=_ray_info(backend),
     )
     rundir.write_provenance(prov)
     rundir.truncate_torn_tail()
@@ -136,10 +139,31 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     rundir.close()
     backend.close()
 
-    prov = prov.model_copy(update={"finished_at": _now()})
+    # Replicas lost mid-run go on record.
+    prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
     rundir.write_provenance(prov)
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
+
+
+def _load_backend(config: RunConfig) -> Backend:
+    """The evaluated model's backend: one in this process, or replicas on Ray."""
+    options = BackendOptions(
+        device=config.device,
+        dtype=config.dtype,
+        batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
+        chat_template=config.chat_template,
+        extra=dict(config.model_args),
+    )
+    if config.ray is None:
+        if "replicas" in config.model_args:
+            raise UserError("-M replicas=N needs --ray (replicas are Ray actors)")
+        return load_backend(config.model, options)
+    return RayReplicas(config.model, options, address=None if config.ray == LOCAL_RAY else config.ray)
+
+
+def _ray_info(backend: Backend) -> RayInfo | None:
+    return backend.ray_info if isinstance(backend, RayReplicas) else None
 
 
 def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[SampleResult]) -> ResultsSummary:
@@ -183,8 +207,9 @@ def _run_task(
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
     requests = {s.id: task.request(s) for s in todo}
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start : start + CHUNK]
+    step = backend.request_chunk or max(1, len(todo))
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
         began = time.monotonic()
         for sample, response, error in _responses(backend, [requests[s.id] for s in chunk], chunk):
             prompt = _prompt_of(requests[sample.id])
@@ -358,13 +383,18 @@ def _resumed_config(stored: dict[str, Any], given: RunConfig) -> RunConfig:
     base = RunConfig(
         **{k: tuple(v) if k == "tasks" else v for k, v in stored.items() if k in RunConfig.__dataclass_fields__}
     )
+    # Where replicas run may change (fewer GPUs after a crash); what they compute may not.
+    placement = {k: v for k, v in given.model_args.items() if k in PLACEMENT_KEYS}
+    given = replace(given, model_args={k: v for k, v in given.model_args.items() if k not in PLACEMENT_KEYS})
+    stored_args = {k: v for k, v in base.model_args.items() if k not in PLACEMENT_KEYS}
     # Options given again on the command line must agree with the stored run.
     default = RunConfig()
     for name in RunConfig.__dataclass_fields__:
-        mine, theirs = getattr(given, name), getattr(base, name)
-        if mine != getattr(default, name) and mine != theirs and name != "output_dir":
+        mine = getattr(given, name)
+        theirs = stored_args if name == "model_args" else getattr(base, name)
+        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray"):
             raise UserError(f"--resume: option {name}={mine!r} differs from the run being resumed ({theirs!r})")
-    return replace(base)
+    return replace(base, ray=given.ray or base.ray, model_args={**base.model_args, **placement})
 
 
 def _seed_everything(seed: int) -> None:
