@@ -29,6 +29,21 @@ def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
+def _use_sandbox_hosts(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from evalsuite.sandbox import HOSTS_ENV
+
+        registry.load("sandbox", "docker").check_hosts(value)  # a bad list fails before any work
+        os.environ[HOSTS_ENV] = value  # read by the sandbox wherever a task opens one
+
+
+sandbox_hosts_option = click.option(
+    "--sandbox-hosts", callback=_use_sandbox_hosts, expose_value=False, metavar="URL[#workers=N],...",
+    help="Docker engines that run model-written code: unix://, ssh://USER@HOST, tcp://HOST:2376#tls=CERT_DIR, "
+         "each with #workers=N (default 2 x its CPUs). A host that fails mid-run is drained; its jobs run elsewhere.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="evalsuite")
 def cli() -> None:
@@ -55,6 +70,7 @@ def cli() -> None:
                    "ADDRESS joins a cluster (auto, HOST:PORT, ray://HOST:10001); without it a private local instance "
                    "is started and stopped. Needs pip install 'evalsuite[ray]'.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None, help="Continue an interrupted run directory.")
+@sandbox_hosts_option
 def run(**opts: object) -> None:
     """Evaluate a model on tasks and write DIR/<run-id>/{run.json,samples.jsonl,results.json}."""
     from evalsuite.runner import RunConfig, run as run_eval
