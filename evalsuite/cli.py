@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Local mirror of benchmark files (else $EVALSUITE_DATA_DIR, else the HF hub).")
 @click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one).")
 @click.option("--system-message", default=None, help="Run-level system message (recorded in provenance).")
+@click.option("--cache", type=click.Path(file_okay=False), default=None, envvar="EVALSUITE_RESPONSE_CACHE", help="Response cache folder: identical deterministic requests are answered from it [env: EVALSUITE_RESPONSE_CACHE].")
 @click.option("--generate-only", is_flag=True, help="Stop after generation; score later with `evalsuite score`.")
 @click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Data parallelism over Ray: -M replicas=N actors, each with its own replica of the model. "
@@ -104,6 +106,7 @@ def run(**opts: object) -> None:
         model_args=_key_values(opts["model_args"], "-M"),
         generate_only=bool(opts["generate_only"]),
         ray=opts["ray"],
+        cache=opts["cache"],
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)
@@ -170,7 +173,14 @@ def _add_plugin_commands() -> None:
                 click.echo(f"warning: {exc}", err=True)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds like Ctrl-C: finally blocks stop managed servers, and
+    # the samples written so far stay for --resume.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _add_plugin_commands()
         cli.main(standalone_mode=False)

@@ -62,6 +62,8 @@ class ModelOutput(Record):
     finish_reasons: list[str] = Field(default_factory=list)  # "stop" | "length" | "eos"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached: bool = False  # served from the response cache (--cache), not by the model
+    endpoint: str | None = None  # the server of an endpoint pool that answered
 
 
 class LoglikelihoodResult(Record):
@@ -70,6 +72,7 @@ class LoglikelihoodResult(Record):
     logprobs: list[float]
     is_greedy: list[bool]
     token_counts: list[int]
+    cached: bool = False  # served from the response cache (--cache), not by the model
 
 
 class ScoreStatus(str, enum.Enum):
@@ -108,6 +111,18 @@ class SampleResult(Record):
     duration_s: float = 0.0
 
 
+class ServerInfo(Record):
+    """What an OpenAI-compatible server says about the model it serves."""
+
+    base_urls: list[str]  # the endpoint pool, credentials stripped
+    model: str  # the model name sent in each request
+    models_entry: dict[str, Any] = Field(default_factory=dict)  # its /v1/models entry (root, max_model_len, ...)
+    version: str | None = None  # /version (vLLM)
+    command: list[str] | None = None  # full server command line (managed vLLM)
+    prefill: str | None = None  # how a prefilled assistant turn is sent (see backends/openai_api.py)
+    loglikelihood: str | None = None  # "on", or "off: <why>"
+
+
 class ModelInfo(Record):
     id: str
     backend: str
@@ -119,6 +134,7 @@ class ModelInfo(Record):
     parameters: int | None = None
     chat_template: bool = False
     chat_template_hash: str | None = None
+    server: ServerInfo | None = None  # served models (openai, vllm backends)
 
 
 class DatasetInfo(Record):

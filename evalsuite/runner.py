@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from evalsuite.backends.base import (
     BackendOptions,
     ChoiceRequest,
     GenerateRequest,
+    RequestFailure,
     require,
 )
 from evalsuite.backends.models import load_backend
@@ -72,15 +72,10 @@ class RunConfig:
     model_args: dict[str, str] = field(default_factory=dict)
     generate_only: bool = False
     ray: str | None = None  # a Ray cluster address; LOCAL_RAY: a private local instance
+    cache: str | None = None  # response cache folder (--cache)
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
-    """Evaluate ``config.model`` on ``config.tasks``; returns the finished run directory."""
-    with ExitStack() as cleanup:  # the backend is closed on every exit, errors included
-        return _run(config, resume, console, cleanup)
-
-
-def _run(config: RunConfig, resume: Path | None, console: Any, cleanup: ExitStack) -> RunDir:
     if resume is not None:
         rundir = RunDir.existing(resume)
         prov = rundir.provenance()
@@ -93,51 +88,52 @@ def _run(config: RunConfig, resume: Path | None, console: Any, cleanup: ExitStac
     _seed_everything(config.seed)
 
     backend = _load_backend(config)
-    cleanup.callback(backend.close)
-    tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
-    _require_capabilities(backend, tasks)  # before anything is written or shown
-    _seed_everything(config.seed)  # again: the backend may have imported torch
+    try:
+        tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
+        _require_capabilities(backend, tasks)  # before anything is written or shown
+        _seed_everything(config.seed)  # again: the backend may have imported torch
 
-    if rundir is None:
-        run_id = _run_id(backend.info.id, Path(config.output_dir))
-        rundir = RunDir(Path(config.output_dir) / run_id)
-    prov = RunProvenance(
-        run_id=run_id,
-        evalsuite_version=__version__,
-        git_sha=_git_sha(),
-        command=sys.argv,
-        command_config=_jsonable(asdict(config)),
-        model=backend.info,
-        tasks={
-            name: TaskProvenance(
-                name=t.name,
-                version=t.version,
-                params=_effective_params(factories[name], t.params),
-                dataset=t.dataset,
-                template_hashes=t.template_hashes,
-                generation=t.generation,
-                system_message=config.system_message,
-            )
-            for name, t in tasks.items()
-        },
-        seed=config.seed,
-        batch_size=backend.effective_batch_size,
-        limit=config.limit,
-        started_at=started,
-        platform={"python": platform.python_version(), "machine": platform.machine()},
-        ray=_ray_info(backend),
-    )
-    rundir.write_provenance(prov)
-    rundir.truncate_torn_tail()
+        if rundir is None:
+            run_id = _run_id(backend.info.id, Path(config.output_dir))
+            rundir = RunDir(Path(config.output_dir) / run_id)
+        prov = RunProvenance(
+            run_id=run_id,
+            evalsuite_version=__version__,
+            git_sha=_git_sha(),
+            command=sys.argv,
+            command_config=_jsonable(asdict(config)),
+            model=backend.info,
+            tasks={
+                name: TaskProvenance(
+                    name=t.name,
+                    version=t.version,
+                    params=_effective_params(factories[name], t.params),
+                    dataset=t.dataset,
+                    template_hashes=t.template_hashes,
+                    generation=t.generation,
+                    system_message=config.system_message,
+                )
+                for name, t in tasks.items()
+            },
+            seed=config.seed,
+            batch_size=backend.effective_batch_size,
+            limit=config.limit,
+            started_at=started,
+            platform={"python": platform.python_version(), "machine": platform.machine()},
+            ray=_ray_info(backend),
+        )
+        rundir.write_provenance(prov)
+        rundir.truncate_torn_tail()
 
-    done = {(r.task, r.sample_id): r for r in rundir.samples()}
-    progress = RunProgress(console)
-    with progress:
-        for name, task in tasks.items():
-            samples = limit_samples(task.samples, config.limit)
-            _run_task(task, samples, backend, rundir, done, progress, config.generate_only)
-    rundir.close()
-    backend.close()
+        done = {(r.task, r.sample_id): r for r in rundir.samples()}
+        progress = RunProgress(console)
+        with progress:
+            for name, task in tasks.items():
+                samples = limit_samples(task.samples, config.limit)
+                _run_task(task, samples, backend, rundir, done, progress, config.generate_only)
+        rundir.close()
+    finally:
+        backend.close()  # also stops a managed server on error or Ctrl-C
 
     # Replicas lost mid-run go on record.
     prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
@@ -154,6 +150,7 @@ def _load_backend(config: RunConfig) -> Backend:
         batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
         chat_template=config.chat_template,
         extra=dict(config.model_args),
+        response_cache=config.cache,
     )
     if config.ray is None:
         if "replicas" in config.model_args:
@@ -257,7 +254,10 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
         try:
             for j, response in method([reqs[i] for i in idx]):
                 seen.add(idx[j])
-                yield samples[idx[j]], response, None
+                if isinstance(response, RequestFailure):  # this request alone failed for good
+                    yield samples[idx[j]], None, response.reason
+                else:
+                    yield samples[idx[j]], response, None
         except UserError:
             raise
         except Exception:

@@ -14,8 +14,8 @@ Failures:
   its unfinished units are dealt to the others; a result is yielded only once,
   from the call that returned it, so nothing is lost or duplicated;
 - a unit whose backend call raises is retried request by request, and a
-  request that fails alone is reported through the normal error path
-  (the runner records ``generation_error``), never retried forever;
+  request that fails alone comes back as a ``RequestFailure`` (the runner
+  records ``generation_error``; ``--resume`` retries it);
 - when every replica is gone the run stops with one error line; what was
   written stays, and ``--resume`` continues.
 
@@ -39,7 +39,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from evalsuite.backends.base import LOGLIKELIHOOD, Backend, BackendOptions, ChoiceRequest, GenerateRequest, missing_capability
+from evalsuite.backends.base import (
+    LOGLIKELIHOOD,
+    Backend,
+    BackendOptions,
+    ChoiceRequest,
+    GenerateRequest,
+    RequestFailure,
+    missing_capability,
+)
 from evalsuite.backends.models import load_backend
 from evalsuite.errors import UserError
 from evalsuite.records import ModelInfo, RayInfo, ReplicaInfo
@@ -231,7 +239,6 @@ class RayReplicas(Backend):
             list(range(start, min(start + unit, len(requests)))) for start in range(0, len(requests), unit)
         )
         running: dict[Any, tuple[_Actor, list[int]]] = {}
-        failed: list[tuple[int, str]] = []
         try:
             while todo or running:
                 for actor in self._live():
@@ -261,7 +268,7 @@ class RayReplicas(Backend):
                 elif len(unit) > 1:
                     todo.extendleft([i] for i in reversed(unit))  # pin the failure on its request
                 else:
-                    failed.append((unit[0], value))
+                    yield unit[0], RequestFailure(f"on Ray replica {actor.index}: {value}")
             if todo:
                 raise UserError(
                     f"all {self.n} Ray replicas died ({'; '.join(a.info.lost or '' for a in self.actors)}); "
@@ -273,9 +280,6 @@ class RayReplicas(Backend):
                     ray.cancel(ref)
                 except Exception:  # noqa: BLE001 - best effort; close() kills the actors
                     pass
-        if failed:
-            # The runner retries these one by one and records generation_error.
-            raise RuntimeError(f"{len(failed)} request(s) failed on their replica: {failed[0][1]}")
 
     def _live(self) -> list[_Actor]:
         return [a for a in self.actors if a.alive]
