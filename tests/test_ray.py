@@ -15,14 +15,7 @@ import pytest
 
 from evalsuite.rundir import RunDir
 from tests.conftest import REPO, evalsuite
-
-SUBTASKS = "boolean_expressions,snarks,navigate,object_counting,word_sorting"
-REPLIES = {
-    "Boolean": "not True is False. So the answer is False.",
-    "sarcastic": "So the answer is (B).",
-    "always face forward": "So the answer is No.",
-    "How many": "So the answer is 5.",
-}
+from tests.test_resume import REPLIES, SUBTASKS  # the same mock run as the resume tests
 
 
 def _start_time(pid: int) -> str | None:
