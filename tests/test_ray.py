@@ -148,7 +148,7 @@ def test_replicas_with_one_killed_mid_run_equal_a_single_process_greedy_run(tmp_
 
 def test_driver_kill_minus_nine_leaves_no_ray_process_and_resume_completes(tmp_path, data_dir):
     """kill -9 of evalsuite: the private Ray instance goes within seconds; the
-    resumed run (on Ray again) has every sample exactly once and the
+    resumed run (on one replica) has every sample exactly once and the
     uninterrupted run's results."""
     full = evalsuite(*_mock_args(tmp_path, tmp_path / "full", data_dir))
     assert full.returncode == 0, full.stderr
@@ -163,11 +163,12 @@ def test_driver_kill_minus_nine_leaves_no_ray_process_and_resume_completes(tmp_p
     run = _only_run(out)
     assert 40 <= len(_lines(run)) < 200, "the kill must land mid-run"
 
-    resumed = evalsuite("run", "--resume", str(run))
+    # Fewer replicas may finish the run (placement may change, what is computed may not).
+    resumed = evalsuite("run", "--resume", str(run), "--ray", "-M", "replicas=1")
     assert resumed.returncode == 0, resumed.stderr
     _assert_one_line_per_sample(run, 200)
     assert RunDir(run).results().tasks == RunDir(_only_run(tmp_path / "full")).results().tasks
-    assert RunDir(run).provenance().ray.replicas == 2
+    assert RunDir(run).provenance().ray.replicas == 1
 
 
 def test_every_replica_lost_stops_with_one_line_and_keeps_the_samples(tmp_path, data_dir):
