@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import socket
 from collections import deque
@@ -79,6 +80,7 @@ class EvalsuiteReplica:
         return {
             "info": self.backend.info,
             "capabilities": sorted(self.backend.capabilities),
+            "capability_notes": dict(self.backend.capability_notes),
             "batch_size": self.backend.effective_batch_size,
             "node": ray.util.get_node_ip_address(),
             "host": socket.gethostname(),
@@ -132,14 +134,12 @@ class RayReplicas(Backend):
         if address is None:
             from evalsuite.backends.ray_head import LocalRayHead
 
-            cpus = max(os.cpu_count() or 1, self.n * int(placement["num_cpus"] or 1))
+            cpus = max(os.cpu_count() or 1, math.ceil(self.n * placement["num_cpus"]))
             self.head = LocalRayHead(num_cpus=cpus)
             os.environ.update(self.head.env)  # before ray is imported: it reads them once
             address = self.head.address
         else:
             _require_reachable(address)
-        # Ray's C++ core logs every reconnect attempt to stderr; errors reach the user as one line.
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         import ray
 
         self.ray = ray
@@ -154,7 +154,9 @@ class RayReplicas(Backend):
             raise
         first = self._described[0]
         self.info: ModelInfo = first["info"]
+        self.name = f"{self.info.backend} on Ray"  # as error messages name it
         self.capabilities = frozenset(first["capabilities"])
+        self.capability_notes = first["capability_notes"]  # e.g. why a server cannot score
         self._batch = first["batch_size"]
         if self.unit is None:
             self.unit = self._batch if isinstance(self._batch, int) else DEFAULT_UNIT
