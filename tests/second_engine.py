@@ -34,7 +34,8 @@ class SecondEngine:
             ["dockerd", "--host", self.url, "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
              "--config-file", str(self.root / "daemon.json"), "--cgroup-parent", self.cgroup,
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
+             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+             "--shutdown-timeout=2"],  # a stop kills running containers after 2 s, not 15
             stdout=open(self.root / "dockerd.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -59,6 +60,49 @@ class SecondEngine:
             self.proc.wait()
         self.proc = None
 
+    def crash(self) -> None:
+        """Lose the engine as in a power cut: SIGKILL dockerd, its containerd,
+        the container shims and every process in its containers at once."""
+        if self.proc is None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)  # dockerd and its containerd (one session)
+        self.proc.wait()
+        self.proc = None
+        for pid in self._engine_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # What a reboot clears: mounts and the runtime state in the exec root (a tmpfs
+        # like /run on a real host); the data root survives, so start() works again.
+        self._unmount()
+        shutil.rmtree(self.root / "exec", ignore_errors=True)
+
+    def _unmount(self) -> None:
+        """Every mount under the root, deepest first (dockerd bind-mounts its data root)."""
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for point in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
+            if subprocess.run(["umount", point], capture_output=True).returncode:
+                subprocess.run(["umount", "-l", point], capture_output=True)
+
+    def _engine_processes(self) -> list[int]:
+        """Shims (they name this engine's exec root) and processes in its containers' cgroups."""
+        pids = set()
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes()
+            except OSError:
+                continue
+            if text.startswith(b"/usr/bin/containerd-shim") and str(self.root).encode() in text:
+                pids.add(int(cmdline.parent.name))
+        for procs in Path("/sys/fs/cgroup").glob(f"**/{self.cgroup}/**/cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                continue
+        pids.discard(os.getpid())
+        return sorted(pids)
+
     def client(self):  # -> docker.DockerClient
         import docker
 
@@ -73,15 +117,10 @@ class SecondEngine:
     def remove(self) -> None:
         """Stop it and delete every trace: files, mounts' leftovers, cgroups."""
         self.stop()
-        subprocess.run(["umount", "-R", str(self.root)], capture_output=True)
+        self._unmount()
         shutil.rmtree(self.root, ignore_errors=True)
-        for group in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}"):
-            try:
-                group.rmdir()
-            except OSError:
-                pass
-        for group in Path("/sys/fs/cgroup").glob(self.cgroup):  # cgroup v2
-            try:
-                group.rmdir()
-            except OSError:
-                pass
+        groups = [*Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}"), *Path("/sys/fs/cgroup").glob(self.cgroup)]
+        for group in groups:  # cgroup v1 controllers, or v2
+            for sub in sorted((d for d in group.rglob("*") if d.is_dir()), reverse=True):
+                sub.rmdir()
+            group.rmdir()

@@ -1,7 +1,8 @@
 """The sandbox on a fleet of Docker engines: a second real engine on this machine.
 
 HumanEval is scored over the main engine and a private second one; the second
-is stopped mid-run.  Its jobs finish on the first, the verdicts equal a
+crashes mid-run (dockerd, containerd and its containers SIGKILLed at once, as
+in a power cut).  Its jobs finish on the first, the verdicts equal a
 single-engine run, and neither engine keeps a container.
 """
 
@@ -134,7 +135,7 @@ def test_humaneval_over_two_engines_with_one_stopped_mid_run(engine2, tmp_path):
         assert proc.poll() is None and time.monotonic() < deadline, "the run never used the second engine"
         time.sleep(0.05)
     time.sleep(1.0)
-    engine2.stop()
+    engine2.crash()  # dockerd, containerd, shims and containers SIGKILLed at once
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert f"sandbox host {engine2.url} stopped answering" in err
@@ -144,7 +145,30 @@ def test_humaneval_over_two_engines_with_one_stopped_mid_run(engine2, tmp_path):
     assert sum(passed for passed, _ in _verdicts(tmp_path / "two.jsonl").values()) == 109
     assert "sandbox_error" not in (tmp_path / "two.jsonl").read_text()
 
-    # No container is left on either engine (the stopped one is started again to look).
+    # No container is left on either engine (the crashed one is started again to look).
     assert _ours(main, proc.pid) == []
     engine2.start()
     assert _ours(engine2.client(), proc.pid) == []
+
+
+def test_when_every_host_is_gone_the_rest_end_as_sandbox_error(engine2):
+    """One host, lost mid-run: finished jobs keep their verdicts, the rest
+    come back once each as sandbox_error (retried by `evalsuite score`), and
+    nothing waits forever."""
+    from evalsuite.sandbox import ExecJob, ExecStatus
+    from sandbox.docker_sandbox import DockerSandbox
+
+    jobs = [ExecJob(f"j{i}", "import time\ntime.sleep(0.3)\nr = 1", result_var="r") for i in range(40)]
+    results = []
+    with DockerSandbox(hosts=f"{engine2.url}#workers=2") as box:
+        for result in box.run(jobs):
+            results.append(result)
+            if len(results) == 4:
+                engine2.crash()
+    engine2.start()
+    assert sorted(r.id for r in results) == sorted(j.id for j in jobs)
+    assert {r.status for r in results} == {ExecStatus.PASSED, ExecStatus.SANDBOX_ERROR}
+    assert all(r.value == 1 for r in results if r.status is ExecStatus.PASSED)
+    lost = [r for r in results if r.status is ExecStatus.SANDBOX_ERROR]
+    assert all(f"no Docker host left ({engine2.url}: stopped answering" in r.detail for r in lost)
+    assert _ours(engine2.client(), os.getpid()) == []
