@@ -168,6 +168,11 @@ def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[Sam
     for r in records:
         if r.task in by_task:
             by_task[r.task].append(r)
+    # In dataset order, not completion order: float sums then come out bit-identical
+    # however replicas, endpoints or a resume interleaved the records.
+    for name, rs in by_task.items():
+        position = {s.id: i for i, s in enumerate(tasks[name].samples)}
+        rs.sort(key=lambda r: position.get(r.sample_id, len(position)))
     return ResultsSummary(
         run_id=prov.run_id,
         model=prov.model.id,
