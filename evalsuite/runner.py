@@ -87,7 +87,15 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _seed_everything(config.seed)
 
-    backend = _load_backend(config)
+    options = BackendOptions(
+        device=config.device,
+        dtype=config.dtype,
+        batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
+        chat_template=config.chat_template,
+        extra=dict(config.model_args),
+        response_cache=config.cache,
+    )
+    backend = _load_backend(config, options)
     try:
         tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
         _require_capabilities(backend, tasks)  # before anything is written or shown
@@ -142,16 +150,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     return rundir
 
 
-def _load_backend(config: RunConfig) -> Backend:
+def _load_backend(config: RunConfig, options: BackendOptions) -> Backend:
     """The evaluated model's backend: one in this process, or replicas on Ray."""
-    options = BackendOptions(
-        device=config.device,
-        dtype=config.dtype,
-        batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
-        chat_template=config.chat_template,
-        extra=dict(config.model_args),
-        response_cache=config.cache,
-    )
     if config.ray is None:
         if "replicas" in config.model_args:
             raise UserError("-M replicas=N needs --ray (replicas are Ray actors)")
