@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ class LocalRayHead:
         # it imports ray, then joins.
         self.env = {**LOCAL_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.log = Path(tempfile.mkstemp(prefix="evalsuite-ray-head-", suffix=".log")[1])
-        config = {"num_cpus": num_cpus, "num_gpus": num_gpus, "object_store_mb": object_store_mb}
+        config = {"num_cpus": num_cpus, "num_gpus": num_gpus, "object_store_mb": object_store_mb, "log": str(self.log)}
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", __name__, json.dumps(config)],
@@ -142,6 +143,8 @@ def _guard(config: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # Ray's session files (logs, sockets) go with the instance, not into /tmp/ray.
+    temp_dir = tempfile.mkdtemp(prefix="evalsuite-ray-")
     try:
         import logging
 
@@ -155,12 +158,14 @@ def _guard(config: dict[str, Any]) -> None:
             include_dashboard=False,
             logging_level=logging.ERROR,
             log_to_driver=False,
+            _temp_dir=temp_dir,
         )
         print(json.dumps({"address": context.address_info["gcs_address"]}), flush=True)
     except Exception as exc:  # noqa: BLE001 - reported to the driver as one line
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         _reap_all()
-        return
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        return  # the driver shows the log's tail, then removes it
     try:
         sys.stdin.buffer.read()  # returns when the driver closes the pipe or dies
     finally:
@@ -168,6 +173,8 @@ def _guard(config: dict[str, Any]) -> None:
             ray.shutdown()
         finally:
             _reap_all()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            Path(config["log"]).unlink(missing_ok=True)  # a killed driver cannot
 
 
 if __name__ == "__main__":
