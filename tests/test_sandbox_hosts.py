@@ -117,7 +117,7 @@ def test_bad_host_lists_are_one_error_line_before_any_work(hosts, message, tmp_p
     assert not any(tmp_path.iterdir()), "nothing may run before the host list is accepted"
 
 
-def test_humaneval_over_two_engines_with_one_stopped_mid_run(engine2, tmp_path):
+def test_humaneval_over_two_engines_with_one_crashing_mid_run(engine2, tmp_path):
     main = docker_client()
     samples = _samples(tmp_path / "samples.jsonl")
     base = evalsuite("score", "humaneval", "--samples", str(samples), "--data-dir", str(DATA_DIR),
