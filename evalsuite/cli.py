@@ -30,6 +30,21 @@ def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
+def _use_sandbox_hosts(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from evalsuite.sandbox import HOSTS_ENV
+
+        registry.load("sandbox", "docker").check_hosts(value)  # a bad list fails before any work
+        os.environ[HOSTS_ENV] = value  # read by the sandbox wherever a task opens one
+
+
+sandbox_hosts_option = click.option(
+    "--sandbox-hosts", callback=_use_sandbox_hosts, expose_value=False, metavar="URL[#workers=N],...",
+    help="Docker engines that run model-written code: unix://, ssh://USER@HOST, tcp://HOST:2376#tls=CERT_DIR, "
+         "each with #workers=N (default 2 x its CPUs). A host that fails mid-run is drained; its jobs run elsewhere.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="evalsuite")
 def cli() -> None:
@@ -54,7 +69,12 @@ def cli() -> None:
 @click.option("--generate-only", is_flag=True, help="Stop after generation; score later with `evalsuite score` or `evalsuite judge`.")
 @click.option("--judge", default=None, metavar="MODEL", help="LLM judge of judged tasks (mtbench, tinystories...): any model spec, as --model.")
 @click.option("--judge-arg", "-J", "judge_args", multiple=True, metavar="KEY=VALUE", help="Judge option: max_new_tokens, temperature, top_p, seed (default: temperature 0, 2048 tokens), retries, batch_size, or a judge backend option as -M.")
+@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Data parallelism over Ray: -M replicas=N actors, each with its own replica of the model. "
+                   "ADDRESS joins a cluster (auto, HOST:PORT, ray://HOST:10001); without it a private local instance "
+                   "is started and stopped. Needs pip install 'evalsuite[ray]'.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None, help="Continue an interrupted run directory.")
+@sandbox_hosts_option
 def run(**opts: object) -> None:
     """Evaluate a model on tasks and write DIR/<run-id>/{run.json,samples.jsonl,results.json}."""
     from evalsuite.runner import RunConfig, run as run_eval
@@ -87,6 +107,7 @@ def run(**opts: object) -> None:
         system_message=opts["system_message"],
         model_args=_key_values(opts["model_args"], "-M"),
         generate_only=bool(opts["generate_only"]),
+        ray=opts["ray"],
         cache=opts["cache"],
         judge=opts["judge"],
         judge_args=_key_values(opts["judge_args"], "-J"),

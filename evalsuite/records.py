@@ -210,6 +210,31 @@ class RunLink(Record):
     path: str
 
 
+class ReplicaInfo(Record):
+    """Where one data-parallel replica ran."""
+
+    index: int
+    node: str  # the Ray node's IP address
+    host: str | None = None
+    pid: int | None = None
+    device: str | None = None  # the replica backend's device (cpu, cuda, ...)
+    gpu_ids: list[str] = Field(default_factory=list)  # as Ray assigned them
+    lost: str | None = None  # why it died mid-run; its unfinished requests went to the others
+
+
+class RayInfo(Record):
+    """Data parallelism over Ray (``--ray``)."""
+
+    version: str
+    address: str  # "local": a private instance started and stopped by the run
+    replicas: int
+    num_gpus: float  # per replica
+    num_cpus: float
+    unit: int  # requests per call
+    inflight: int  # calls queued per replica
+    replica_info: list[ReplicaInfo] = Field(default_factory=list)
+
+
 class RunProvenance(Record):
     """run.json: everything needed to reproduce the run."""
 
@@ -230,6 +255,7 @@ class RunProvenance(Record):
     judge: JudgeInfo | None = None
     # `evalsuite judge`: the run whose outputs this run judged again (nothing was generated here).
     generation_run: RunLink | None = None
+    ray: RayInfo | None = None  # set when replicas ran on Ray
 
 
 class MetricValue(Record):

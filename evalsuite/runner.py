@@ -37,6 +37,7 @@ from evalsuite.backends.base import (
 )
 from evalsuite.backends.models import load_backend
 from evalsuite.compound import run_requests, script_of
+from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.judging.judge import Judge, load_judge
 from evalsuite.progress import RunProgress
@@ -44,6 +45,7 @@ from evalsuite.records import (
     LoglikelihoodResult,
     Message,
     ModelInfo,
+    RayInfo,
     ResultsSummary,
     RunLink,
     RunProvenance,
@@ -57,7 +59,7 @@ from evalsuite.rundir import RunDir
 from evalsuite.task import Response, Task, TaskContext, TaskFactory
 from evalsuite.templates import sha256_text
 
-CHUNK = 256  # requests handed to the backend at once (length-sorted inside)
+LOCAL_RAY = "local"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
 
 
@@ -81,6 +83,7 @@ class RunConfig:
     judge: str | None = None  # model spec of the LLM judge of judged tasks
     judge_args: dict[str, str] = field(default_factory=dict)  # -J: judge decoding and backend options
     source_run: str | None = None  # judge this run's outputs instead of generating (`evalsuite judge`)
+    ray: str | None = None  # a Ray cluster address; LOCAL_RAY: a private local instance
     cache: str | None = None  # response cache folder (--cache)
 
 
@@ -106,7 +109,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         extra=dict(config.model_args),
         response_cache=config.cache,
     )
-    backend = None if source else load_backend(config.model, options)
+    backend = None if source else _load_backend(config, options)
     try:
         model = source.provenance.model if source else backend.info
         judge = _judge_for(config, factories, options, backend, model)
@@ -147,6 +150,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
             platform={"python": platform.python_version(), "machine": platform.machine()},
             judge=judge.info if judge else None,
             generation_run=RunLink(run_id=source.provenance.run_id, path=str(source.rundir.path.resolve())) if source else None,
+            ray=_ray_info(backend),
         )
         rundir.write_provenance(prov)
         rundir.truncate_torn_tail()
@@ -160,7 +164,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                 for name, task in tasks.items():
                     samples = limit_samples(task.samples, config.limit)
                     respond = source.responder(name) if source else _generator(task, backend)
-                    _run_task(task, samples, respond, rundir, done, progress, config.generate_only)
+                    _run_task(task, samples, respond, rundir, done, progress, config.generate_only,
+                              request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk)
         finally:
             rundir.close()
             if judge is not None:
@@ -169,10 +174,24 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         if backend is not None:
             backend.close()  # also stops a managed vLLM server on an error, Ctrl-C or SIGTERM
 
-    prov = prov.model_copy(update={"finished_at": _now()})
+    # Replicas lost mid-run go on record.
+    prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
     rundir.write_provenance(prov)
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
+
+
+def _load_backend(config: RunConfig, options: BackendOptions) -> Backend:
+    """The evaluated model's backend: one in this process, or replicas on Ray."""
+    if config.ray is None:
+        if "replicas" in config.model_args:
+            raise UserError("-M replicas=N needs --ray (replicas are Ray actors)")
+        return load_backend(config.model, options)
+    return RayReplicas(config.model, options, address=None if config.ray == LOCAL_RAY else config.ray)
+
+
+def _ray_info(backend: Backend) -> RayInfo | None:
+    return backend.ray_info if isinstance(backend, RayReplicas) else None
 
 
 def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[SampleResult]) -> ResultsSummary:
@@ -217,6 +236,7 @@ def _run_task(
     done: dict[tuple[str, str], SampleResult],
     progress: RunProgress,
     generate_only: bool,
+    request_chunk: int | None,
 ) -> None:
     todo, rescore = _partition(task, samples, done, generate_only)
     progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore))
@@ -224,8 +244,9 @@ def _run_task(
     scorer = _Scorer(task, rundir, progress, generate_only)
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start : start + CHUNK]
+    step = request_chunk or max(1, len(todo))
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
         began = time.monotonic()
         for sample, prompt, response, error in respond(chunk):
             if error is not None:
@@ -481,13 +502,18 @@ def _resumed_config(stored: dict[str, Any], given: RunConfig) -> RunConfig:
     base = RunConfig(
         **{k: tuple(v) if k == "tasks" else v for k, v in stored.items() if k in RunConfig.__dataclass_fields__}
     )
+    # Where replicas run may change (fewer GPUs after a crash); what they compute may not.
+    placement = {k: v for k, v in given.model_args.items() if k in PLACEMENT_KEYS}
+    given = replace(given, model_args={k: v for k, v in given.model_args.items() if k not in PLACEMENT_KEYS})
+    stored_args = {k: v for k, v in base.model_args.items() if k not in PLACEMENT_KEYS}
     # Options given again on the command line must agree with the stored run.
     default = RunConfig()
     for name in RunConfig.__dataclass_fields__:
-        mine, theirs = getattr(given, name), getattr(base, name)
-        if mine != getattr(default, name) and mine != theirs and name != "output_dir":
+        mine = getattr(given, name)
+        theirs = stored_args if name == "model_args" else getattr(base, name)
+        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray"):
             raise UserError(f"--resume: option {name}={mine!r} differs from the run being resumed ({theirs!r})")
-    return replace(base)
+    return replace(base, ray=given.ray or base.ray, model_args={**base.model_args, **placement})
 
 
 def _seed_everything(seed: int) -> None:

@@ -62,6 +62,10 @@ class CapabilityError(UserError):
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset({GENERATE})
+    # Requests the runner hands over per call (length-sorted inside by local
+    # backends); None: a whole task at once, so a backend that spreads work
+    # over many replicas never idles them at a chunk boundary.
+    request_chunk: ClassVar[int | None] = 256
     # Why a capability the backend could have is off (e.g. a failed server probe).
     capability_notes: ClassVar[dict[str, str]] = {}
 
