@@ -245,15 +245,19 @@ def _run_task(
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
     step = request_chunk or max(1, len(todo))
-    for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
-        began = time.monotonic()
-        for sample, prompt, response, error in respond(chunk):
-            if error is not None:
-                scorer.write_error(sample, prompt, error, began)
-            else:
-                scorer.add(sample, prompt, response, began)
-        scorer.flush()
+    try:
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            began = time.monotonic()
+            for sample, prompt, response, error in respond(chunk):
+                if error is not None:
+                    scorer.write_error(sample, prompt, error, began)
+                else:
+                    scorer.add(sample, prompt, response, began)
+            scorer.flush()
+    except BaseException:
+        scorer.keep_unscored()  # generation stopped (lost backend, Ctrl-C): what came back stays
+        raise
     progress.finish_task(task.name)
 
 
@@ -423,6 +427,14 @@ class _Scorer:
         self.rundir.append(
             self._record(sample, prompt, response, score, started)
             for (sample, prompt, response, started), score in zip(batch, scores)
+        )
+
+    def keep_unscored(self) -> None:
+        """Write buffered generations unscored (status ``generated``); ``--resume`` scores them."""
+        batch, self.pending = self.pending, []
+        self.rundir.append(
+            self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)
+            for sample, prompt, response, started in batch
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:

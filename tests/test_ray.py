@@ -171,19 +171,49 @@ def test_driver_kill_minus_nine_leaves_no_ray_process_and_resume_completes(tmp_p
     assert RunDir(run).provenance().ray.replicas == 1
 
 
-def test_every_replica_lost_stops_with_one_line_and_keeps_the_samples(tmp_path, data_dir):
-    """kill_after makes each mock replica SIGKILL itself after 12 requests: the
-    run stops with one error line, no traceback, and the finished units kept."""
-    out = tmp_path / "r"
-    proc = evalsuite(*_mock_args(tmp_path, out, data_dir, "--ray", "-M", "replicas=2", "-M", "unit=4",
-                                 "-M", "kill_after=12"))
+# delay: a replica's reply for its second unit leaves the process before the
+# third unit's last request kills it (with instant requests the kill can beat
+# the reply, and the driver rightly re-deals that unit).
+ALL_LOST = ("--ray", "-M", "replicas=2", "-M", "unit=4", "-M", "kill_after=12", "-M", "delay=0.05")
+
+
+def _assert_all_lost_stops_cleanly(proc: subprocess.CompletedProcess, out: Path) -> Path:
     assert proc.returncode != 0
     assert "error: all 2 Ray replicas died" in proc.stderr and "--resume" in proc.stderr
     assert "Traceback" not in proc.stderr
     run = _only_run(out)
+    assert not (run / "results.json").exists()
+    return run
+
+
+def test_every_replica_lost_stops_with_one_line_and_keeps_the_samples(tmp_path, data_dir):
+    """kill_after makes each mock replica SIGKILL itself after 12 requests: the
+    run stops with one error line, no traceback, and the finished units kept."""
+    out = tmp_path / "r"
+    run = _assert_all_lost_stops_cleanly(evalsuite(*_mock_args(tmp_path, out, data_dir, *ALL_LOST)), out)
     # Each replica returned its first two units of 4 before dying in its third.
     _assert_one_line_per_sample(run, 16)
-    assert not (run / "results.json").exists()
+
+
+def test_generations_buffered_for_scoring_survive_a_lost_backend(tmp_path, data_dir):
+    """HumanEval scores 64 problems at a time: the 16 generations waiting for
+    their batch when the last replica dies are written (status generated), and
+    --resume keeps them and generates only the rest."""
+    out = tmp_path / "r"
+    args = ["run", "--model", "mock", "--tasks", "humaneval", "--generate-only", "--limit", "40",
+            "--data-dir", str(data_dir), "-o", str(out)]
+    run = _assert_all_lost_stops_cleanly(evalsuite(*args, *ALL_LOST), out)
+    _assert_one_line_per_sample(run, 16)
+    assert {r["score"]["status"] for r in _lines(run)} == {"generated"}
+    kept = {r["sample_id"]: r["output"] for r in _lines(run)}
+
+    # The resumed replicas die after 12 requests too: 24 left take two resumes.
+    first = evalsuite("run", "--resume", str(run))
+    _assert_one_line_per_sample(_assert_all_lost_stops_cleanly(first, out), 32)
+    second = evalsuite("run", "--resume", str(run))
+    assert second.returncode == 0, second.stderr
+    _assert_one_line_per_sample(run, 40)
+    assert {r["sample_id"]: r["output"] for r in _lines(run)[:16]} == kept
 
 
 @pytest.mark.parametrize(
