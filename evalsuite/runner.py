@@ -402,8 +402,8 @@ class _Scorer:
         self.pending.append((sample, prompt, response, started))
         tokens = getattr(response, "completion_tokens", 0)
         self.progress.advance(self.task.name, tokens=tokens)
-        if len(self.pending) >= self.task.score_chunk:
-            self.flush()
+        if self.generate_only or len(self.pending) >= self.task.score_chunk:
+            self.flush()  # nothing to batch when only generating: write at once
 
     def rescore(self, records: list[tuple[Sample, SampleResult]]) -> None:
         """Score stored generations without generating again."""

@@ -33,7 +33,8 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
         echo "started docker via systemd"
     else
         echo "starting dockerd (log: /var/log/evalsuite-dockerd.log)"
-        nohup dockerd >/var/log/evalsuite-dockerd.log 2>&1 &
+        # its own session: the daemon outlives the shell (and process group) that started it
+        setsid nohup dockerd >/var/log/evalsuite-dockerd.log 2>&1 </dev/null &
     fi
 fi
 
