@@ -176,6 +176,8 @@ class TaskResult(Record):
     subtasks: dict[str, SubtaskResult] = Field(default_factory=dict)
     status_counts: dict[str, int] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)  # e.g. counted data quirks
+    # One line each, shown with the result: e.g. why a requested metric is missing.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ResultsSummary(Record):

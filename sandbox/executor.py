@@ -41,7 +41,7 @@ MAX_NODES = 1_000_000
 # alone would double it, so rarer modules are imported by the jobs that use them.
 for _mod in (
     "collections", "math", "re", "itertools", "functools", "typing", "string",
-    "heapq", "bisect", "random", "copy", "operator",
+    "heapq", "bisect", "random", "copy", "operator", "base64", "hashlib", "pickle",
 ):
     try:
         __import__(_mod)
@@ -475,6 +475,19 @@ class _Inbox:
 _inbox = _Inbox()
 
 
+def _preload(modules):
+    """Import the host's helper modules once, before any fork: every job then
+    finds them in ``sys.modules`` without compiling them again."""
+    import types
+
+    for name, source in modules.items():
+        module = types.ModuleType(name)
+        module.__file__ = "<%s>" % name
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        sys.modules[name] = module
+    gc.freeze()  # as at start-up: children never copy these pages for the collector
+
+
 def main():
     _set_nondumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -500,6 +513,7 @@ def main():
         op = msg.get("op")
         if op == "hello":
             limits = msg["limits"]
+            _preload(msg.get("modules") or {})
             send({"op": "ready", "token": msg.get("token"), "pid": os.getpid(),
                   "uid": os.getuid(), "python": sys.version.split()[0]})
         elif op == "run" and limits is not None:

