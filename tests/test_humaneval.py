@@ -94,13 +94,13 @@ def test_expected_outputs_agree_with_the_outputs_inlined_in_originfmt(env, data_
     import sys
 
     from evalsuite.data import DataSource
-    from tasks.humaneval import expected
+    from tasks.humaneval import reference
     from tasks.humaneval.execution import get_sandbox
     from tasks.humaneval.oracle import first_mismatch
 
     source = DataSource("humaneval", data_dir, None)
     problems = {r["task_id"]: r for r in source.json_rows("HumanEvalPlus.jsonl.gz")}
-    ours = expected.load_or_compute(problems, source.info().content_hash, lambda: get_sandbox(None))
+    ours = reference.expected_outputs(problems, source.info().content_hash, lambda: get_sandbox(None, trusted=True))
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     compared, without_inlined = 0, []
     for row in rows(data_dir, "HumanEvalPlus-OriginFmt.jsonl.gz"):
@@ -131,7 +131,7 @@ HE_WRONG = [
     ("HumanEval/0", "    while True:\n        pass\n", "timed_out"),
     ("HumanEval/2", "    x = bytearray(10**10)\n", "oom"),
     ("HumanEval/2", "    return number % 1.0\n", "passed"),  # a correct non-canonical answer
-    # the asserts compare in the sandbox: only plain builtin values may reach them
+    # check() compares returned values, in a process the solution never ran in
     ("HumanEval/0", "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n", "failed"),
     ("HumanEval/0", "    class Yes(int):\n        def __eq__(self, other):\n            return True\n    return Yes(1)\n", "failed"),
 ]
@@ -142,8 +142,10 @@ def test_known_wrong_humaneval_completions_fail(cli, env, tmp_path):
     verdicts, _ = score(cli, env, "humaneval", samples, "-T", "timeout_s=2", "-T", "k=1")
     assert [v["status"] for v in verdicts] == [want for *_, want in HE_WRONG]
     assert [v["passed"] for v in verdicts] == [want == "passed" for *_, want in HE_WRONG]
-    assert verdicts[1]["result"] == "failed: SystemExit: 0"
-    assert "not a plain builtin value" in verdicts[-2]["detail"] and "returned a Yes" in verdicts[-1]["detail"]
+    assert verdicts[1]["result"] == "failed: input 0: SystemExit: 0"
+    assert verdicts[-2]["detail"] == "input 0: TypeError: returned a has_close_elements.<locals>.Anything, not a plain value"
+    # an int subclass is judged by its value: the lying __eq__ never runs
+    assert verdicts[-1]["detail"].startswith("AssertionError (has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.05) returned 1)")
 
 
 EQ_OBJECT = "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n"
@@ -186,7 +188,7 @@ def test_known_wrong_humaneval_plus_completions_fail(cli, env, tmp_path):
     got = [(v["base_status"], v["plus_status"]) for v in verdicts]
     assert got == [(b, p) for _, _, b, p in PLUS_CASES]
     assert [v["passed"] for v in verdicts] == [p == "passed" for *_, p in PLUS_CASES]
-    assert "not a plain builtin" in verdicts[2]["detail"]
+    assert verdicts[2]["detail"] == "base input 0: TypeError: returned a has_close_elements.<locals>.Anything, not a plain value"
     assert verdicts[3]["detail"].startswith("plus input ")
 
 

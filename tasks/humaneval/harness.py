@@ -188,7 +188,12 @@ def _conv(x, depth=0):
         return frozenset([_conv(v, depth + 1) for v in frozenset.__iter__(x)])
     if isinstance(x, set):
         return set([_conv(v, depth + 1) for v in set.__iter__(x)])
-    raise TypeError("returned a %s.%s, not a plain value" % (t.__module__, t.__qualname__))
+    raise TypeError("returned a %s, not a plain value" % _type_name(t))
+
+
+def _type_name(t):
+    module = getattr(t, "__module__", None)
+    return t.__qualname__ if module in (None, "builtins") else "%s.%s" % (module, t.__qualname__)
 
 
 def plain(x):
@@ -212,7 +217,7 @@ def plain(x):
         for v in x:
             items.append(v)
             if len(items) > MAX_ITEMS:
-                raise TypeError("returned a %s of more than %d items" % (t.__qualname__, MAX_ITEMS))
+                raise TypeError("returned a %s of more than %d items" % (_type_name(t), MAX_ITEMS))
         return _conv(items), ["iterator", t.__qualname__]
     return _conv(x), ["subclass", t.__qualname__]
 
