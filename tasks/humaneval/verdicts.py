@@ -121,28 +121,43 @@ def judge_plus(
     min_time_limit: float,
     factor: float,
 ) -> dict[str, Verdict]:
-    """EvalPlus: base inputs first; plus inputs only for solutions that passed base
-    (plus counts as passed only when both pass, as in EvalPlus)."""
+    """EvalPlus: base inputs, then plus inputs for solutions that passed base (plus
+    counts only when both pass, as in EvalPlus).  Every job is queued at once, base
+    first and the costliest plus inputs next; a solution's plus jobs are dropped
+    when its base verdict, decided as soon as its base jobs return, is a failure."""
+    problems = {key: p for key, p, _ in work}
 
-    def limits(p: Problem, split: str) -> list[float]:
-        return [max(min_time_limit, factor * t) for t in expected[p.task_id].times[split]]
+    def spec(key: str, p: Problem, solution: str, split: str) -> IoSpec:
+        times = expected[p.task_id].times[split]
+        return IoSpec(f"{key}|{split}", solution, p.entry_point, getattr(p, f"{split}_input"),
+                      [max(min_time_limit, factor * t) for t in times], costs=times)
 
     def timeout(lims: Sequence[float]) -> float:
         return min(JOB_TIMEOUT_CAP_S, sum(lims)) + JOB_SLACK_S
 
-    def phase(split: str, items: Sequence[tuple[str, Problem, str]]) -> dict[str, tuple[str, str]]:
-        specs = [IoSpec(key, sol, p.entry_point, getattr(p, f"{split}_input"), limits(p, split)) for key, p, sol in items]
-        outcomes = run_io(sandbox, specs, timeout)
-        return {key: _io_verdict(p, split, outcomes[key], expected[p.task_id]) for key, p, _ in items}
+    base_specs = [spec(key, p, sol, "base") for key, p, sol in work]
+    plus_specs = sorted((spec(key, p, sol, "plus") for key, p, sol in work), key=lambda s: -sum(s.costs or ()))
+    base: dict[str, tuple[str, str]] = {}
 
-    base = phase("base", work)
-    plus = phase("plus", [w for w in work if base[w[0]][0] == "passed"])
+    def on_done(s: IoSpec, outcome: IoOutcome) -> None:
+        key, split = s.key.rsplit("|", 1)
+        if split == "base":
+            base[key] = _io_verdict(problems[key], "base", outcome, expected[problems[key].task_id])
+
+    def wanted(s: IoSpec) -> bool:  # asked by a sandbox worker thread as it takes the job
+        key, split = s.key.rsplit("|", 1)
+        return split == "base" or base.get(key, ("passed", ""))[0] == "passed"
+
+    outcomes = run_io(sandbox, base_specs + plus_specs, timeout, wanted=wanted, on_done=on_done)
     out = {}
-    for key, _, _ in work:
+    for key, p, _ in work:
         b_status, b_detail = base[key]
-        p_status, p_detail = plus.get(key, ("skipped", "base tests failed"))
-        status, detail = (p_status, p_detail) if b_status == "passed" else (b_status, b_detail)
-        out[key] = verdict(status, detail) | {"base_status": b_status, "plus_status": p_status}
+        plus = outcomes[f"{key}|plus"]
+        if b_status != "passed":
+            out[key] = verdict(b_status, b_detail) | {"base_status": b_status, "plus_status": "skipped"}
+            continue
+        p_status, p_detail = _io_verdict(p, "plus", plus, expected[p.task_id]) if plus else ("skipped", "")
+        out[key] = verdict(p_status, p_detail) | {"base_status": b_status, "plus_status": p_status}
     return out
 
 
