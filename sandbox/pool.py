@@ -195,7 +195,7 @@ def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecSta
         return ExecStatus.FAILED, "completion report sent by a process other than the job", None
     if raw.get("cgroup_oom"):
         return ExecStatus.OOM, "killed by the container memory limit", None
-    if exit_code == CHILD_SETUP_FAILED:
+    if exit_code == CHILD_SETUP_FAILED and not raw.get("started"):  # after the start the exit is the program's
         stderr = str(raw.get("stderr", ""))[-300:]
         return ExecStatus.SANDBOX_ERROR, f"sandbox child setup failed: {stderr}", None
     if isinstance(exit_code, int) and exit_code < 0:

