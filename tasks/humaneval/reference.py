@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from evalsuite.backends.models import cache_dir
 from evalsuite.sandbox import ExecJob, ExecStatus, Sandbox
-from tasks.humaneval.execution import Digest, IoSpec, run_io, run_jobs, trusted_program
+from tasks.humaneval.execution import RESULT_VAR, Digest, IoSpec, run_io, run_jobs, trusted_program
 
 VERSION = "4"  # bump when the harness, the digest or the cache layout changes
 GT_INPUT_LIMIT_S = 60.0  # per input while computing expected outputs
@@ -138,7 +138,7 @@ def _compute_expected(problems: dict[str, dict[str, Any]], sandbox: Sandbox) -> 
 def _record(problems: dict[str, dict[str, Any]], sandbox: Sandbox) -> dict[str, Calls]:
     jobs = [ExecJob(tid, trusted_program(p["prompt"] + p["canonical_solution"] + "\n" + p["test"],
                                          f"record(globals(), {p['entry_point']!r}, check)"),
-                    RECORD_TIMEOUT_S, "_es_result")
+                    RECORD_TIMEOUT_S, RESULT_VAR)
             for tid, p in problems.items()]
     results = run_jobs(sandbox, jobs)
     out: dict[str, Calls] = {}

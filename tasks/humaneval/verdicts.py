@@ -24,7 +24,7 @@ from typing import Any
 
 from evalsuite.sandbox import ExecJob, ExecStatus, Sandbox
 from tasks.humaneval import harness
-from tasks.humaneval.execution import IoOutcome, IoSpec, blob, run_io, run_jobs, trusted_program
+from tasks.humaneval.execution import RESULT_VAR, IoOutcome, IoSpec, blob, run_io, run_jobs, trusted_program
 from tasks.humaneval.oracle import first_mismatch
 from tasks.humaneval.reference import Calls, Expected
 
@@ -79,39 +79,56 @@ def judge_base(sandbox: Sandbox, trusted: Sandbox, work: Sequence[tuple[str, Pro
 
 def _replay(trusted: Sandbox, problems: dict[str, Problem], calls: dict[str, Calls],
             cases: list[list[Any]]) -> dict[str, Verdict]:
+    """Verdicts from ``check()`` replayed in the trusted pool, many cases per job.
+
+    Only the returned values differ between cases, so a job that fails as a whole
+    (say, values that exhaust its memory) is rerun one case per job, and a case
+    that still brings its job down is a failure of that solution."""
+    out: dict[str, Verdict] = {}
+    groups = _replay_groups(cases)
+    while groups:
+        jobs = {f"replay|{i}": (group, _replay_job(f"replay|{i}", problems, calls, group))
+                for i, group in enumerate(groups)}
+        results = run_jobs(trusted, (job for _, job in jobs.values()))
+        groups = []
+        for job_id, (group, _) in jobs.items():
+            res = results[job_id]
+            if res.status is ExecStatus.PASSED:
+                got = {v[0]: v for v in res.value if isinstance(v, list) and len(v) == 3} \
+                    if isinstance(res.value, list) else {}
+                for case in group:
+                    _, status, detail = got.get(case[0], (case[0], "error", "no verdict from the replay"))
+                    out[case[0]] = verdict("scoring_error" if status == "error" else status, detail)
+            elif res.status is ExecStatus.SANDBOX_ERROR:  # the infrastructure's: retried on resume
+                out |= {case[0]: verdict("sandbox_error", f"replaying check() failed: {res.detail}") for case in group}
+            elif len(group) > 1:
+                groups += [[case] for case in group]
+            else:
+                out[group[0][0]] = verdict("failed", f"check() could not run on the returned values: "
+                                                     f"{res.status.value}: {res.detail}")
+    return out
+
+
+def _replay_groups(cases: list[list[Any]]) -> list[list[list[Any]]]:
     groups: list[list[list[Any]]] = []
-    size = REPLAY_BYTES
+    size = 0
     for case in cases:
         n = len(pickle.dumps(case[2], protocol=4))
-        if size + n > REPLAY_BYTES or len(groups[-1]) >= REPLAY_CASES:
+        if not groups or size + n > REPLAY_BYTES or len(groups[-1]) >= REPLAY_CASES:
             groups.append([])
             size = 0
         groups[-1].append(case)
         size += n
-    jobs = {}
-    for i, group in enumerate(groups):
-        tids = {case[1] for case in group}
-        data = {"problems": {t: [problems[t].prompt + "\n" + (problems[t].test or ""), problems[t].entry_point,
-                                 calls[t].calls] for t in tids},
-                "cases": group}
-        timeout = harness.REPLAY_LIMIT_S * len(group) + 30.0
-        jobs[f"replay|{i}"] = (group, ExecJob(f"replay|{i}", trusted_program("", f"replay(b'{blob(data)}')"),
-                                              timeout, "_es_result"))
-    results = run_jobs(trusted, (job for _, job in jobs.values()))
-    out: dict[str, Verdict] = {}
-    for job_id, (group, _) in jobs.items():
-        res = results[job_id]
-        keys = [case[0] for case in group]
-        if res.status is not ExecStatus.PASSED:
-            status = "sandbox_error" if res.status is ExecStatus.SANDBOX_ERROR else "scoring_error"
-            out |= {key: verdict(status, f"the replay of check() failed: {res.status.value}: {res.detail}")
-                    for key in keys}
-            continue
-        got = {v[0]: v for v in res.value if isinstance(v, list) and len(v) == 3} if isinstance(res.value, list) else {}
-        for key in keys:
-            _, status, detail = got.get(key, (key, "error", "no verdict from the replay"))
-            out[key] = verdict("scoring_error" if status == "error" else status, detail)
-    return out
+    return groups
+
+
+def _replay_job(job_id: str, problems: dict[str, Problem], calls: dict[str, Calls], group: list[list[Any]]) -> ExecJob:
+    tids = {case[1] for case in group}
+    data = {"problems": {t: [problems[t].prompt + "\n" + (problems[t].test or ""), problems[t].entry_point,
+                             calls[t].calls] for t in tids},
+            "cases": group}
+    return ExecJob(job_id, trusted_program("", f"replay(b'{blob(data)}')"),
+                   harness.REPLAY_LIMIT_S * len(group) + 30.0, RESULT_VAR)
 
 
 def judge_plus(
