@@ -40,6 +40,7 @@ MAX_DEPTH = 100
 KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass")
 
 _SCALARS = frozenset((type(None), bool, int, float, str))
+_NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, floats, str
 _NUMBERS = (int, float, bool)
 _EXACT = 2 ** 53
 
@@ -171,7 +172,7 @@ def _conv(x, depth=0):
     if t is set or t is frozenset:
         return t([_conv(v, depth + 1) for v in x])
     np = _numpy()
-    if np is not None and isinstance(x, np.generic) and x.dtype.kind in "biufcUS":
+    if np is not None and isinstance(x, np.generic) and x.dtype.kind in _NUMPY_KINDS:
         return _conv(x.item(), depth + 1)
     if isinstance(x, int):  # bool cannot be subclassed
         return int.__int__(x)
@@ -207,9 +208,9 @@ def plain(x):
     if t is list or t is tuple or t is dict or t is set or t is frozenset:
         return _conv(x), None
     np = _numpy()
-    if np is not None and isinstance(x, np.generic) and x.dtype.kind in "biufcUS":
+    if np is not None and isinstance(x, np.generic) and x.dtype.kind in _NUMPY_KINDS:
         return _conv(x.item()), ["numpy", x.dtype.str]
-    if np is not None and isinstance(x, np.ndarray) and x.dtype.kind in "biufcUS":
+    if np is not None and isinstance(x, np.ndarray) and x.dtype.kind in _NUMPY_KINDS:
         return _conv(x.tolist()), ["ndarray", x.dtype.str]
     if t is range:
         return [x.start, x.stop, x.step], ["range", ""]
@@ -232,9 +233,9 @@ def revive(value, kind):
     np = _numpy()
     if tag in ("numpy", "ndarray") and np is None:
         import numpy as np  # noqa: F811 - only when a solution returned numpy values
-    if tag == "numpy" and np.dtype(info).kind in "biufcUS":
+    if tag == "numpy" and np.dtype(info).kind in _NUMPY_KINDS:
         return np.dtype(info).type(value)
-    if tag == "ndarray" and np.dtype(info).kind in "biufcUS":
+    if tag == "ndarray" and np.dtype(info).kind in _NUMPY_KINDS:
         return np.array(value, dtype=np.dtype(info))
     if tag == "range":
         return range(*value)
