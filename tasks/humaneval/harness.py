@@ -49,21 +49,28 @@ _EXACT = 2 ** 53
 # A digest whose equality follows Python's ``==`` on plain builtins (bool and
 # integral floats hash as ints, set == frozenset, dict/set order ignored).  Large
 # HumanEval+ outputs travel as digests; the host computes the same with this code.
-def _canon(x, h):
+def _scalar(x):
+    """Canonical bytes of a None/bool/int/float/str, else None."""
     t = type(x)
-    if x is None:
-        h(b"n;")
-    elif t is bool or t is int:
-        h(b"i%x;" % int(x))
-    elif t is float:
-        if x == x and x not in (float("inf"), float("-inf")) and x.is_integer():
-            h(b"i%x;" % int(x))
-        else:
-            h(b"f" + x.hex().encode() + b";")
-    elif t is str:
+    if t is int or t is bool:
+        return b"i%x;" % x
+    if t is float:
+        if x == x and x - x == 0 and x.is_integer():  # finite and integral: equal to an int
+            return b"i%x;" % int(x)
+        return b"f" + x.hex().encode() + b";"
+    if t is str:
         b = x.encode("utf-8", "surrogatepass")
-        h(b"s%d:" % len(b))
-        h(b)
+        return b"s%d:" % len(b) + b
+    if x is None:
+        return b"n;"
+    return None
+
+
+def _canon(x, h):
+    scalar = _scalar(x)
+    t = type(x)
+    if scalar is not None:
+        h(scalar)
     elif t is list or t is tuple:
         h(b"l[" if t is list else b"t[")
         flat = _flat(x)
@@ -82,34 +89,19 @@ def _canon(x, h):
 
 
 def _flat(x):
-    # Fast paths for sequences of scalars.  Numbers below 2**53 in magnitude are
-    # exact as doubles and equal numbers give equal doubles, so such a sequence is
-    # hashed as packed doubles; the condition depends only on the values, so equal
-    # sequences always take the same path.
+    """The canonical bytes of a sequence of scalars in one piece, or None.
+
+    Numbers below 2**53 in magnitude are exact as doubles and equal numbers give
+    equal doubles, so a long run of them is hashed as packed doubles; the condition
+    depends only on the values, so equal sequences always take the same path."""
     if len(x) > 64:
         try:
             if all(type(v) in _NUMBERS and -_EXACT < v < _EXACT for v in x):
                 return b"D" + array("d", x).tobytes()
         except TypeError:
             pass
-    parts = []  # otherwise the same bytes as _canon item by item
-    put = parts.append
-    for v in x:
-        t = type(v)
-        if t is int or t is bool:
-            put(b"i%x;" % v)
-        elif t is float:
-            if v == v and v - v == 0 and v.is_integer():
-                put(b"i%x;" % int(v))
-            else:
-                put(b"f" + v.hex().encode() + b";")
-        elif t is str:
-            b = v.encode("utf-8", "surrogatepass")
-            put(b"s%d:" % len(b))
-            put(b)
-        else:
-            return None
-    return b"".join(parts)
+    parts = [_scalar(v) for v in x]  # otherwise the same bytes as _canon item by item
+    return None if None in parts else b"".join(parts)
 
 
 def digest(x):
