@@ -176,6 +176,11 @@ PLUS_CASES = [
     ("HumanEval/32", FIND_ZERO_BISECT, "passed", "passed"),
     # numpy scalars compare equal in EvalPlus's in-process check, so they pass here too
     ("HumanEval/2", "    import numpy as np\n    return np.float64(number) % 1.0\n", "passed", "passed"),
+    # ...and get the float tolerance like a float (EvalPlus 0.3.1's type(out) == type(exp) rejects
+    # a top-level np.float64 that is close but not equal: see the README's decision)
+    ("HumanEval/2", "    import numpy as np\n    return np.float64(number % 1.0 + 1e-9)\n", "passed", "passed"),
+    # a generator never equals the expected list (in EvalPlus neither)
+    ("HumanEval/29", "    return (s for s in strings if s.startswith(prefix))\n", "failed", "skipped"),
     # swallowing the per-input alarm does not escape the time limit
     ("HumanEval/2", "    import time\n    try:\n        time.sleep(3)\n    except BaseException:\n        pass\n"
                     "    return number % 1.0\n", "timed_out", "skipped"),
