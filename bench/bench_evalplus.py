@@ -125,7 +125,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--evalplus-python", required=True, help="python of a venv with evalplus==0.3.1")
     ap.add_argument("--parallel", type=int, default=2, help="EvalPlus --parallel = evalsuite workers")
-    ap.add_argument("--sets", default="canonical,mixed")
+    ap.add_argument("--sets", default="canonical,mixed",
+                    help="comma-separated: canonical, mixed, or a samples .jsonl (task_id + completion)")
     ap.add_argument("--cold", action="store_true", help="empty expected-output caches (both tools compute them)")
     ap.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "evalsuite-bench-evalplus"))
     args = ap.parse_args()
@@ -139,8 +140,13 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; parallelism {args.parallel}; "
           f"{'cold (expected outputs computed)' if args.cold else 'warm (expected outputs cached)'}")
     for name in args.sets.split(","):
+        if name in sets:
+            lines = sets[name]
+        else:  # a samples file of one's own, e.g. tests/data/humaneval_smollm2_completions.jsonl
+            lines = [json.loads(line) for line in Path(name).read_text().splitlines() if line.strip()]
+            name = Path(name).stem
         samples = work / f"{name}.jsonl"
-        samples.write_text("".join(json.dumps(s) + "\n" for s in sets[name]))
+        samples.write_text("".join(json.dumps(s) + "\n" for s in lines))
         caches = {"evalplus": work / "cache-evalplus", "evalsuite": work / "cache-evalsuite"}
         if args.cold:
             caches = {k: Path(tempfile.mkdtemp(prefix=f"{k}-cold-", dir=work)) for k in caches}
