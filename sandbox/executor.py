@@ -249,7 +249,10 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
 
 # --------------------------------------------------------------- parent side
 def _kill_all_and_reap(grace_s=2.0):
-    """SIGKILL every process in the container but us; True when all reaped."""
+    """SIGKILL every process in the container but us; True when all reaped.
+
+    Only as PID 1 of the container's PID namespace (main() checks): from any
+    other process, kill(-1) reaches every process of the same user on the host."""
     deadline = time.monotonic() + grace_s
     while True:
         try:
@@ -505,6 +508,11 @@ def _preload(modules):
 
 
 def main():
+    if os.getpid() != 1:
+        # kill(-1, SIGKILL) after each job is only safe as PID 1 of the sandbox's
+        # own PID namespace; anywhere else it kills every process the user owns.
+        sys.stderr.write("executor: refusing to run outside its sandbox container (must be PID 1)\n")
+        sys.exit(2)
     _set_nondumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     stdin = _inbox
