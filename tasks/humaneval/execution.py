@@ -68,12 +68,13 @@ def blob(value: Any) -> str:
     return base64.b64encode(pickle.dumps(value, protocol=4)).decode("ascii")
 
 
-def io_program(solution: str, entry_point: str, inputs: Sequence[Any], limits: Sequence[float],
+def io_program(solution: str, entry_point: str, inputs_blob: str, limits: Sequence[float],
                budget: float | None = None, digest_over: int | None = DIGEST_OVER, cpu_times: bool = False) -> str:
-    """``solution`` plus the line that runs ``entry_point`` on ``inputs`` (see ``harness.run``)."""
+    """``solution`` plus the line that runs ``entry_point`` on the inputs in
+    ``inputs_blob`` (``blob(list_of_args_lists)``; see ``harness.run``)."""
     limits = [float(x) for x in limits]
     return (f"{solution}\n\nimport {HARNESS_MODULE} as _es_h\n"
-            f"{RESULT_VAR} = _es_h.run({entry_point}, b'{blob(list(inputs))}', {limits!r}, {budget!r}, "
+            f"{RESULT_VAR} = _es_h.run({entry_point}, b'{inputs_blob}', {limits!r}, {budget!r}, "
             f"{digest_over!r}, {cpu_times!r})\n")
 
 
@@ -126,7 +127,17 @@ def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Seq
     ready: list[str] = []  # specs whose jobs are all settled
     outcomes: dict[str, IoOutcome | None] = {}
     lock = threading.Lock()  # the job generator runs in the sandbox's worker threads
-    todo = [(spec, start, end) for spec in specs for start, end in _ranges(spec)]
+    # Samples of one problem share its input list: cut and pickle it once.
+    ranges: dict[tuple[int, int, bool], list[tuple[int, int]]] = {}
+    blobs: dict[tuple[int, int, int], str] = {}
+
+    def cut(spec: IoSpec) -> list[tuple[int, int]]:
+        key = (id(spec.inputs), id(spec.costs), spec.chunked)
+        if key not in ranges:
+            ranges[key] = _ranges(spec)
+        return ranges[key]
+
+    todo = [(spec, start, end) for spec in specs for start, end in cut(spec)]
     for spec, _, _ in todo:
         outstanding[spec.key] += 1
 
@@ -145,7 +156,10 @@ def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Seq
             if spec.key in declined or stopped.get(spec.key, end) < start:
                 settle(spec.key, start, end - start, None)
                 continue
-            src = io_program(spec.solution, spec.entry_point, spec.inputs[start:end], spec.limits[start:end],
+            inputs = blobs.get((id(spec.inputs), start, end))
+            if inputs is None:
+                inputs = blobs[id(spec.inputs), start, end] = blob(list(spec.inputs[start:end]))
+            src = io_program(spec.solution, spec.entry_point, inputs, spec.limits[start:end],
                              spec.budget, spec.digest_over, spec.cpu_times)
             yield ExecJob(f"{spec.key}|{start}|{end}", src, job_timeout(spec.limits[start:end]), RESULT_VAR)
 
