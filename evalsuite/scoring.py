@@ -121,7 +121,8 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     index = {id(ln): i for group in grouped.values() for i, ln in enumerate(group)}
-    with tmp.open("w", encoding="utf-8") as fh:
+    # backslashreplace: a lone surrogate in an input line becomes its JSON escape
+    with tmp.open("w", encoding="utf-8", errors="backslashreplace") as fh:
         for line in lines:
             sc = scores[line.record["task_id"]]
             fh.write(json.dumps({**line.record, **_verdict(sc, index[id(line)])}, ensure_ascii=False) + "\n")

