@@ -373,8 +373,7 @@ def _one(fn, args, i, limit, clock, res, digest_over, cpu_times):
         return [i, "timed_out", "input %d: took over %.2fs" % (i, clock.granted(limit))]
     if kind is not None:
         res["k"].append([i, kind[0], kind[1]])
-    if digest_over is not None and type(out) not in _SCALARS and not is_floats(out) \
-            and size(out, digest_over) > digest_over:
+    if digest_over is not None and not is_floats(out) and size(out, digest_over) > digest_over:
         res["h"].append([i, digest(out)])
         out = None
     if cpu_times:
