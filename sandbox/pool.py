@@ -43,9 +43,10 @@ class Attempt:
 
 class Worker:
     def __init__(self, client: docker.DockerClient, image: str, limits: ctr.Limits,
-                 uid: int, run_as_main: bool = True) -> None:
+                 uid: int, run_as_main: bool = True, preload: dict[str, str] | None = None) -> None:
         self.client = client
         self.run_as_main = run_as_main
+        self.preload = preload or {}
         self.image = image
         self.limits = limits
         self.uid = uid
@@ -63,7 +64,7 @@ class Worker:
             self.channel = Channel(sock)
             self.client.api.start(self.container)
             token = secrets.token_hex(8)
-            self.channel.send({"op": "hello", "token": token,
+            self.channel.send({"op": "hello", "token": token, "modules": self.preload,
                                "limits": self.limits.executor_limits(0)})
             ready = self.channel.recv(START_TIMEOUT_S)
             if ready.get("op") != "ready" or ready.get("token") != token:
@@ -195,7 +196,7 @@ def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecSta
         return ExecStatus.FAILED, "completion report sent by a process other than the job", None
     if raw.get("cgroup_oom"):
         return ExecStatus.OOM, "killed by the container memory limit", None
-    if exit_code == CHILD_SETUP_FAILED:
+    if exit_code == CHILD_SETUP_FAILED and not raw.get("started"):  # after the start the exit is the program's
         stderr = str(raw.get("stderr", ""))[-300:]
         return ExecStatus.SANDBOX_ERROR, f"sandbox child setup failed: {stderr}", None
     if isinstance(exit_code, int) and exit_code < 0:

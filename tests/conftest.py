@@ -35,9 +35,10 @@ def evalsuite(*args: str, env: dict[str, str] | None = None, timeout: float = 90
     return subprocess.run(_command(args), capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=REPO)
 
 
-def start_evalsuite(*args: str) -> subprocess.Popen:
-    """Start the CLI without waiting, so several runs go concurrently."""
-    return subprocess.Popen(_command(args), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+def start_evalsuite(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the CLI without waiting, so several runs go concurrently (or to know its pid)."""
+    return subprocess.Popen(_command(args), cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(env))
 
 
 def finish_runs(procs: dict[str, tuple[Path, subprocess.Popen]]) -> dict[str, Path]:

