@@ -30,9 +30,9 @@ from evalsuite.backends.base import (
     GenerateRequest,
     require,
 )
-from evalsuite.backends.models import load_backend
+from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.errors import UserError, unknown_name
-from evalsuite.progress import RunProgress
+from evalsuite.progress import RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
     ResultsSummary,
@@ -82,16 +82,17 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _seed_everything(config.seed)
 
-    backend = load_backend(
-        config.model,
-        BackendOptions(
-            device=config.device,
-            dtype=config.dtype,
-            batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
-            chat_template=config.chat_template,
-            extra=dict(config.model_args),
-        ),
-    )
+    with status(f"loading model {config.model or DEFAULT_MODEL}", console):
+        backend = load_backend(
+            config.model,
+            BackendOptions(
+                device=config.device,
+                dtype=config.dtype,
+                batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
+                chat_template=config.chat_template,
+                extra=dict(config.model_args),
+            ),
+        )
     tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
     _require_capabilities(backend, tasks)  # before anything is written or shown
     _seed_everything(config.seed)  # again: the backend may have imported torch
@@ -281,13 +282,16 @@ class _Scorer:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the generations, mark them
                 scores = [Score(status=ScoreStatus.SCORING_ERROR, detail=f"{type(exc).__name__}: {exc}")] * len(batch)
+        failed = sum(s.status not in (ScoreStatus.SCORED, ScoreStatus.GENERATED) for s in scores)
+        if failed:
+            self.progress.add_errors(self.task.name, failed)
         self.rundir.append(
             self._record(sample, prompt, response, score, started)
             for (sample, prompt, response, started), score in zip(batch, scores)
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
-        self.progress.advance(self.task.name)
+        self.progress.advance(self.task.name, error=True)
         score = Score(status=ScoreStatus.GENERATION_ERROR, detail=error)
         self.rundir.append([self._record(sample, prompt, None, score, started, error=error)])
 
