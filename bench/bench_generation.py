@@ -224,8 +224,8 @@ def main() -> None:
     print(f"load average at start: {load()}; {os.cpu_count()} CPUs; python {sys.version.split()[0]}", flush=True)
     start = time.perf_counter()
     backend = HFBackend("smollm2-135m", BackendOptions())
-    print(f"model loaded in {time.perf_counter() - start:.1f} s; rows {backend.batch_size}, "
-          f"KV budget {backend.max_batch_tokens} tokens", flush=True)
+    print(f"model loaded in {time.perf_counter() - start:.1f} s; continuous engine: {backend.batch_size} rows, "
+          f"{backend.kv_cache_bytes / 2**30:.1f} GiB of KV slots; static batches: {hf.CPU_BATCH} rows", flush=True)
     if not args.skip_small:
         part1(backend, args)
     part2(backend, args)

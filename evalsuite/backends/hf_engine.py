@@ -119,6 +119,21 @@ class Row:
     finish: str | None = None  # "eos" | "stop" | "length" once done
     generator: torch.Generator | None = None  # sampling only
     bucket: "Bucket | None" = None
+    prefix: "Prefix | None" = None  # shared KV before the slot's own columns
+
+
+class Prefix:
+    """The KV of a few-shot prefix that several rows share, stored once: ``[kv_heads, length, head_dim]`` per layer.
+
+    Rows built on it keep only their own tokens in their slots; decode
+    attention reads the prefix once per step for all of them and merges the
+    two parts by their log-sum-exp (as FlashAttention merges blocks).
+    """
+
+    def __init__(self, past: Any) -> None:
+        self.keys = [layer.keys[0] for layer in past.layers]
+        self.values = [layer.values[0] for layer in past.layers]
+        self.length = self.keys[0].shape[-2]
 
 
 class Bucket:
@@ -157,13 +172,14 @@ class Bucket:
         self.lengths, self.capacity = lengths, capacity
 
     def add(self, row: Row, past: Any) -> None:
-        """Copy a prefilled DynamicCache (batch row 0) into a new slot for ``row``."""
+        """Copy a prefilled DynamicCache (batch row 0), less the row's shared prefix, into a new slot for ``row``."""
         slot = len(self.rows)
         self.reserve(slot + 1)
-        n = past.layers[0].keys.shape[-2]
+        skip = row.prefix.length if row.prefix else 0
+        n = past.layers[0].keys.shape[-2] - skip
         for i, layer in enumerate(past.layers):
-            self.keys[i][slot, :, :n] = layer.keys[0]
-            self.values[i][slot, :, :n] = layer.values[0]
+            self.keys[i][slot, :, :n] = layer.keys[0, :, skip:]
+            self.values[i][slot, :, :n] = layer.values[0, :, skip:]
         self.lengths[slot] = n
         self.rows.append(row)
         row.bucket = self
@@ -183,7 +199,7 @@ class Bucket:
 
 @dataclass
 class Part:
-    """One bucket's share of a decode step: batch rows ``start:stop``, attending ``span`` columns."""
+    """One bucket's share of a decode step: batch rows ``start:stop``, attending ``span`` own columns."""
 
     bucket: Bucket
     start: int
@@ -191,6 +207,7 @@ class Part:
     span: int
     mask: torch.Tensor  # additive, [rows, 1, 1, span]
     write_at: torch.Tensor  # each row's column for this step's key/value
+    merged: bool  # some row continues a shared prefix: its part needs the log-sum-exp
 
 
 class Step:
@@ -198,7 +215,8 @@ class Step:
 
     def __init__(self, cache: "SlotCache") -> None:
         self.parts: list[Part] = []
-        positions = []
+        self.kv_heads = cache.kv_heads
+        positions, rows = [], []
         start = 0
         for bucket in cache.live_buckets():
             n = len(bucket.rows)
@@ -208,11 +226,19 @@ class Step:
             # Additive float mask: on CPU, SDPA runs ~2x faster with it than with a boolean one.
             mask = torch.zeros(visible.shape, dtype=cache.dtype, device=cache.device)
             mask.masked_fill_(~visible, torch.finfo(cache.dtype).min)
-            self.parts.append(Part(bucket, start, start + n, span, mask[:, None, None, :], lengths.clone()))
-            positions.append(lengths)
+            merged = any(r.prefix for r in bucket.rows)
+            self.parts.append(Part(bucket, start, start + n, span, mask[:, None, None, :], lengths.clone(), merged))
+            offsets = torch.tensor([r.prefix.length if r.prefix else 0 for r in bucket.rows], device=cache.device)
+            positions.append(lengths + offsets)
+            rows += bucket.rows
             start += n
         self.positions = torch.cat(positions)[:, None]  # [B, 1]: each row's own next position
-        self.attended = sum((p.stop - p.start) * p.span for p in self.parts)
+        groups: dict[int, tuple[Prefix, list[int]]] = {}
+        for i, row in enumerate(rows):
+            if row.prefix is not None:
+                groups.setdefault(id(row.prefix), (row.prefix, []))[1].append(i)
+        self.groups = [(prefix, torch.tensor(idx, device=cache.device)) for prefix, idx in groups.values()]
+        self.attended = sum((p.stop - p.start) * p.span for p in self.parts) + sum(g.length for g, _ in self.groups)
 
     def write(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         for p in self.parts:
@@ -221,21 +247,59 @@ class Step:
             p.bucket.values[layer][rows, :, p.write_at] = value_states[p.start : p.stop, :, 0]
 
     def attend(self, layer: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
-        """Attention output ``[B, 1, heads, head_dim]`` of one-token queries ``[B, heads, 1, head_dim]``."""
+        """Attention output ``[B, 1, heads, head_dim]`` of one-token queries ``[B, heads, 1, head_dim]``.
+
+        Queries are packed per KV head (``[B, kv_heads, heads/kv_heads, dim]``,
+        as transformers does for GQA); each bucket attends over its own columns;
+        rows on a shared prefix then merge in the prefix's attention, computed
+        once per prefix for all its rows.
+        """
         batch, heads, _, dim = query.shape
-        out = torch.empty(batch, heads, 1, dim, dtype=query.dtype, device=query.device)
+        kv = self.kv_heads
+        packed = query.reshape(batch, kv, heads // kv, dim)
+        out = torch.empty_like(packed)
+        lse = torch.empty(packed.shape[:-1], dtype=torch.float32, device=query.device) if self.groups else None
         for p in self.parts:
-            b, kv = p.bucket, p.bucket.cache.kv_heads
-            q = query[p.start : p.stop].reshape(p.stop - p.start, kv, heads // kv, dim)  # GQA packed, as transformers does
-            keys = b.keys[layer][: p.stop - p.start, :, : p.span]
-            values = b.values[layer][: p.stop - p.start, :, : p.span]
-            o = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=p.mask, scale=scaling)
-            out[p.start : p.stop] = o.reshape(p.stop - p.start, heads, 1, dim)
-        return out.transpose(1, 2).contiguous()
+            keys = p.bucket.keys[layer][: p.stop - p.start, :, : p.span]
+            values = p.bucket.values[layer][: p.stop - p.start, :, : p.span]
+            q = packed[p.start : p.stop]
+            if p.merged:
+                out[p.start : p.stop], lse[p.start : p.stop] = attention_lse(q, keys, values, p.mask, scaling)
+            else:
+                out[p.start : p.stop] = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=p.mask, scale=scaling)
+        for prefix, idx in self.groups:
+            n = len(idx)
+            # All rows' queries against the prefix at once: [1, kv, n * rep, dim].
+            q = packed[idx].transpose(0, 1).reshape(1, kv, -1, dim)
+            shared, shared_lse = attention_lse(q, prefix.keys[layer][None], prefix.values[layer][None], None, scaling)
+            shared = shared.reshape(kv, n, -1, dim).transpose(0, 1)
+            shared_lse = shared_lse.reshape(kv, n, -1).transpose(0, 1)
+            own, own_lse = out[idx], lse[idx]
+            total = torch.logaddexp(own_lse, shared_lse)
+            out[idx] = (own * (own_lse - total).exp()[..., None] + shared * (shared_lse - total).exp()[..., None]).to(out.dtype)
+        return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
 
     def advance(self) -> None:
         for p in self.parts:
             p.bucket.lengths[: p.stop - p.start] += 1
+
+
+def attention_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                  scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention and the log-sum-exp of its scores, ``[..., q, dim]`` and ``[..., q]``.
+
+    On CPU this is the kernel behind ``F.scaled_dot_product_attention`` (same
+    output, bit for bit); elsewhere the plain formula.
+    """
+    if query.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, 0.0, False, attn_mask=mask, scale=scale)
+        return out, lse
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * (scale if scale is not None else query.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores + mask
+    lse = scores.logsumexp(-1)
+    return torch.matmul((scores - lse[..., None]).exp().to(value.dtype), value), lse
 
 
 class SlotCache(Cache):
@@ -260,8 +324,9 @@ class SlotCache(Cache):
         return 2 * self.n_layers * self.kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
 
     def reserved_tokens(self) -> int:
-        """Columns held by live rows (their slots' full width)."""
-        return sum(b.width * len(b.rows) for b in self.buckets.values())
+        """Columns held by live rows: their slots' full width, and each shared prefix once."""
+        prefixes = {id(r.prefix): r.prefix.length for b in self.buckets.values() for r in b.rows if r.prefix}
+        return sum(b.width * len(b.rows) for b in self.buckets.values()) + sum(prefixes.values())
 
     def live_buckets(self) -> list[Bucket]:
         return [b for _, b in sorted(self.buckets.items()) if b.rows]
@@ -383,11 +448,13 @@ class SlotEngine:
 
     # -- prefill ---------------------------------------------------------------
 
-    def _prefix(self, prefix: Sequence[int]) -> Any:
+    def _prefix(self, prefix: Sequence[int]) -> tuple[Any, Prefix]:
+        """(DynamicCache, Prefix) of a shared prefix, prefilled once while it stays among the last few."""
         key = tuple(prefix)
         if key not in self.prefixes:
             ids = torch.tensor([list(prefix)], device=self.model.device)
-            self.prefixes[key] = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            past = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            self.prefixes[key] = (past, Prefix(past))
             self.stats["prefix_prefills"] += 1
             self.stats["prefill_tokens"] += len(prefix)
             while len(self.prefixes) > self.prefix_slots:
@@ -395,18 +462,20 @@ class SlotEngine:
         self.prefixes.move_to_end(key)
         return self.prefixes[key]
 
-    def _prefill(self, prompt: Sequence[int], shared: int) -> tuple[Any, torch.Tensor]:
-        """(DynamicCache of the prompt, logits of its last position [vocab])."""
+    def _prefill(self, prompt: Sequence[int], shared: int) -> tuple[Any, torch.Tensor, Prefix | None]:
+        """(DynamicCache of the whole prompt, logits of its last position [vocab], the shared Prefix if any)."""
         start = time.perf_counter()
         kwargs: dict[str, Any] = {}
+        prefix = None
         if shared:
-            kwargs[self.cache_kw] = copy.deepcopy(self._prefix(prompt[:shared]))
+            past, prefix = self._prefix(prompt[:shared])
+            kwargs[self.cache_kw] = copy.deepcopy(past)
         ids = torch.tensor([list(prompt[shared:])], device=self.model.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **kwargs)
         self.stats["prefill_ms"] += round(1000 * (time.perf_counter() - start))
         self.stats["prefills"] += 1
         self.stats["prefill_tokens"] += len(prompt) - shared
-        return out.past_key_values, out.logits[0, -1]
+        return out.past_key_values, out.logits[0, -1], prefix
 
     # -- the loop --------------------------------------------------------------
 
@@ -429,12 +498,12 @@ class SlotEngine:
         queue = list(order)[::-1]  # next prompt last
         with torch.inference_mode():
             while queue or cache.live_count():
-                while queue and self._admits(cache, n, len(prompts[queue[-1][0]]) + max_new_tokens):
+                while queue and self._admits(cache, n, len(prompts[queue[-1][0]]) - queue[-1][1] + max_new_tokens):
                     index, shared = queue.pop()
-                    past, logits = self._prefill(prompts[index], shared)
-                    bucket = cache.bucket(len(prompts[index]) + max_new_tokens)
+                    past, logits, prefix = self._prefill(prompts[index], shared)
+                    bucket = cache.bucket(len(prompts[index]) - shared + max_new_tokens)
                     for j in range(n):
-                        row = Row(index, j, generator=sampling.generator(prompts[index], j, self.model.device))
+                        row = Row(index, j, generator=sampling.generator(prompts[index], j, self.model.device), prefix=prefix)
                         row.tokens.append(sampling.choose(logits[None], [row])[0])
                         bucket.add(row, past)
                     del past
