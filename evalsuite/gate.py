@@ -6,6 +6,13 @@ bootstrap otherwise (stratified by subtask when the headline is a macro
 mean). p-values are Holm-adjusted across tasks so a suite of many tasks does
 not fail by chance. The summary is markdown, ready for a pull-request comment.
 
+Judged tasks (an LLM judge grades them) are compared only when both runs used
+the same judge, judge decoding and judge prompts; a sample whose judge reply
+had no verdict (parse_error) in either run is the judge's failure, not the
+model's, so such pairs are left out rather than scored 0 (their counts are
+shown, and ``--max-unscored-increase`` gates on them).  A self-judged run
+gets a warning.
+
 Exit codes: 0 pass, 1 regression (or below --min, or too many unscored
 samples), 2 usage error, 3 runs not comparable (different tasks, samples,
 prompts, templates or task parameters: a delta would be meaningless).
@@ -65,6 +72,8 @@ class TaskComparison:
     subtasks: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     # 100 for fractions (shown in points); 1 for metrics on their own scale (e.g. BLEU 0-100).
     scale: float = POINTS
+    judge: str | None = None  # the LLM judge of a judged task
+    left_out: int = 0  # judged tasks: pairs without a verdict in either run
 
 
 def _md(text: str) -> str:
@@ -94,9 +103,14 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
             ("dataset content hash", bp.dataset.content_hash, cp.dataset.content_hash),
             ("generation config", bp.generation, cp.generation),
             ("system message", bp.system_message, cp.system_message),
+            ("judge prompt hashes", bp.judge_templates, cp.judge_templates),
         ):
             if b_val != c_val:
                 problems.append(f"{task}: {name} differ ({_diff(b_val, c_val)})")
+        if task in base.results.tasks and task in cand.results.tasks:
+            judge_problems, judge_warnings = _judge_comparability(base, cand, task)
+            problems += judge_problems
+            warnings += judge_warnings
         b_res, c_res = base.results.tasks[task], cand.results.tasks[task]
         if b_res.headline != c_res.headline:
             problems.append(f"{task}: headline metric differs ({b_res.headline} vs {c_res.headline})")
@@ -118,6 +132,31 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")
     elif bm.chat_template_hash != cm.chat_template_hash:
         warnings.append("the models' chat templates differ (chat_template_hash); prompts as rendered may differ")
+    return problems, warnings
+
+
+def _judged(run: Run, task: str) -> bool:
+    judging = run.results.tasks[task].judging
+    return judging is not None and judging.judge is not None
+
+
+def _judge_comparability(base: Run, cand: Run, task: str) -> tuple[list[str], list[str]]:
+    """A judged score depends on its judge: different judges make a delta meaningless."""
+    if not (_judged(base, task) or _judged(cand, task)):
+        return [], []
+    bj, cj = base.provenance.judge, cand.provenance.judge
+    if bj is None or cj is None:
+        return [f"{task}: judged in one run only"], []
+    problems = []
+    b_model = bj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
+    c_model = cj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
+    if b_model != c_model:
+        problems.append(f"{task}: judged by different judges ({_diff(b_model, c_model)})")
+    if bj.generation != cj.generation or bj.retries != cj.retries:
+        problems.append(f"{task}: judge decoding differs ({_diff(bj.generation.model_dump(), cj.generation.model_dump())})")
+    warnings = [f"{task}: the {which} judged its own answers (self-judging favours the judged model)"
+                for which, run in (("baseline", base), ("candidate", cand))
+                if (j := run.results.tasks[task].judging) is not None and j.self_judging]
     return problems, warnings
 
 
@@ -152,8 +191,19 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     ids = sorted(base.samples.get(task, {}))
     if not ids:
         raise UserError(f"{task}: no samples in {base.path}")
-    b, b_unscored = _values(base, task, ids, metric)
-    c, c_unscored = _values(cand, task, ids, metric)
+    judged = _judged(base, task)
+    if judged:
+        # Each run's unscored samples are still counted below.
+        _, b_unscored = _values(base, task, ids, metric)
+        _, c_unscored = _values(cand, task, ids, metric)
+        both = [sid for sid in ids if all(r.samples[task][sid].score.status is ScoreStatus.SCORED for r in (base, cand))]
+        if not both:
+            raise UserError(f"{task}: no sample has a judge verdict in both runs")
+        left_out, ids = len(ids) - len(both), both
+    b, b_unscored_kept = _values(base, task, ids, metric)
+    c, c_unscored_kept = _values(cand, task, ids, metric)
+    if not judged:
+        b_unscored, c_unscored, left_out = b_unscored_kept, c_unscored_kept, 0
     level = 1 - alpha
     macro = result.headline_aggregation == "macro"
     strata = None
@@ -166,7 +216,8 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
         stats = paired_binary(b, c, level)
     else:
         stats = paired_bootstrap(b, c, strata if macro else None, level)
-    comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored))
+    comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored),
+                          judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
     names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
@@ -263,6 +314,10 @@ def render_markdown(
     for c in failed:
         for reason in c.failures:
             lines.append(f"- **{_md(c.task)}**: {reason}")
+    for c in comparisons:
+        if c.judge is not None:
+            lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_md(c.judge)}` in both runs"
+                         + (f"; {c.left_out} samples without a judge verdict in either run left out" if c.left_out else ""))
     for w in warnings:
         lines.append(f"- ⚠️ {w}")
     for c in comparisons:

@@ -4,10 +4,13 @@ Each option is scored as a continuation of the shared context (one
 :class:`ChoiceRequest` per item; the HF backend runs the context once).
 
 * ``acc``: the option with the highest summed log-probability is a gold option;
-* ``acc_norm``: the same after dividing each log-probability by the
-  continuation's length in **characters** (lm-eval's ``acc_norm``), which
-  removes the bias toward short options.  With equal-length continuations
-  (" (A)", " (B)") it equals ``acc``.
+* ``acc_norm``: the same after dividing each log-probability by the length
+  of the option in **characters**, the option as the task lists it, without
+  the delimiter that precedes its continuation ("True", not " True").  This is
+  lm-eval's ``acc_norm`` (``api/task.py``, ``process_results``:
+  ``completion_len = len(choice)`` over ``doc_to_choice(doc)``), which removes
+  the bias toward short options.  With equal-length options ("(A)", "(B)") it
+  equals ``acc``.
 
 Gold may hold several options (multi-answer items count as correct when the
 top option is any gold one, as in lm-eval).  Ties go to the first option.
@@ -20,13 +23,19 @@ from collections.abc import Collection, Sequence
 from evalsuite.records import LoglikelihoodResult, Score
 
 
-def choice_score(result: LoglikelihoodResult, continuations: Sequence[str], gold: Collection[int]) -> Score:
-    """``acc``/``acc_norm`` of one item; ``answer`` is the index chosen by ``acc``."""
+def choice_score(result: LoglikelihoodResult, choices: Sequence[str], gold: Collection[int]) -> Score:
+    """``acc``/``acc_norm`` of one item; ``answer`` is the index chosen by ``acc``.
+
+    ``choices`` are the options without their continuation delimiter (the
+    continuation of "True" is " True", its length for ``acc_norm`` is 4);
+    ``result.logprobs`` holds one summed log-probability per option, in order.
+    Raises ValueError when the two counts differ.
+    """
     lps = result.logprobs
-    if len(lps) != len(continuations):
-        raise ValueError(f"{len(lps)} log-likelihoods for {len(continuations)} options")
+    if len(lps) != len(choices):
+        raise ValueError(f"{len(lps)} log-likelihoods for {len(choices)} options")
     best = _argmax(lps)
-    norm = [lp / max(1, len(c)) for lp, c in zip(lps, continuations)]
+    norm = [lp / max(1, len(c)) for lp, c in zip(lps, choices)]
     best_norm = _argmax(norm)
     return Score(
         metrics={"acc": float(best in gold), "acc_norm": float(best_norm in gold)},

@@ -12,8 +12,9 @@ assembles them the same way for every task:
   text when there is no chat template.
 
 It also holds the other shared pieces of a prompting mode: choosing k
-demonstrations (fixed or seeded-random, never the item under evaluation) and
-locating the final answer after a chain of thought.
+demonstrations (fixed or seeded-random, never the item under evaluation),
+locating the final answer after a chain of thought, and telling an option
+letter from the English word it can also be ("A careful reading ...").
 """
 
 from __future__ import annotations
@@ -117,3 +118,22 @@ def after_last(text: str, markers: Sequence[str]) -> str | None:
     pattern = "|".join(re.escape(m) for m in markers)
     hits = list(re.finditer(pattern, text, re.IGNORECASE))
     return text[hits[-1].end() :] if hits else None
+
+
+# After a bare "A" or "I", these words make it an option letter ("A is correct",
+# "A because ..."); any other word makes it the article or the pronoun.
+LETTER_FOLLOWERS = frozenset(
+    "is was are and or because since as which that seems appears fits matches would will should must can could "
+    "might may in of from for with here".split()
+)
+
+
+def is_english_word(letter: str, rest: str) -> bool:
+    """Whether a bare capital ``letter`` followed by ``rest`` is the article "A" or the
+    pronoun "I" rather than an option letter: "A careful reading shows (C)",
+    "I think (B)" -- but not "A is correct", "A.", "A, because" or "A (Damage)".
+    """
+    if letter not in ("A", "I"):
+        return False
+    word = re.match(r"\s+([A-Za-z]+)", rest)
+    return word is not None and word.group(1).lower() not in LETTER_FOLLOWERS

@@ -64,6 +64,13 @@ class ModelOutput(Record):
     finish_reasons: list[str] = Field(default_factory=list)  # "stop" | "length" | "eos"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached: bool = False  # served from the response cache (--cache), not by the model
+    endpoint: str | None = None  # the server of an endpoint pool that answered
+    # A compound request's outputs (evalsuite.compound): one per turn of a
+    # conversation, or one per prompt of a multi-request. The fields above
+    # then hold the last turn's texts (conversation) or each part's first
+    # text (multi-request), with tokens summed over the parts.
+    parts: list[ModelOutput] = Field(default_factory=list)
 
 
 class LoglikelihoodResult(Record):
@@ -72,6 +79,7 @@ class LoglikelihoodResult(Record):
     logprobs: list[float]
     is_greedy: list[bool]
     token_counts: list[int]
+    cached: bool = False  # served from the response cache (--cache), not by the model
 
 
 class ScoreStatus(str, enum.Enum):
@@ -84,6 +92,39 @@ class ScoreStatus(str, enum.Enum):
     SCORING_ERROR = "scoring_error"
 
 
+JudgeMode = Literal["single", "pairwise", "rubric"]
+# A parsed verdict: a rating (single), "a" | "b" | "tie" (pairwise, in the
+# candidates' own order, whatever position each was shown in), or one value
+# per named criterion (rubric).
+Verdict = Union[float, str, dict[str, Union[float, str]], None]
+
+
+class Judgment(Record):
+    """One LLM-judge verdict: what was asked, what the judge said, what it means.
+
+    The raw replies are kept whether or not a verdict was found; a judgment
+    with ``status == parse_error`` never enters a score (evalsuite.judging).
+    """
+
+    role: str  # what it judged within the sample: "turn_1", "turn_2", "completion_3", ...
+    mode: JudgeMode
+    template: str  # judge prompt template name; its hash is in run.json
+    prompt_hash: str  # sha256 of the judge conversation as sent
+    key: str = ""  # cache key: judge model + decoding + conversation (judgments.jsonl)
+    judge: str = ""  # judge model id
+    replies: list[str] = Field(default_factory=list)  # one per judge turn; the verdict is read from the last
+    status: ScoreStatus = ScoreStatus.SCORED  # scored | parse_error
+    verdict: Verdict = None
+    detail: str | None = None  # why there is no verdict, or which candidates were set aside
+    swapped: bool = False  # pairwise: candidate b was shown first (position A)
+    answer_chars: list[int] = Field(default_factory=list)  # length of each judged answer (a, b), in characters
+    retries: list[list[str]] = Field(default_factory=list)  # earlier replies without a verdict (-J retries=N)
+    quoted: int = 0  # verdict-like text set aside as quoted or copied from the judged material
+    truncated: bool = False  # the last reply stopped at the judge's max_new_tokens
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Score(Record):
     """The verdict on one sample."""
 
@@ -91,6 +132,7 @@ class Score(Record):
     metrics: dict[str, float] = Field(default_factory=dict)  # e.g. {"exact_match": 1.0}
     answer: Any = None  # the extracted answer, if any
     detail: str | None = None  # why it was not scored, or per-completion verdicts
+    judgments: list[Judgment] = Field(default_factory=list)  # judged tasks: every judge call behind the score
 
 
 class SampleResult(Record):
@@ -100,7 +142,9 @@ class SampleResult(Record):
     task: str
     sample_id: str
     subtask: str | None = None
-    prompt: Prompt | None = None  # as sent to the model
+    prompt: Prompt | None = None  # as sent to the model (a conversation: its system and user turns)
+    # A multi-request (evalsuite.compound): every prompt it sent, in order; ``prompt`` is None.
+    prompts: list[Prompt] | None = None
     prompt_hash: str = ""
     target: Any = None
     output: ModelOutput | None = None
@@ -108,6 +152,18 @@ class SampleResult(Record):
     score: Score
     error: str | None = None
     duration_s: float = 0.0
+
+
+class ServerInfo(Record):
+    """What an OpenAI-compatible server says about the model it serves."""
+
+    base_urls: list[str]  # the endpoint pool, credentials stripped
+    model: str  # the model name sent in each request
+    models_entry: dict[str, Any] = Field(default_factory=dict)  # its /v1/models entry (root, max_model_len, ...)
+    version: str | None = None  # /version (vLLM)
+    command: list[str] | None = None  # full server command line (managed vLLM)
+    prefill: str | None = None  # how a prefilled assistant turn is sent (see backends/openai_api.py)
+    loglikelihood: str | None = None  # "on", or "off: <why>"
 
 
 class ModelInfo(Record):
@@ -121,6 +177,7 @@ class ModelInfo(Record):
     parameters: int | None = None
     chat_template: bool = False
     chat_template_hash: str | None = None
+    server: ServerInfo | None = None  # served models (openai, vllm backends)
 
 
 class DatasetInfo(Record):
@@ -137,6 +194,47 @@ class TaskProvenance(Record):
     template_hashes: dict[str, str]
     generation: GenerationConfig | None = None
     system_message: str | None = None
+    judge_templates: dict[str, str] = Field(default_factory=dict)  # judge prompt name -> sha256
+
+
+class JudgeInfo(Record):
+    """The LLM judge of a run's judged tasks (``--judge``)."""
+
+    spec: str  # as given to --judge
+    model: ModelInfo  # id, backend, file hash or revision
+    generation: GenerationConfig  # the judge's decoding (default: temperature 0, 2,048 new tokens)
+    retries: int = 0  # extra judge calls allowed after a reply without a verdict
+    self_judging: bool = False  # the judge is the evaluated model
+
+
+class RunLink(Record):
+    run_id: str
+    path: str
+
+
+class ReplicaInfo(Record):
+    """Where one data-parallel replica ran."""
+
+    index: int
+    node: str  # the Ray node's IP address
+    host: str | None = None
+    pid: int | None = None
+    device: str | None = None  # the replica backend's device (cpu, cuda, ...)
+    gpu_ids: list[str] = Field(default_factory=list)  # as Ray assigned them
+    lost: str | None = None  # why it died mid-run; its unfinished requests went to the others
+
+
+class RayInfo(Record):
+    """Data parallelism over Ray (``--ray``)."""
+
+    version: str
+    address: str  # "local": a private instance started and stopped by the run
+    replicas: int
+    num_gpus: float  # per replica
+    num_cpus: float
+    unit: int  # requests per call
+    inflight: int  # calls queued per replica
+    replica_info: list[ReplicaInfo] = Field(default_factory=list)
 
 
 class RunProvenance(Record):
@@ -156,6 +254,10 @@ class RunProvenance(Record):
     started_at: str
     finished_at: str | None = None
     platform: dict[str, str] = Field(default_factory=dict)
+    judge: JudgeInfo | None = None
+    # `evalsuite judge`: the run whose outputs this run judged again (nothing was generated here).
+    generation_run: RunLink | None = None
+    ray: RayInfo | None = None  # set when replicas ran on Ray
 
 
 CI_LEVEL = 0.95  # the coverage of every interval a MetricValue carries
@@ -196,6 +298,45 @@ def wilson_interval(p: float, n: float, level: float = CI_LEVEL) -> tuple[float,
     return (0.0 if p == 0.0 else max(0.0, centre - half), 1.0 if p == 1.0 else min(1.0, centre + half))
 
 
+class Correlation(Record):
+    method: str  # "spearman"
+    rho: float | None  # None when undefined (constant input)
+    p_value: float | None
+    n: int
+
+
+class PairwiseOutcome(Record):
+    """Pairwise grading against one opponent: each judged pair decided in both orders."""
+
+    opponent: str  # the baseline's model id
+    wins: int
+    losses: int
+    ties: int  # including the inconsistent ones
+    inconsistent: int  # the verdict flipped with position: counted as a tie (MT-Bench)
+    win_rate: float  # (wins + ties / 2) / judged pairs
+    stderr: float | None = None
+    ci_low: float | None = None  # 95% percentile bootstrap over samples (None: fewer than 2)
+    ci_high: float | None = None
+
+
+class JudgingSummary(Record):
+    """How the judge behaved on a task: reported next to every judged score."""
+
+    judge: str | None = None  # judge model id; None when the evaluated model is the judge under test
+    self_judging: bool = False
+    judgments: int = 0
+    parse_errors: int = 0  # judgments without a verdict: never in a score
+    parse_error_rate: float | None = None
+    quoted_verdicts: int = 0  # verdict-like text set aside as quoted from the judged material
+    retried: int = 0  # judgments that needed a retry (-J retries=N)
+    length_correlation: Correlation | None = None  # answer length (characters) vs grade
+    # Pairwise judging (both orders of every pair):
+    position_consistency: float | None = None  # share of pairs with the same verdict in both orders
+    first_position_win_share: float | None = None  # share of single-order verdicts won by the first position
+    tie_rate: float | None = None  # share of single-order verdicts that were ties
+    outcome: PairwiseOutcome | None = None  # the evaluated model against a baseline
+
+
 class SubtaskResult(Record):
     n_samples: int
     metrics: dict[str, MetricValue]
@@ -211,6 +352,7 @@ class TaskResult(Record):
     subtasks: dict[str, SubtaskResult] = Field(default_factory=dict)
     status_counts: dict[str, int] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)  # e.g. counted data quirks
+    judging: JudgingSummary | None = None  # judged tasks and judge-agreement tasks
 
 
 class ResultsSummary(Record):

@@ -4,6 +4,11 @@ Samples are generated in chunks, scored, and appended to samples.jsonl as
 they finish.  On ``--resume`` the completed (task, sample_id) pairs are
 skipped, generated-but-unscored ones are only scored, and errored ones are
 retried, so the finished run equals an uninterrupted one.
+
+Judged tasks get the ``--judge`` handle in their context; its judgments are
+logged in the run directory as they finish (evalsuite.judging).  With
+``source_run`` (``evalsuite judge``) nothing is generated: the outputs of an
+earlier run are scored again, e.g. by another judge.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,15 +32,22 @@ from evalsuite.backends.base import (
     Backend,
     BackendOptions,
     ChoiceRequest,
-    GenerateRequest,
+    RequestFailure,
     require,
 )
 from evalsuite.backends.models import DEFAULT_MODEL, load_backend
+from evalsuite.compound import run_requests, script_of
+from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
+from evalsuite.judging.judge import Judge, load_judge
 from evalsuite.progress import RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
+    Message,
+    ModelInfo,
+    RayInfo,
     ResultsSummary,
+    RunLink,
     RunProvenance,
     Sample,
     SampleResult,
@@ -47,7 +59,7 @@ from evalsuite.rundir import RunDir
 from evalsuite.task import Response, Task, TaskContext, TaskFactory
 from evalsuite.templates import sha256_text
 
-CHUNK = 256  # requests handed to the backend at once (length-sorted inside)
+LOCAL_RAY = "local"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
 
 
@@ -68,6 +80,11 @@ class RunConfig:
     system_message: str | None = None
     model_args: dict[str, str] = field(default_factory=dict)
     generate_only: bool = False
+    judge: str | None = None  # model spec of the LLM judge of judged tasks
+    judge_args: dict[str, str] = field(default_factory=dict)  # -J: judge decoding and backend options
+    source_run: str | None = None  # judge this run's outputs instead of generating (`evalsuite judge`)
+    ray: str | None = None  # a Ray cluster address; LOCAL_RAY: a private local instance
+    cache: str | None = None  # response cache folder (--cache)
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
@@ -80,67 +97,104 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         run_id, started, rundir = None, _now(), None
 
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
+    _check_judge(config, factories)
+    source = SourceRun.open(Path(config.source_run)) if config.source_run else None
     _seed_everything(config.seed)
 
-    with status(f"loading model {config.model or DEFAULT_MODEL}", console):
-        backend = load_backend(
-            config.model,
-            BackendOptions(
-                device=config.device,
-                dtype=config.dtype,
-                batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
-                chat_template=config.chat_template,
-                extra=dict(config.model_args),
-            ),
-        )
-    tasks = _build_tasks(config, factories, params, chat=backend.info.chat_template)
-    _require_capabilities(backend, tasks)  # before anything is written or shown
-    _seed_everything(config.seed)  # again: the backend may have imported torch
-
-    if rundir is None:
-        run_id = _run_id(backend.info.id, Path(config.output_dir))
-        rundir = RunDir(Path(config.output_dir) / run_id)
-    prov = RunProvenance(
-        run_id=run_id,
-        evalsuite_version=__version__,
-        git_sha=_git_sha(),
-        command=sys.argv,
-        command_config=_jsonable(asdict(config)),
-        model=backend.info,
-        tasks={
-            name: TaskProvenance(
-                name=t.name,
-                version=t.version,
-                params=_effective_params(factories[name], t.params),
-                dataset=t.dataset,
-                template_hashes=t.template_hashes,
-                generation=t.generation,
-                system_message=config.system_message,
-            )
-            for name, t in tasks.items()
-        },
-        seed=config.seed,
-        batch_size=backend.effective_batch_size,
-        limit=config.limit,
-        started_at=started,
-        platform={"python": platform.python_version(), "machine": platform.machine()},
+    options = BackendOptions(
+        device=config.device,
+        dtype=config.dtype,
+        batch_size=int(config.batch_size) if str(config.batch_size).isdigit() else "auto",
+        chat_template=config.chat_template,
+        extra=dict(config.model_args),
+        response_cache=config.cache,
     )
-    rundir.write_provenance(prov)
-    rundir.truncate_torn_tail()
+    backend = None
+    if source is None:
+        with status(f"loading model {config.model or DEFAULT_MODEL}", console):
+            backend = _load_backend(config, options)
+    try:
+        model = source.provenance.model if source else backend.info
+        judge = _judge_for(config, factories, options, backend, model)
+        tasks = _build_tasks(config, factories, params, chat=model.chat_template, judge=judge)
+        if backend is not None:
+            _require_capabilities(backend, tasks)  # before anything is written or shown
+        if source is not None:
+            source.check(tasks, config.limit)
+        _seed_everything(config.seed)  # again: the backend may have imported torch
 
-    done = {(r.task, r.sample_id): r for r in rundir.samples()}
-    progress = RunProgress(console)
-    with progress:
-        for name, task in tasks.items():
-            samples = limit_samples(task.samples, config.limit)
-            _run_task(task, samples, backend, rundir, done, progress, config.generate_only)
-    rundir.close()
-    backend.close()
+        if rundir is None:
+            run_id = _run_id(model.id, Path(config.output_dir))
+            rundir = RunDir(Path(config.output_dir) / run_id)
+        prov = RunProvenance(
+            run_id=run_id,
+            evalsuite_version=__version__,
+            git_sha=_git_sha(),
+            command=sys.argv,
+            command_config=_jsonable(asdict(config)),
+            model=model,
+            tasks={
+                name: TaskProvenance(
+                    name=t.name,
+                    version=t.version,
+                    params=_effective_params(factories[name], t.params),
+                    dataset=t.dataset,
+                    template_hashes=t.template_hashes,
+                    generation=t.generation,
+                    system_message=config.system_message,
+                    judge_templates=t.judge_templates,
+                )
+                for name, t in tasks.items()
+            },
+            seed=config.seed,
+            batch_size=source.provenance.batch_size if source else backend.effective_batch_size,
+            limit=config.limit,
+            started_at=started,
+            platform={"python": platform.python_version(), "machine": platform.machine()},
+            judge=judge.info if judge else None,
+            generation_run=RunLink(run_id=source.provenance.run_id, path=str(source.rundir.path.resolve())) if source else None,
+            ray=_ray_info(backend),
+        )
+        rundir.write_provenance(prov)
+        rundir.truncate_torn_tail()
+        if judge is not None:
+            judge.open_log(rundir.path)
 
-    prov = prov.model_copy(update={"finished_at": _now()})
+        done = {(r.task, r.sample_id): r for r in rundir.samples()}
+        progress = RunProgress(console)
+        try:
+            with progress:
+                for name, task in tasks.items():
+                    samples = limit_samples(task.samples, config.limit)
+                    respond = source.responder(name) if source else _generator(task, backend)
+                    _run_task(task, samples, respond, rundir, done, progress, config.generate_only,
+                              request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk)
+        finally:
+            rundir.close()
+            if judge is not None:
+                judge.close()
+    finally:
+        if backend is not None:
+            backend.close()  # also stops a managed vLLM server on an error, Ctrl-C or SIGTERM
+
+    # Replicas lost mid-run go on record.
+    prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
     rundir.write_provenance(prov)
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
+
+
+def _load_backend(config: RunConfig, options: BackendOptions) -> Backend:
+    """The evaluated model's backend: one in this process, or replicas on Ray."""
+    if config.ray is None:
+        if "replicas" in config.model_args:
+            raise UserError("-M replicas=N needs --ray (replicas are Ray actors)")
+        return load_backend(config.model, options)
+    return RayReplicas(config.model, options, address=None if config.ray == LOCAL_RAY else config.ray)
+
+
+def _ray_info(backend: Backend) -> RayInfo | None:
+    return backend.ray_info if isinstance(backend, RayReplicas) else None
 
 
 def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[SampleResult]) -> ResultsSummary:
@@ -148,6 +202,11 @@ def summarize(prov: RunProvenance, tasks: dict[str, Task], records: Sequence[Sam
     for r in records:
         if r.task in by_task:
             by_task[r.task].append(r)
+    # Dataset order, not completion order: concurrent backends and resumed runs
+    # finish samples in another order, and float sums must not depend on it.
+    for name, rs in by_task.items():
+        order = {s.id: i for i, s in enumerate(tasks[name].samples)}
+        rs.sort(key=lambda r: order.get(r.sample_id, len(order)))
     return ResultsSummary(
         run_id=prov.run_id,
         model=prov.model.id,
@@ -168,14 +227,19 @@ def limit_samples(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
     return kept
 
 
+# (sample, prompt as recorded, response, error) for a chunk of samples.
+Responder = Callable[[list[Sample]], Iterator[tuple[Sample, Any, Response | None, str | None]]]
+
+
 def _run_task(
     task: Task,
     samples: list[Sample],
-    backend: Backend,
+    respond: Responder,
     rundir: RunDir,
     done: dict[tuple[str, str], SampleResult],
     progress: RunProgress,
     generate_only: bool,
+    request_chunk: int | None,
 ) -> None:
     todo, rescore = _partition(task, samples, done, generate_only)
     progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore))
@@ -183,18 +247,95 @@ def _run_task(
     scorer = _Scorer(task, rundir, progress, generate_only)
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
-    requests = {s.id: task.request(s) for s in todo}
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start : start + CHUNK]
-        began = time.monotonic()
-        for sample, response, error in _responses(backend, [requests[s.id] for s in chunk], chunk):
-            prompt = _prompt_of(requests[sample.id])
-            if error is not None:
-                scorer.write_error(sample, prompt, error, began)
-            else:
-                scorer.add(sample, prompt, response, began)
-        scorer.flush()
+    step = request_chunk or max(1, len(todo))
+    try:
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            began = time.monotonic()
+            for sample, prompt, response, error in respond(chunk):
+                if error is not None:
+                    scorer.write_error(sample, prompt, error, began)
+                else:
+                    scorer.add(sample, prompt, response, began)
+            scorer.flush()
+    except BaseException:
+        scorer.keep_unscored()  # generation stopped (lost backend, Ctrl-C): what came back stays
+        raise
     progress.finish_task(task.name)
+
+
+def _generator(task: Task, backend: Backend) -> Responder:
+    """Generate with the evaluated model."""
+
+    def respond(chunk: list[Sample]) -> Iterator[tuple[Sample, Any, Response | None, str | None]]:
+        requests = [task.request(s) for s in chunk]
+        prompts = {s.id: _prompt_of(r) for s, r in zip(chunk, requests)}
+        for sample, response, error in _responses(backend, requests, chunk):
+            yield sample, prompts[sample.id], response, error
+
+    return respond
+
+
+@dataclass
+class SourceRun:
+    """An earlier run whose outputs are scored again instead of generated (``evalsuite judge``)."""
+
+    rundir: RunDir
+    provenance: RunProvenance
+    records: dict[tuple[str, str], SampleResult]
+
+    @classmethod
+    def open(cls, path: Path) -> "SourceRun":
+        rundir = RunDir.existing(path)
+        return cls(rundir, rundir.provenance(), {(r.task, r.sample_id): r for r in rundir.samples()})
+
+    def check(self, tasks: dict[str, Task], limit: int | None) -> None:
+        """The source must hold every sample, generated from the same data."""
+        _check_same_data(tasks, self.provenance)
+        for name, task in tasks.items():
+            missing = [s.id for s in limit_samples(task.samples, limit) if (name, s.id) not in self.records]
+            if missing:
+                raise UserError(f"{self.rundir.path} lacks {len(missing)} {name} samples (e.g. {missing[0]}): "
+                                f"finish it first with `evalsuite run --resume {self.rundir.path}`")
+
+    def responder(self, task: str) -> Responder:
+        def respond(chunk: list[Sample]) -> Iterator[tuple[Sample, Any, Response | None, str | None]]:
+            for sample in chunk:
+                record = self.records[(task, sample.id)]
+                prompt = record.prompts if record.prompts is not None else record.prompt
+                response = record.output or record.loglikelihood
+                yield sample, prompt, response, None if response is not None else (record.error or "no output in the source run")
+
+        return respond
+
+
+def _check_same_data(tasks: dict[str, Task], prov: RunProvenance) -> None:
+    """Rebuilt tasks must read the data the stored run read (by content hash)."""
+    for name, task in tasks.items():
+        if name not in prov.tasks:
+            raise UserError(f"the run has no task '{name}'")
+        stored = prov.tasks[name].dataset.content_hash
+        if task.dataset.content_hash != stored:
+            raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
+
+
+def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:
+    """Judged tasks need --judge before anything is loaded (generating only, they can be judged later)."""
+    judged = [name for name, f in factories.items() if f.judged]
+    if judged and not config.judge and not config.generate_only:
+        raise UserError(f"{', '.join(judged)} {'is' if len(judged) == 1 else 'are'} graded by an LLM judge: "
+                        "add --judge MODEL (any model spec, e.g. --judge smollm2-135m)")
+    if config.judge_args and not config.judge:
+        raise UserError("-J sets judge options, but no --judge was given")
+
+
+def _judge_for(
+    config: RunConfig, factories: dict[str, TaskFactory], options: BackendOptions, backend: Backend | None, model: ModelInfo
+) -> Judge | None:
+    if not config.judge or not any(f.judged for f in factories.values()):
+        return None  # a --judge without judged tasks loads nothing
+    return load_judge(config.judge, config.judge_args, options, evaluated=backend, evaluated_spec=config.model,
+                      evaluated_info=model)
 
 
 def _require_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
@@ -202,7 +343,7 @@ def _require_capabilities(backend: Backend, tasks: dict[str, Task]) -> None:
         kinds = {type(task.request(s)) for s in task.samples[:1]}
         if ChoiceRequest in kinds:
             require(backend, LOGLIKELIHOOD)
-        if GenerateRequest in kinds:
+        if kinds - {ChoiceRequest}:
             require(backend, GENERATE)
 
 
@@ -224,16 +365,20 @@ def _partition(
 def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iterator[tuple[Sample, Response | None, str | None]]:
     """Responses for a chunk; if the batch call fails, retry one by one so
     the failure is pinned on the samples that cause it."""
-    gen = [i for i, r in enumerate(reqs) if isinstance(r, GenerateRequest)]
+    gen = [i for i, r in enumerate(reqs) if not isinstance(r, ChoiceRequest)]
     mc = [i for i, r in enumerate(reqs) if isinstance(r, ChoiceRequest)]
-    for method, idx in ((backend.generate, gen), (backend.loglikelihood, mc)):
+    generate = lambda batch: run_requests(backend, batch)  # noqa: E731 - plain and compound requests
+    for method, idx in ((generate, gen), (backend.loglikelihood, mc)):
         if not idx:
             continue
         seen: set[int] = set()
         try:
             for j, response in method([reqs[i] for i in idx]):
                 seen.add(idx[j])
-                yield samples[idx[j]], response, None
+                if isinstance(response, RequestFailure):  # this request alone failed for good
+                    yield samples[idx[j]], None, response.reason
+                else:
+                    yield samples[idx[j]], response, None
         except UserError:
             raise
         except Exception:
@@ -290,6 +435,14 @@ class _Scorer:
             for (sample, prompt, response, started), score in zip(batch, scores)
         )
 
+    def keep_unscored(self) -> None:
+        """Write buffered generations unscored (status ``generated``); ``--resume`` scores them."""
+        batch, self.pending = self.pending, []
+        self.rundir.append(
+            self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)
+            for sample, prompt, response, started in batch
+        )
+
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
         self.progress.advance(self.task.name, error=True)
         score = Score(status=ScoreStatus.GENERATION_ERROR, detail=error)
@@ -299,11 +452,14 @@ class _Scorer:
         self, sample: Sample, prompt: Any, response: Response | None, score: Score, started: float, error: str | None = None
     ) -> SampleResult:
         is_loglik = isinstance(response, LoglikelihoodResult)
+        # A multi-request sent several prompts: a list of prompts, not of messages.
+        multi = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], Message)
         return SampleResult(
             task=self.task.name,
             sample_id=sample.id,
             subtask=sample.subtask,
-            prompt=prompt,
+            prompt=None if multi else prompt,
+            prompts=prompt if multi else None,
             prompt_hash=sha256_text(json.dumps(_jsonable(prompt), ensure_ascii=False)),
             target=sample.target,
             output=None if is_loglik else response,
@@ -315,7 +471,7 @@ class _Scorer:
 
 
 def _prompt_of(request: Any) -> Any:
-    return request.prompt if isinstance(request, GenerateRequest) else request.context
+    return request.context if isinstance(request, ChoiceRequest) else script_of(request)
 
 
 def _resolve_tasks(config: RunConfig) -> tuple[dict[str, TaskFactory], dict[str, dict[str, str]]]:
@@ -324,13 +480,15 @@ def _resolve_tasks(config: RunConfig) -> tuple[dict[str, TaskFactory], dict[str,
 
 
 def _build_tasks(
-    config: RunConfig, factories: dict[str, TaskFactory], params: dict[str, dict[str, str]], chat: bool
+    config: RunConfig, factories: dict[str, TaskFactory], params: dict[str, dict[str, str]], chat: bool,
+    judge: Judge | None = None,
 ) -> dict[str, Task]:
     ctx = TaskContext(
         data_dir=Path(config.data_dir) if config.data_dir else None,
         seed=config.seed,
         chat=chat,
         system_message=config.system_message,
+        judge=judge,
     )
     return {name: factories[name](ctx, **params[name]) for name in config.tasks}
 
@@ -362,13 +520,18 @@ def _resumed_config(stored: dict[str, Any], given: RunConfig) -> RunConfig:
     base = RunConfig(
         **{k: tuple(v) if k == "tasks" else v for k, v in stored.items() if k in RunConfig.__dataclass_fields__}
     )
+    # Where replicas run may change (fewer GPUs after a crash); what they compute may not.
+    placement = {k: v for k, v in given.model_args.items() if k in PLACEMENT_KEYS}
+    given = replace(given, model_args={k: v for k, v in given.model_args.items() if k not in PLACEMENT_KEYS})
+    stored_args = {k: v for k, v in base.model_args.items() if k not in PLACEMENT_KEYS}
     # Options given again on the command line must agree with the stored run.
     default = RunConfig()
     for name in RunConfig.__dataclass_fields__:
-        mine, theirs = getattr(given, name), getattr(base, name)
-        if mine != getattr(default, name) and mine != theirs and name != "output_dir":
+        mine = getattr(given, name)
+        theirs = stored_args if name == "model_args" else getattr(base, name)
+        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray"):
             raise UserError(f"--resume: option {name}={mine!r} differs from the run being resumed ({theirs!r})")
-    return replace(base)
+    return replace(base, ray=given.ray or base.ray, model_args={**base.model_args, **placement})
 
 
 def _seed_everything(seed: int) -> None:
@@ -422,20 +585,29 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
     factories, params = _resolve_tasks(config)
-    tasks = _build_tasks(config, factories, params, chat=prov.model.chat_template)
-    for name, task in tasks.items():
-        stored = prov.tasks[name].dataset.content_hash
-        if task.dataset.content_hash != stored:
-            raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
+    if any(f.judged for f in factories.values()) and not config.judge:
+        raise UserError(f"{path} holds judged tasks generated without a judge: judge them with "
+                        f"`evalsuite judge --run {path} --judge MODEL`")
+    options = BackendOptions(device=config.device, dtype=config.dtype)
+    judge = _judge_for(config, factories, options, None, prov.model)
+    tasks = _build_tasks(config, factories, params, chat=prov.model.chat_template, judge=judge)
+    _check_same_data(tasks, prov)
+    if judge is not None:
+        rundir.write_provenance(prov.model_copy(update={"judge": judge.info}))
+        judge.open_log(rundir.path)
     rundir.truncate_torn_tail()
     done = {(r.task, r.sample_id): r for r in rundir.samples()}
     progress = RunProgress(console)
-    with progress:
-        for name, task in tasks.items():
-            _, rescore = _partition(task, limit_samples(task.samples, config.limit), done, generate_only=False)
-            progress.start_task(name, total=len(rescore), completed=0)
-            _Scorer(task, rundir, progress, generate_only=False).rescore(rescore)
-            progress.finish_task(name)
-    rundir.close()
+    try:
+        with progress:
+            for name, task in tasks.items():
+                _, rescore = _partition(task, limit_samples(task.samples, config.limit), done, generate_only=False)
+                progress.start_task(name, total=len(rescore), completed=0)
+                _Scorer(task, rundir, progress, generate_only=False).rescore(rescore)
+                progress.finish_task(name)
+    finally:
+        rundir.close()
+        if judge is not None:
+            judge.close()
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir

@@ -20,6 +20,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from evalsuite.errors import UserError
+
+# Where the sandbox spreads its jobs (``--sandbox-hosts`` sets it); read by
+# the implementation, so tasks need not pass it along.
+HOSTS_ENV = "EVALSUITE_SANDBOX_HOSTS"
+
 
 class ExecStatus(str, enum.Enum):
     PASSED = "passed"
@@ -67,6 +73,12 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def run(self, jobs: Iterable[ExecJob]) -> Iterator[ExecResult]:
         """Execute jobs concurrently, yielding results as they complete."""
+
+    @classmethod
+    def check_hosts(cls, hosts: str) -> None:
+        """Raise ``UserError`` unless ``hosts`` (``--sandbox-hosts``) is a host
+        list this implementation can spread jobs over."""
+        raise UserError(f"the {cls.__name__} sandbox runs on this machine only; it takes no --sandbox-hosts")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release containers and other resources."""

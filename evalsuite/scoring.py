@@ -27,6 +27,7 @@ from rich.table import Table
 
 from evalsuite import registry
 from evalsuite.errors import UserError
+from evalsuite.cli import sandbox_hosts_option
 from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult
 from evalsuite.task import TaskContext
 
@@ -53,6 +54,7 @@ class Line:
               help="Task parameter, e.g. -T variant=mini or -T mode=instruct.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Local mirror of benchmark files (else $EVALSUITE_DATA_DIR).")
+@sandbox_hosts_option
 def score(task_name: str | None, samples_path: str | None, output_path: str | None, run_dir: str | None,
           task_params: tuple[str, ...], data_dir: str | None) -> None:
     """Score existing generations: TASK --samples FILE, or --run RUN_DIR."""

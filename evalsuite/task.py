@@ -9,14 +9,16 @@ factory receives a :class:`TaskContext` with run-level settings and returns a
 from __future__ import annotations
 
 import inspect
+import random
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from evalsuite.backends.base import ChoiceRequest, GenerateRequest
+from evalsuite.compound import ConversationRequest, MultiRequest
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.records import (
     DatasetInfo,
@@ -29,8 +31,13 @@ from evalsuite.records import (
     TaskResult,
 )
 
+if TYPE_CHECKING:
+    from evalsuite.judging.judge import Judge
 
-Request = Union[GenerateRequest, ChoiceRequest]
+
+# Compound requests (several generations per sample) are driven by the runner
+# through evalsuite.compound; backends only ever see the first two kinds.
+Request = Union[GenerateRequest, ChoiceRequest, ConversationRequest, MultiRequest]
 Response = Union[ModelOutput, LoglikelihoodResult]
 
 
@@ -42,6 +49,7 @@ class TaskContext:
     seed: int = 1234
     chat: bool = False  # build prompts as chat messages for the model's template
     system_message: str | None = None  # Orca-style run-level system prompt
+    judge: Judge | None = None  # the --judge handle, for tasks declared with judged=True
 
 
 class Scorer(typing.Protocol):
@@ -67,6 +75,24 @@ class Task:
     # each sample is scored and written as soon as it is generated.
     score_chunk: int = 1
     notes: dict[str, Any] = field(default_factory=dict)  # counted data quirks etc.
+    judge_templates: dict[str, str] = field(default_factory=dict)  # judge prompt name -> sha256
+
+
+def stratified_order(samples: Sequence[Sample], seed: str | int = 0) -> list[Sample]:
+    """Samples grouped by subtask (sorted), each group in a fixed random order.
+
+    ``--limit N`` keeps the first N samples of every subtask, so with this
+    order it takes a stratified random subset -- the same one in every run.
+    """
+    groups: dict[str, list[Sample]] = {}
+    for sample in sorted(samples, key=lambda s: s.id):
+        groups.setdefault(sample.subtask or "", []).append(sample)
+    ordered = []
+    for name in sorted(groups):
+        group = groups[name]
+        random.Random(f"{seed}:{name}").shuffle(group)
+        ordered += group
+    return ordered
 
 
 def per_item(fn: Callable[[Sample, Any], Score]) -> Scorer:
@@ -85,6 +111,7 @@ class TaskFactory:
     name: str
     description: str
     variants: dict[str, str]  # short name -> one-line description
+    judged: bool = False  # scored by an LLM judge: needs --judge MODEL
 
     def __call__(self, ctx: TaskContext, **params: Any) -> Task:
         return self.fn(ctx, **self.coerce(params))
@@ -105,11 +132,15 @@ class TaskFactory:
         return out
 
 
-def task(description: str, variants: dict[str, str] | None = None) -> Callable[..., TaskFactory]:
-    """Declare a task factory: ``@task("BIG-Bench Hard", variants={...})``."""
+def task(description: str, variants: dict[str, str] | None = None, judged: bool = False) -> Callable[..., TaskFactory]:
+    """Declare a task factory: ``@task("BIG-Bench Hard", variants={...})``.
+
+    ``judged=True``: the task's scorer asks an LLM judge (``ctx.judge``), so
+    ``evalsuite run`` requires ``--judge MODEL`` before loading anything.
+    """
 
     def wrap(fn: Callable[..., Task]) -> TaskFactory:
-        return TaskFactory(fn, fn.__name__, description, variants or {})
+        return TaskFactory(fn, fn.__name__, description, variants or {}, judged)
 
     return wrap
 

@@ -36,6 +36,7 @@ from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
 from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
 from leaderboards.config import SiteConfig
 from leaderboards.history import series_of, svg_chart
+from leaderboards.ratings import bradley_terry, win_matrix
 from leaderboards.samples import script_json, write_sample_chunks
 
 HERE = Path(__file__).parent
@@ -154,7 +155,8 @@ class SiteBuilder:
     def _render(self, template: str, rel: str, **ctx: Any) -> None:
         root = "../" * rel.count("/")
         html = self.env.get_template(template).render(
-            root=root, title=self.config.title, cfg=self.config, fmt=_fmt, ci=_ci, **ctx
+            root=root, title=self.config.title, cfg=self.config, fmt=_fmt, ci=_ci, has_pairwise=bool(self.board.matchups),
+            **ctx
         )
         self._write(rel, html)
 
@@ -193,6 +195,23 @@ class SiteBuilder:
         charts = self._history()
         for row in self.board.rows:
             self._model_page(row, [c for c in charts if row in c["series"].rows])
+        if self.board.matchups:
+            self._pairwise_page()
+
+    def _pairwise_page(self) -> None:
+        """Win-rate matrix and Bradley–Terry ratings per task with pairwise results."""
+        sections = []
+        for task, matchups in self.board.matchups.items():
+            models = sorted({m.a for m in matchups} | {m.b for m in matchups})
+            sections.append({
+                "task": task,
+                "label": self.labels.get(task, task),
+                "models": models,
+                "matrix": win_matrix(matchups),
+                "ratings": bradley_terry(matchups),
+                "matchups": matchups,
+            })
+        self._render("pairwise.html.j2", "pairwise.html", sections=sections)
 
     def _downloads(self) -> None:
         for run in self.board.runs:
@@ -209,7 +228,7 @@ class SiteBuilder:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["model", "revision", "parameters", "dtype", "task", "metric", "value", "stderr",
-                         "n_samples", "not_scored", "run_id"])
+                         "n_samples", "not_scored", "run_id", "judge", "self_judging"])
         for row in self.board.rows:
             for task in self.board.tasks:
                 cell = row.cells.get(task)
@@ -220,6 +239,7 @@ class SiteBuilder:
                     row.key, row.info.revision or row.checkpoint or "", row.info.parameters or "", row.info.dtype or "",
                     task, cell.metric, "" if mv is None else mv.value, "" if mv is None or mv.stderr is None else mv.stderr,
                     cell.result.n_samples, cell.unscored, cell.run.run_id,
+                    cell.judge or "", "yes" if cell.judge and cell.result.judging.self_judging else "",
                 ])
         self._write("leaderboard.csv", buf.getvalue())
 
@@ -340,6 +360,7 @@ class SiteBuilder:
                 root="../../",
                 title=self.config.title,
                 cfg=self.config,
+                has_pairwise=bool(self.board.matchups),
                 row=row,
                 cell=cell,
                 label=self.labels[cell.task],

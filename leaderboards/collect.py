@@ -20,6 +20,7 @@ from evalsuite.records import ModelInfo, ResultsSummary, RunProvenance, TaskResu
 from evalsuite.rundir import RunDir
 
 from leaderboards.config import SiteConfig
+from leaderboards.ratings import Matchup
 
 # 95% two-sided normal quantile; the site shows score ± Z95 × stderr.
 Z95 = 1.959963984540054
@@ -88,6 +89,8 @@ class Cell:
         tp = self.run.provenance.tasks.get(self.task)
         if tp is None:
             return {}
+        judged = self.judge is not None and self.run.provenance.judge is not None
+        judge = self.run.provenance.judge
         return {
             "version": tp.version,
             **{f"param {k}": v for k, v in tp.params.items()},
@@ -95,11 +98,21 @@ class Cell:
             "dataset": tp.dataset.content_hash,
             "generation": tp.generation.model_dump() if tp.generation else None,
             "system message": tp.system_message,
+            # A judged score is only comparable with scores from the same judge and judge prompts.
+            **({"judge prompts": tp.judge_templates} if tp.judge_templates else {}),
+            **({"judge": judge.model.model_dump(include={"id", "file_hash", "revision"}),
+                "judge decoding": judge.generation.model_dump()} if judged else {}),
         }
 
     @property
     def unscored(self) -> int:
         return sum(n for status, n in self.result.status_counts.items() if status != "scored")
+
+    @property
+    def judge(self) -> str | None:
+        """The LLM judge behind the score, if the task is judged."""
+        judging = self.result.judging
+        return judging.judge if judging is not None else None
 
 
 @dataclass
@@ -137,6 +150,8 @@ class Board:
     runs: list[Run]
     # (model key, task) -> what differs from the task's most common setup.
     deviations: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # task -> pairwise results between models (judged pairwise grading vs baselines)
+    matchups: dict[str, list[Matchup]] = field(default_factory=dict)
 
 
 def _model_key(info: ModelInfo) -> tuple[str, str, str | None]:
@@ -203,7 +218,23 @@ def collect(paths: list[Path], config: SiteConfig) -> Board:
         used = {id(c.run) for c in row.cells.values()}
         row.runs = [r for r in row.runs if id(r) in used]
     tasks = config.task_order({t for row in rows.values() for t in row.cells})
-    return Board(list(rows.values()), tasks, runs, _deviations(list(rows.values()), tasks))
+    return Board(list(rows.values()), tasks, runs, _deviations(list(rows.values()), tasks), _matchups(runs))
+
+
+def _matchups(runs: list[Run]) -> dict[str, list[Matchup]]:
+    """Pairwise outcomes per task, the latest run per (model, opponent)."""
+    latest: dict[tuple[str, str, str], Matchup] = {}
+    for run in runs:  # oldest first: later runs overwrite
+        key = _model_key(run.provenance.model)[0]
+        for task, result in run.results.tasks.items():
+            outcome = result.judging.outcome if result.judging else None
+            if outcome is not None and outcome.opponent != key:
+                latest[(task, key, outcome.opponent)] = Matchup(key, outcome.opponent, outcome.wins, outcome.losses,
+                                                                outcome.ties)
+    out: dict[str, list[Matchup]] = {}
+    for (task, _, _), matchup in sorted(latest.items()):
+        out.setdefault(task, []).append(matchup)
+    return out
 
 
 def _describe(value: object) -> str:

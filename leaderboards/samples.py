@@ -45,23 +45,54 @@ def verdict(sample: SampleResult, metric: str, status: str | None = None) -> str
     return f"{value:.3g}"
 
 
-def sample_record(sample: SampleResult, metric: str) -> dict[str, Any]:
-    prompt = sample.prompt
+def _messages(prompt: Any, label: str = "prompt") -> list[list[str]]:
     if prompt is None:
-        messages: list[list[str]] = []
-    elif isinstance(prompt, str):
-        messages = [["prompt", prompt]]
-    else:
-        messages = [[m.role, m.content] for m in prompt]
+        return []
+    if isinstance(prompt, str):
+        return [[label, prompt]]
+    return [[m.role, m.content] for m in prompt]
+
+
+def _outputs(sample: SampleResult) -> tuple[list[str], list[str], list[str]]:
+    """(texts, finish reasons, labels): each turn of a conversation or prompt of
+    a multi-request, then every judge reply with its verdict."""
     out = sample.output
+    texts, finish, labels = [], [], []
+    if out is not None:
+        parts = out.parts or [out]
+        for i, part in enumerate(parts):
+            for j, text in enumerate(part.completions):
+                texts.append(text)
+                finish.append(part.finish_reasons[j] if j < len(part.finish_reasons) else "")
+                labels.append(f"{'turn' if sample.prompts is None else 'prompt'} {i + 1}" if out.parts
+                              else f"completion {j + 1}" if len(part.completions) > 1 else "")
+    for judgment in sample.score.judgments:
+        verdict = "no verdict" if judgment.verdict is None else json.dumps(judgment.verdict)
+        for k, reply in enumerate(judgment.replies):
+            texts.append(reply)
+            finish.append("")
+            turn = f" reply {k + 1}" if len(judgment.replies) > 1 else ""
+            last = k == len(judgment.replies) - 1  # the verdict is read from the last reply
+            labels.append(f"judge · {judgment.role}{' (swapped)' if judgment.swapped else ''}{turn}"
+                          + (f" → {verdict}" if last else ""))
+    return texts, finish, labels
+
+
+def sample_record(sample: SampleResult, metric: str) -> dict[str, Any]:
+    if sample.prompts is not None:  # a multi-request: every prompt it sent
+        messages = [m for i, p in enumerate(sample.prompts) for m in _messages(p, f"prompt {i + 1}")]
+    else:
+        messages = _messages(sample.prompt)
     score = sample.score
     status = score.status.value  # enum attribute access is slow in bulk; read it once
+    outputs, finish, labels = _outputs(sample)
     return {
         "id": sample.sample_id,
         "subtask": sample.subtask or "",
         "prompt": messages,
-        "outputs": out.completions if out else [],
-        "finish": out.finish_reasons if out else [],
+        "outputs": outputs,
+        "finish": finish,
+        "labels": labels,
         "answer": _text(score.answer),
         "target": _text(sample.target),
         "verdict": verdict(sample, metric, status),

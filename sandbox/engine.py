@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import docker
 
@@ -18,11 +19,15 @@ def engine_url(base_url: str | None = None) -> str:
     return url.replace("http+unix://", "unix://")
 
 
-def connect(base_url: str | None = None, timeout_s: int = 120) -> docker.DockerClient:
-    """A client for a reachable engine, or SandboxUnavailable saying how to fix it."""
+def connect(base_url: str | None = None, timeout_s: int = 120, tls: Any = None) -> docker.DockerClient:
+    """A client for a reachable engine, or SandboxUnavailable saying how to fix it.
+
+    ``ssh://`` endpoints go through the system ssh client; ``tls`` is a
+    ``docker.tls.TLSConfig`` for ``tcp://`` endpoints."""
     url = engine_url(base_url)
     try:
-        client = docker.DockerClient(base_url=url, version="auto", timeout=timeout_s)
+        client = docker.DockerClient(base_url=url, version="auto", timeout=timeout_s, tls=tls or False,
+                                     use_ssh_client=url.startswith("ssh://"))
         client.ping()
         return client
     except Exception as exc:  # DockerException, ConnectionError, PermissionError...
@@ -35,8 +40,11 @@ def connect(base_url: str | None = None, timeout_s: int = 120) -> docker.DockerC
             f"Docker engine not reachable at {url}: {hint} ({reason[:160]})") from None
 
 
-def require_image(client: docker.DockerClient, tag: str = IMAGE_TAG) -> None:
+def require_image(client: docker.DockerClient, tag: str = IMAGE_TAG, host: str | None = None) -> None:
+    """``host``: name the engine (and the fix for it) when there are several."""
     if not image_present(client, tag):
+        if host is not None:
+            raise SandboxUnavailable(f"sandbox image {tag} missing on {host}: run `evalsuite sandbox build --host {host}`")
         raise SandboxUnavailable(
             f"sandbox image {tag} missing: run `evalsuite sandbox build` "
             "(or `python -m sandbox.cli build`)")

@@ -126,6 +126,22 @@ def build_dockerfile(client: docker.DockerClient, tag: str = IMAGE_TAG, log: Log
     return tag
 
 
+def copy_image(source: docker.DockerClient, target: docker.DockerClient, tag: str = IMAGE_TAG,
+               log: Log = print) -> str:
+    """``docker save | docker load`` between two engines, streamed (no temp file).
+
+    Returns the image id, which is the same on both ends; raises RuntimeError
+    if the target ends up with a different one."""
+    want = source.images.get(tag).id
+    log(f"copying {tag} ({want[:19]}) ...")
+    for _ in target.api.load_image(source.api.get_image(tag)):
+        pass  # progress messages; errors raise
+    got = target.images.get(tag).id
+    if got != want:
+        raise RuntimeError(f"{tag} arrived as {got[:19]}, expected {want[:19]}")
+    return got
+
+
 def build(client: docker.DockerClient, method: str = "auto", tag: str = IMAGE_TAG,
           log: Log = print) -> str:
     """``method``: "auto" (Dockerfile if a registry answers), "offline" or "dockerfile"."""

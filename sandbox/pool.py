@@ -143,6 +143,7 @@ class Task:
     nonce: str = ""
     errors: list[str] = field(default_factory=list)
     timeouts: int = 0
+    finished: bool = False  # its verdict was emitted (exactly once)
 
 
 def _signal_name(num: int) -> str:

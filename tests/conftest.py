@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.vllm_fixtures import vllm_server  # noqa: F401 - one vLLM server per session, for every module
+
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("EVALSUITE_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 

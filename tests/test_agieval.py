@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -277,3 +278,220 @@ def test_cli_run_with_mock(tmp_path):
     assert results["subtasks"]["sat-math"]["metrics"]["acc"]["value"] == 0.0
     en = [results["subtasks"][s]["metrics"]["acc"]["value"] for s in ag.EN]
     assert results["metrics"]["acc_en_macro"]["value"] == pytest.approx(sum(en) / len(en))
+
+
+# -- issue 8 §4: every fault kind, on real rows -------------------------------------
+
+
+@pytest.mark.parametrize("form", ["({a})({b})", "（{a}）（{b}）", "({a}) and ({b})", "{a} and {b}", "{a}、{b}", "{a}{b}",
+                                  "{a}, {b}", "答案是{a}和{b}", "The answer is ({a}) and ({b})."])
+@pytest.mark.parametrize("sid", ["jec-qa-ca/3", "gaokao-physics/18", "gaokao-mathqa/148"])
+def test_multi_answer_sets_are_read_whole(full, sid, form):
+    sample = by_id(full, sid)
+    a, b = sample.target
+    score = _score(full, sample, " " + form.format(a=a, b=b))
+    assert score.answer == [a, b] and score.metrics["acc"] == 1.0
+    assert _score(full, sample, " " + form.format(a=a, b=a)).metrics["acc"] == 0.0  # one of the two only
+
+
+@pytest.mark.parametrize("text", [" (A) or (D)", " A或D", " A 或者 D", " either A or D"])
+def test_alternatives_are_a_hedge_not_an_answer(full, text):
+    sample = by_id(full, "gaokao-physics/3")  # gold {A, D}
+    score = _score(full, sample, text)
+    assert score.metrics == {"acc": 0.0, "answer_found": 0.0}
+
+
+def test_two_letters_for_a_single_answer_item_are_wrong(full):
+    sample = by_id(full, "aqua-rat/0")  # gold A
+    for text in (" (A)(C)", " A and C", " (A) and (C)"):
+        score = _score(full, sample, text)
+        assert score.answer == ["A", "C"] and score.metrics["acc"] == 0.0
+
+
+ECHOED = [
+    "Answer: Let's think step by step.\nThe passage rules out the first two.\nTherefore, ({g}) is correct.",
+    "Answer:\nLet's think step by step. Only one option survives.\nSo ({g}) it is.",
+    "A: Let's think step by step.\nHence ({g}).",
+    "Answer: Let's think step by step.\n(A) is wrong.\n(B) does not follow either.\nTherefore, {g} is correct.",
+]
+
+
+@pytest.mark.parametrize("variant", [dict(variant="cot", shots=0), dict(variant="zeroshot")])
+@pytest.mark.parametrize("template", ECHOED)
+def test_an_echoed_label_before_a_chain_of_thought(variant, template):
+    task = ag.agieval_en(CTX, subsets=["logiqa-en"], **variant)
+    sample = by_id(task, "logiqa-en/3")  # gold D
+    score = _score(task, sample, template.format(g="D"))
+    assert score.answer == ["D"] and score.metrics["acc"] == 1.0
+
+
+@pytest.mark.parametrize("text,answer", [
+    ("The answer is: A careful reading shows (D) is right.", ["D"]),
+    ("The answer is A careful reading of the passage: (D).", ["D"]),
+    (" A close look at the argument shows (D).", ["D"]),
+    ("The answer is A.", ["A"]),
+    ("The answer is A because the passage says so.", ["A"]),
+    ("The answer is A, since it follows.", ["A"]),
+])
+def test_the_article_a_is_not_option_a(full, text, answer):
+    sample = by_id(full, "logiqa-en/3")  # gold D
+    score = _score(full, sample, text)
+    assert score.answer == answer and score.metrics["acc"] == float(answer == ["D"])
+
+
+def _cloze_golds() -> list[tuple[str, str]]:
+    return [(f"{subset}/{i}", json.loads(line)["answer"]) for subset in ("math", "gaokao-mathcloze")
+            for i, line in enumerate((AG / f"{subset}.jsonl").read_text(encoding="utf-8").splitlines())]
+
+
+def test_every_cloze_gold_matches_itself(full):
+    """All 1,118 golds, fed back as the model's answer (bare, as a sentence, boxed), score 1."""
+    golds = _cloze_golds()
+    assert len(golds) == 1118
+    failures = []
+    for sid, gold in golds:
+        sample = by_id(full, sid)
+        for text in (gold, f" {gold}.", f"The answer is $\\boxed{{{gold}}}$"):
+            if _score(full, sample, text).metrics["acc"] != 1.0:
+                failures.append((sid, gold, text))
+    assert failures == []
+
+
+@pytest.mark.parametrize("sid", ["math/321", "math/359", "math/530", "math/655", "math/680", "math/715",
+                                 "math/780", "math/798", "math/70"])
+def test_solution_lists_are_unordered(full, sid):
+    sample = by_id(full, sid)
+    items = [x.strip() for x in sample.target.split(",")]
+    assert len(items) >= 2
+    assert _score(full, sample, " " + ", ".join(reversed(items))).metrics["acc"] == 1.0
+    assert _score(full, sample, " " + ", ".join(items[1:])).metrics["acc"] == 0.0  # one solution missing
+    assert _score(full, sample, " " + ", ".join(items + items[:1])).metrics["acc"] == 0.0  # one too many
+
+
+def test_ordered_pairs_and_intervals_keep_their_order(full):
+    assert row("math", 24)["answer"] == "(9, 3)"
+    assert _score(full, by_id(full, "math/24"), " (3, 9)").metrics["acc"] == 0.0
+    assert _score(full, by_id(full, "math/310"), " \\left[ 2, \\frac{3}{2} \\right)").metrics["acc"] == 0.0
+
+
+@pytest.mark.parametrize("sid,same,other", [
+    ("math/821", ["42_{7}", "42_7", "$42_{7}$"], ["42_8", "42", "43_7"]),
+    ("math/4", ["152A_{11}", "152A_11"], ["152A_{12}", "152B_{11}", "152"]),
+    ("math/789", ["0.0011_2", "0.0011_{2}"], ["0.0011_{3}", "0.0011"]),
+])
+def test_numbers_in_a_base_keep_their_base(full, sid, same, other):
+    sample = by_id(full, sid)
+    assert all(_score(full, sample, f" {x}").metrics["acc"] == 1.0 for x in same)
+    assert all(_score(full, sample, f" {x}").metrics["acc"] == 0.0 for x in other)
+
+
+def test_integers_compare_exactly(full):
+    """No relative tolerance: gold + 1 is wrong for every integer gold of a million or more."""
+    big = [(sid, int(gold.replace(",\\!", ""))) for sid, gold in _cloze_golds()
+           if re.fullmatch(r"\d{1,3}(,\\!\d{3})+|\d{7,}", gold) and int(gold.replace(",\\!", "")) >= 10**6]
+    assert ("math/18", 371043400) in big and len(big) >= 3
+    for sid, value in big:
+        sample = by_id(full, sid)
+        assert _score(full, sample, f" {value}").metrics["acc"] == 1.0
+        assert _score(full, sample, f" {value:,}").metrics["acc"] == 1.0
+        assert _score(full, sample, f" {value + 1}").metrics["acc"] == 0.0
+        assert _score(full, sample, f" {value - 1}").metrics["acc"] == 0.0
+
+
+@pytest.mark.parametrize("sid,text,acc", [
+    ("math/1", " 30, since the two angles are equal.", 1.0),  # gold 30
+    ("math/1", " 30，since the two angles are equal.", 1.0),
+    ("math/1", " 30, because 60/2 = 30.", 1.0),
+    ("math/1", " 30, so the two angles are equal.", 1.0),
+    ("math/1", " The answer is $30$, as both angles are equal.", 1.0),
+    ("math/1", " 31, since the two angles are equal.", 0.0),
+    ("math/1", " 30°.", 1.0),
+    ("math/359", " \\sqrt{5} and -\\sqrt{5}", 1.0),  # gold \sqrt{5}, -\sqrt{5}
+    ("math/359", " x = -\\sqrt{5}, x = \\sqrt{5}", 1.0),
+    ("math/359", " \\{-\\sqrt{5}, \\sqrt{5}\\}", 1.0),
+    ("math/359", " \\sqrt{5}", 0.0),
+    ("math/532", " 30°", 1.0),  # gold 30^\circ
+    ("math/532", " 30 degrees.", 1.0),
+    ("math/532", " 30^{\\circ}", 1.0),
+    ("math/532", " 31°", 0.0),
+    ("math/35", " even", 1.0),  # gold \text{even}
+    ("math/35", " \\text{odd}", 0.0),
+    ("math/653", " 864", 1.0),  # gold 864 \mbox{ inches}^2
+    ("math/653", " 864 square inches", 1.0),
+    ("math/653", " 865 \\mbox{ inches}^2", 0.0),
+    ("math/374", " Tuesday.", 1.0),  # gold \text{Tuesday}
+    ("math/374", " \\text{Tusedya}", 0.0),  # letters of a word are not a product of symbols
+    ("math/843", " ACF", 1.0),  # gold \text{ACF}, "in alphabetic order"
+    ("math/843", " CAF", 0.0),
+    ("math/93", " VW", 1.0),  # gold \text{VW}
+    ("math/93", " WV", 0.0),  # math-verify alone: v*w == w*v
+])
+def test_cloze_answer_forms(full, sid, text, acc):
+    assert _score(full, by_id(full, sid), text).metrics["acc"] == acc
+
+
+def test_symbolic_equality_by_math_verify(full):
+    sample = by_id(full, "gaokao-mathcloze/8")  # gold $2\sqrt{2}$
+    assert sample.target == "$2\\sqrt{2}$"
+    assert _score(full, sample, " $\\sqrt{8}$").metrics["acc"] == 1.0
+    assert _score(full, sample, " $\\sqrt{6}$").metrics["acc"] == 0.0
+
+
+def test_acc_norm_divides_by_the_options_own_length(data_dir):
+    """lm-eval's acc_norm: log-likelihood / len(choice), the choice without its leading space.
+
+    True/False with -6.202/-7.707: per character -1.5505 ("True") < -1.5414 ("False"),
+    so acc_norm picks False; dividing by len(" True")/len(" False") would pick True.
+    """
+    from tasks.bbh import bbh
+
+    task = bbh(TaskContext(data_dir=data_dir), variant="mc", subtasks=["boolean_expressions"])
+    sample = next(s for s in task.samples if s.target == "False")
+    assert sample.choices == ["True", "False"] and task.request(sample).continuations == [" True", " False"]
+    res = LoglikelihoodResult(logprobs=[-6.202, -7.707], is_greedy=[True, False], token_counts=[1, 1])
+    score = next(iter(task.score([(sample, res)])))
+    assert score.metrics == {"acc": 0.0, "acc_norm": 1.0} and score.answer == "True"
+    assert -6.202 / 5 > -7.707 / 6  # the old " " + option lengths would have chosen True
+
+
+def test_acc_norm_on_agieval_option_texts():
+    task = ag.agieval_en(CTX, scoring="loglikelihood", choice_format="text", subsets=["aqua-rat"])
+    sample = task.samples[0]
+    options = [ag.option_text(o, k) for k, o in enumerate(sample.input["options"])]
+    conts = task.request(sample).continuations
+    assert conts == [" " + o for o in options]
+    lps = [-3.0 * len(o) - 0.5 for o in options]  # per character, the longest option wins
+    res = LoglikelihoodResult(logprobs=lps, is_greedy=[False] * 5, token_counts=[1] * 5)
+    best_norm = max(range(5), key=lambda i: lps[i] / len(options[i]))
+    score = next(iter(task.score([(sample, res)])))
+    assert score.metrics["acc_norm"] == float(best_norm == 0)
+    assert score.detail == f"acc_norm picks {best_norm}"
+
+
+def test_fault_kinds_through_evalsuite_run(tmp_path, cli):
+    """Multi-answer sets, an echoed label, the article A and cloze forms through `evalsuite run --model mock`."""
+    cases = [  # (sample id, reply, answer, acc)
+        ("jec-qa-ca/3", "（A）（B）", ["A", "B"], 1.0),
+        ("gaokao-physics/3", "A或D", None, 0.0),
+        ("logiqa-en/3", "Answer: Let's think step by step.\nOnly D survives.\nTherefore, (D) is correct.", ["D"], 1.0),
+        ("logiqa-en/2", "The answer is: A careful reading shows (B) is right.", ["B"], 1.0),
+        ("aqua-rat/0", " (A) and (C)", ["A", "C"], 0.0),
+        ("math/1", " 30, since the two angles are equal.", "30", 1.0),
+        ("math/4", " 152A_11", "152A_11", 1.0),
+    ]
+    replies = {}
+    for sid, reply, _, _ in cases:
+        subset, index = sid.split("/")
+        replies[row(subset, int(index))["question"]] = reply
+    (tmp_path / "replies.json").write_text(json.dumps(replies, ensure_ascii=False))
+    subsets = sorted({sid.split("/")[0] for sid, *_ in cases})
+    out = cli("run", "--model", "mock", "-M", f"replies={tmp_path / 'replies.json'}", "--tasks", "agieval",
+              "-T", "subsets=" + ",".join(subsets), "--limit", "5", "--data-dir", str(DATA), "-o", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    records = {r["sample_id"]: r for r in map(json.loads, (run / "samples.jsonl").read_text().splitlines())}
+    for sid, reply, answer, acc in cases:
+        assert records[sid]["output"]["completions"] == [reply]
+        assert (records[sid]["score"]["answer"], records[sid]["score"]["metrics"]["acc"]) == (answer, acc), sid
+    notes = json.loads((run / "results.json").read_text())["tasks"]["agieval"]["notes"]
+    assert notes["math_equivalence"].startswith("math-verify 0.")  # the judge of cloze answers, in provenance

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
+
+import tasks.bbh
+from evalsuite.templates import sha256_text
 
 from evalsuite.records import Message, ModelOutput
 from evalsuite.task import TaskContext
 from tasks.bbh import SUBTASKS, bbh
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
 
@@ -70,8 +79,30 @@ def test_chat_single_turn_and_multi_turn(data_dir):
     assert msgs[-1] == Message(role="assistant", content="A: Let's think step by step.")
 
 
-def test_template_hashes_in_provenance(cot):
-    assert set(cot.template_hashes) == {"answer_prefix.j2", "question.j2", "shot_answer.j2"}
+def test_template_and_prompt_hashes_in_provenance(cot, data_dir):
+    prompts = {f"cot-prompts/{name}.txt" for name in SUBTASKS}
+    assert set(cot.template_hashes) == {"answer_prefix.j2", "question.j2", "shot_answer.j2"} | prompts
+    text = (data_dir / "bbh" / "cot-prompts" / "snarks.txt").read_text(encoding="utf-8")
+    assert cot.template_hashes["cot-prompts/snarks.txt"] == sha256_text(text)
+
+
+def test_shipped_prompts_are_the_official_files(data_dir):
+    """The 27 package-data prompt files (and the MIT LICENSE) equal the mirror's, byte for byte."""
+    shipped = Path(tasks.bbh.__file__).parent / "cot-prompts"
+    assert sorted(p.stem for p in shipped.glob("*.txt")) == sorted(SUBTASKS)
+    for name in SUBTASKS:
+        assert (shipped / f"{name}.txt").read_bytes() == (data_dir / "bbh" / "cot-prompts" / f"{name}.txt").read_bytes()
+    assert (shipped / "LICENSE").read_bytes() == (data_dir / "bbh" / "LICENSE").read_bytes()
+
+
+def test_the_wheel_ships_the_prompts(tmp_path):
+    """pyproject's package-data puts the prompt files and their LICENSE into the built wheel."""
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps",
+                          "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("evalsuite-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"tasks/bbh/cot-prompts/{name}.txt" for name in SUBTASKS} | {"tasks/bbh/cot-prompts/LICENSE"} <= names
 
 
 def test_stop_sequences_do_not_cut_words_starting_with_q(cot):

@@ -33,7 +33,8 @@ def test_run_writes_typed_files_with_full_provenance(tmp_path, data_dir):
     assert task.params["variant"] == "fewshot" and task.params["shots"] == 3
     assert task.dataset.n_rows == 6511 and len(task.dataset.content_hash) == 64
     assert task.dataset.source.endswith("bbh")
-    assert set(task.template_hashes) == {"answer_prefix.j2", "question.j2", "shot_answer.j2"}
+    assert set(task.template_hashes) == {"answer_prefix.j2", "question.j2", "shot_answer.j2"} | {
+        f"cot-prompts/{name}.txt" for name in bbh["subtasks"]}  # the shipped official prompts
     assert task.generation.stop and task.generation.max_new_tokens == 64
     assert task.system_message == "Be brief."
     assert prov.model.backend == "mock"

@@ -2,6 +2,8 @@
 
 A backend turns batches of requests into outputs and yields each result as
 soon as it is ready (``(index, output)``), so the runner can persist it.
+A backend whose requests fail one by one (an HTTP server after its last
+retry) yields ``(index, RequestFailure)`` for those and goes on with the rest.
 Generation is mandatory; log-likelihood is an optional capability that a
 backend *declares* in ``capabilities`` -- chat-only HTTP APIs do not fake it.
 """
@@ -9,7 +11,7 @@ backend *declares* in ``capabilities`` -- chat-only HTTP APIs do not fake it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +37,13 @@ class ChoiceRequest:
 
 
 @dataclass(frozen=True)
+class RequestFailure:
+    """One request failed for good; the runner records it as a generation_error."""
+
+    reason: str  # one line, e.g. "HTTP 503 from http://127.0.0.1:8000/v1 after 4 attempts: ..."
+
+
+@dataclass(frozen=True)
 class BackendOptions:
     device: Literal["auto", "cpu", "cuda"] | str = "auto"
     dtype: str = "auto"
@@ -43,6 +52,7 @@ class BackendOptions:
     # None: use the model's chat template when it has one.
     chat_template: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific -M key=value
+    response_cache: str | None = None  # folder of the opt-in response cache (--cache)
 
 
 class CapabilityError(UserError):
@@ -52,6 +62,12 @@ class CapabilityError(UserError):
 class Backend(abc.ABC):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset({GENERATE})
+    # Requests the runner hands over per call (length-sorted inside by local
+    # backends); None: a whole task at once, so a backend that spreads work
+    # over many replicas never idles them at a chunk boundary.
+    request_chunk: ClassVar[int | None] = 256
+    # Why a capability the backend could have is off (e.g. a failed server probe).
+    capability_notes: ClassVar[dict[str, str]] = {}
 
     info: ModelInfo
 
@@ -59,10 +75,10 @@ class Backend(abc.ABC):
     def __init__(self, model: str, options: BackendOptions) -> None: ...
 
     @abc.abstractmethod
-    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput]]:
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput | RequestFailure]]:
         """Yield ``(index into requests, output)`` as results complete."""
 
-    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, LoglikelihoodResult]]:
+    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, LoglikelihoodResult | RequestFailure]]:
         raise missing_capability(self, LOGLIKELIHOOD)
 
     @property
@@ -74,9 +90,11 @@ class Backend(abc.ABC):
 
 
 def missing_capability(backend: Backend, capability: str) -> CapabilityError:
+    note = backend.capability_notes.get(capability)
     return CapabilityError(
-        f"backend '{backend.name}' cannot compute {capability}s, which this task variant needs; "
-        f"use a generative variant or a backend that declares the '{capability}' capability"
+        f"backend '{backend.name}' cannot compute {capability}s, which this task variant needs"
+        + (f" ({note})" if note else "")
+        + f"; use a generative variant or a backend that declares the '{capability}' capability"
     )
 
 
@@ -89,3 +107,54 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest occurrence of any stop string."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def split_continuations(
+    tokenize: Callable[[str, bool], list[int]], text: str, special: bool, continuations: Sequence[str]
+) -> tuple[list[int], list[list[int]]]:
+    """Token ids of a rendered context and of each continuation scored after it.
+
+    ``tokenize(text, add_special_tokens)`` is the model's tokenizer (local, or a
+    server's ``/tokenize``).  Trailing spaces of the context move into the
+    continuations, so " (A)" tokenises as the model would have produced it
+    (lm-eval's convention).  A continuation is the tokens of context +
+    continuation past the context's tokens; where the two tokenisations
+    disagree at the boundary, the continuation is tokenised on its own.
+    Raises ``UserError`` for an empty context or continuation.
+    """
+    if not continuations:
+        raise UserError("a log-likelihood request needs at least one continuation")
+    stripped = text.rstrip(" ")
+    moved = text[len(stripped) :]
+    ctx_ids = tokenize(stripped, special)
+    if not ctx_ids:
+        raise UserError("log-likelihood needs a non-empty context")
+    conts = []
+    for cont in continuations:
+        whole = tokenize(stripped + moved + cont, special)
+        if whole[: len(ctx_ids)] == ctx_ids:
+            conts.append(whole[len(ctx_ids) :])
+        else:
+            conts.append(tokenize(moved + cont, False))
+        if not conts[-1]:
+            raise UserError(f"empty continuation {cont!r} in a log-likelihood request")
+    return ctx_ids, conts
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt, use_chat: bool = True) -> tuple[str, bool]:
+    """A prompt as the model's text, and whether special tokens must still be added.
+
+    Chat prompts go through the Hugging Face ``tokenizer``'s chat template; a
+    final assistant message is a prefilled answer start, which the text
+    continues (``continue_final_message``) instead of opening a new turn.
+    """
+    if isinstance(prompt, str):
+        return prompt, True
+    if not use_chat:
+        raise UserError("this prompt is a chat conversation but the chat template is off")
+    messages = [m.model_dump() for m in prompt]
+    continue_last = messages[-1]["role"] == "assistant"
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=not continue_last, continue_final_message=continue_last
+    )
+    return text, False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import groupby
@@ -19,9 +18,11 @@ from evalsuite.backends.base import (
     ChoiceRequest,
     GenerateRequest,
     cut_at_stop,
+    render_prompt,
+    split_continuations,
 )
 from evalsuite.backends.batching import Batch, admission_order, plan_batches
-from evalsuite.backends.models import ALIASES, cache_dir, file_sha256, packaged_gguf
+from evalsuite.backends.models import resolve_model
 from evalsuite.errors import UserError
 from evalsuite.records import GenerationConfig, LoglikelihoodResult, ModelInfo, ModelOutput, Prompt
 from evalsuite.templates import sha256_text
@@ -52,14 +53,14 @@ class HFBackend(Backend):
         self.device = _pick_device(options.device, torch)
         self.dtype = _pick_dtype(options.dtype, self.device, torch)
         self.stats: Counter[str] = Counter()  # forward passes etc., for tests and benches
-        loadable, source, model_id, file_hash = self._resolve(model)
-        self.model, self.tokenizer = self._load(loadable)
+        resolved = resolve_model(model)
+        self.model, self.tokenizer = self._load(resolved.loadable)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if options.chat_template and not has_template:
-            raise UserError(f"model {model_id} has no chat template; drop --chat-template")
+            raise UserError(f"model {resolved.id} has no chat template; drop --chat-template")
         self.use_chat = has_template if options.chat_template is None else options.chat_template
         self.static_cache = str(options.extra.get("cache", "")) == "static"
         gpu = self.device.startswith("cuda")
@@ -74,11 +75,11 @@ class HFBackend(Backend):
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv: Any = None
         self.info = ModelInfo(
-            id=model_id,
+            id=resolved.id,
             backend=self.name,
-            path=str(source),
+            path=str(resolved.source),
             revision=options.revision,
-            file_hash=file_hash,
+            file_hash=resolved.file_hash,
             dtype=str(self.dtype).removeprefix("torch."),
             device=self.device,
             parameters=sum(p.numel() for p in self.model.parameters()),
@@ -87,46 +88,6 @@ class HFBackend(Backend):
         )
 
     # -- loading -----------------------------------------------------------
-
-    def _resolve(self, model: str) -> tuple[Path | str, Path | str, str, str | None]:
-        """(what to load, where it came from, model id, file hash) for an alias,
-        a GGUF file, a folder or a hub id."""
-        if model in ALIASES:
-            alias = ALIASES[model]
-            gguf = packaged_gguf(alias)
-            return self._converted(gguf), gguf, alias.repo_id, file_sha256(gguf)
-        path = Path(model).expanduser()
-        if path.suffix == ".gguf":
-            if not path.is_file():
-                raise UserError(f"GGUF file {path} not found")
-            return self._converted(path), path, path.stem, file_sha256(path)
-        if path.is_dir():
-            return path, path, str(path), None
-        if model.startswith((".", "/", "~")):
-            raise UserError(f"model path {model} not found")
-        return model, model, model, None  # a hub id; transformers handles the download
-
-    def _converted(self, gguf: Path) -> Path:
-        """De-quantise a GGUF file once and keep an fp32 copy: ~20 s becomes <2 s."""
-        target = cache_dir() / "converted" / file_sha256(gguf)[:16]
-        if (target / "config.json").is_file():
-            return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=self.torch.float32)
-        # The GGUF quantizer marks the model unserialisable although its weights
-        # are now plain fp32 tensors; detach it so save_pretrained works.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)  # atomic: a killed conversion never leaves a half copy
-        return target
 
     def _load(self, path: Path | str) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -176,19 +137,7 @@ class HFBackend(Backend):
 
     def render(self, prompt: Prompt) -> tuple[str, bool]:
         """Prompt text and whether special tokens must still be added."""
-        if isinstance(prompt, str):
-            return prompt, True
-        if not self.use_chat:
-            raise UserError("this prompt is a chat conversation but the chat template is off")
-        messages = [m.model_dump() for m in prompt]
-        continue_last = messages[-1]["role"] == "assistant"  # a prefilled answer start
-        text = self.tokenizer.apply_chat_template(
-            messages,
-            tokenize=False,
-            add_generation_prompt=not continue_last,
-            continue_final_message=continue_last,
-        )
-        return text, False
+        return render_prompt(self.tokenizer, prompt, self.use_chat)
 
     def _encode(self, prompt: Prompt) -> list[int]:
         text, special = self.render(prompt)
@@ -354,34 +303,12 @@ class HFBackend(Backend):
             yield i, LoglikelihoodResult(logprobs=lps, is_greedy=greedy, token_counts=[len(c) for c in conts])
 
     def _split_tokens(self, req: ChoiceRequest) -> tuple[list[int], list[list[int]]]:
-        """Token ids of the context and of each continuation.
+        """Token ids of the context and of each continuation (see split_continuations)."""
+        def tokenize(text: str, add_special: bool) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
 
-        Trailing whitespace of the context moves into the continuations, so
-        " (A)" tokenises as the model would have produced it.
-        """
-        if not req.continuations:
-            raise UserError("a log-likelihood request needs at least one continuation")
         text, special = self.render(req.context)
-        stripped = text.rstrip(" ")
-        moved = text[len(stripped) :]
-        ctx_ids = self.tokenizer(stripped, add_special_tokens=special)["input_ids"]
-        if not ctx_ids:
-            raise UserError("log-likelihood needs a non-empty context")
-        conts = []
-        for cont in req.continuations:
-            whole = self.tokenizer(stripped + moved + cont, add_special_tokens=special)["input_ids"]
-            # Tokens past the shared context prefix belong to the continuation.
-            common = 0
-            while common < min(len(whole), len(ctx_ids)) and whole[common] == ctx_ids[common]:
-                common += 1
-            if common < len(ctx_ids):
-                whole_cont = self.tokenizer(moved + cont, add_special_tokens=False)["input_ids"]
-                conts.append(whole_cont)
-            else:
-                conts.append(whole[len(ctx_ids) :])
-            if not conts[-1]:
-                raise UserError(f"empty continuation {cont!r} in a log-likelihood request")
-        return ctx_ids, conts
+        return split_continuations(tokenize, text, special, req.continuations)
 
     def close(self) -> None:
         self.model = None

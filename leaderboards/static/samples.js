@@ -89,11 +89,11 @@
       var pre = document.createElement("pre");
       pre.className = "output";
       pre.textContent = text;
-      if (rec.outputs.length > 1 || rec.finish[n]) {
+      var name = rec.labels ? rec.labels[n] : (rec.outputs.length > 1 ? "completion " + (n + 1) : "");
+      if (name || rec.finish[n]) {
         var label = document.createElement("div");
         label.className = "small";
-        label.textContent = (rec.outputs.length > 1 ? "completion " + (n + 1) + " " : "") +
-          (rec.finish[n] ? "(finish: " + rec.finish[n] + ")" : "");
+        label.textContent = (name ? name + " " : "") + (rec.finish[n] ? "(finish: " + rec.finish[n] + ")" : "");
         outs.appendChild(label);
       }
       outs.appendChild(pre);

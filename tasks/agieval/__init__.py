@@ -39,17 +39,26 @@ Scoring rules
     letters the model sees match; standard "(X)" options are unchanged.
   * Gold is a set of letters and the answer must equal it exactly: single-answer
     items are 1-sets; gaokao-physics, jec-qa-ca, jec-qa-kd (lists) and the 7
-    gaokao-mathqa items with multi-letter strings ("AD", "A B D") are multi-sets,
-    for which every letter of the answer span is read ("AC", "A、C", "(A)(C)").
-    Under loglikelihood a multi-answer item counts when the top option is gold.
+    gaokao-mathqa items with multi-letter strings ("AD", "A B D") are multi-sets.
+    Every letter of the answer's option set is read ("AC", "A、C", "(A)(C)",
+    "（A）（C）", "(A) and (C)", "A and C"), for single-answer items too (two
+    letters there are wrong, not cut to the first); options joined by "or" /
+    "或" are a hedge and no answer.  Under loglikelihood a multi-answer item
+    counts when the top option is gold.
   * Generated MC answers are read after the LAST answer marker ("answer is",
-    "答案是", "我们应选择", …); CoT without a marker falls back to the last "(X)".
+    "答案是", "我们应选择", …); when the marker's line names no option (an echoed
+    "Answer:" before a chain of thought), or CoT has no marker, the last "(X)"
+    counts.  A bare "A" followed by a word is the article ("A careful reading
+    shows (C)" answers C).
   * Cloze (math, gaokao-mathcloze): the last \\boxed{} or the first sentence after
-    the marker, then math normalisation: $…$, \\boxed, \\dfrac/\\tfrac -> \\frac,
-    \\frac12, a/b, \\left/\\right, spacing, trailing units (\\text{cm}, "cm",
-    "degrees", °, %), a single-variable "x=" prefix, .5 -> 0.5; numbers compare
-    by value (0.5 == 1/2 == \\frac{1}{2}).  Several blanks ("$5$;$10$") compare
-    in order, split on ";" (or ",", "，", "和", "and").
+    the marker (a ", since …" reason is cut off), then: $…$, \\boxed, spacing,
+    trailing units (\\text{ cm}, \\mbox{ inches}^2, "cm", "degrees", °, %) and
+    \\text{} wrappers are removed; numbers compare exactly (0.5 == 1/2 ==
+    \\frac{1}{2}; an integer never equals its neighbour), words and letter blocks
+    as text, numbers in a base ("42_{7}" == "42_7") digit by digit with their
+    base, solution lists without brackets as unordered multisets; everything
+    else symbolically with HF math-verify (2\\sqrt{2} == \\sqrt{8}).  Several
+    blanks ("$5$;$10$") compare in order, split on ";" (or ",", "，", "和", "and").
 
 Data quirks (all counted in TaskResult.notes["quirks"], over the loaded files):
 multi-letter label strings, the empty jec-qa-kd label (item dropped, counted), a
@@ -68,6 +77,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any, Literal
 
 from evalsuite.data import DataSource
@@ -147,11 +157,9 @@ def build(
 
     templates = task_templates(__file__)
     source = DataSource("agieval", ctx.data_dir, hub_id=None)
-    if not source.local:
-        raise UserError(
-            "agieval reads the original AGIEval v1 files: pass --data-dir DIR or set EVALSUITE_DATA_DIR=DIR, "
-            "where DIR/agieval/ holds <subset>.jsonl and few_shot_prompts.csv"
-        )
+    source.require_mirror(
+        name, "the hub copies hails/agieval-* are preprocessed prompts without the separate passage, question and "
+        "options, and without few_shot_prompts.csv", "<subset>.jsonl and few_shot_prompts.csv")
     quirks: Counter[str] = Counter()
     demos = load_demos(source.read_text("few_shot_prompts.csv"), quirks) if n_shots != 0 else {}
     samples: list[Sample] = []
@@ -172,6 +180,8 @@ def build(
     config = sampling_config(base, self_consistency, temperature, ctx.seed)
 
     pools = {subset: demos_for(demos, subset) for subset in chosen}
+    # Which math-verify judged the cloze answers: a different version may judge differently.
+    equivalence = {"math_equivalence": f"math-verify {version('math-verify')}"} if CLOZE & set(chosen) else {}
 
     def shots_for(sample: Sample) -> list[dict[str, Any]]:
         """The item's demos; an item that is itself a demo gets the others (one fewer if all were asked for)."""
@@ -204,26 +214,27 @@ def build(
         return assemble(ctx, instruction=None, shots=turns, query=query, answer_prefix=prefix,
                         fewshot_as_chat=fewshot_as_chat)
 
-    def continuations(sample: Sample) -> list[str]:
+    def choices(sample: Sample) -> list[str]:
+        """The options as scored, each continued after a space (lm-eval's target_delimiter)."""
         options = sample.input["options"]
         if choice_format == "text":  # an empty option (gaokao-chemistry 74, 77) keeps its letter
-            return [" " + (option_text(o, k) or f"({LETTERS[k]})") for k, o in enumerate(options)]
-        return [f" {LETTERS[k]}" if after_therefore else f" ({LETTERS[k]})" for k in range(len(options))]
+            return [option_text(o, k) or f"({LETTERS[k]})" for k, o in enumerate(options)]
+        return [LETTERS[k] if after_therefore else f"({LETTERS[k]})" for k in range(len(options))]
 
     def request(sample: Sample) -> GenerateRequest | ChoiceRequest:
         if scoring == "loglikelihood" and sample.subtask not in CLOZE:
-            return ChoiceRequest(prompt(sample), continuations(sample))
+            return ChoiceRequest(prompt(sample), [" " + c for c in choices(sample)])
         return GenerateRequest(prompt(sample), config)
 
     def score(sample: Sample, response: Any) -> Score:
         if hasattr(response, "logprobs"):
             gold = {LETTERS.index(x) for x in sample.target}
-            s = choice_score(response, continuations(sample), gold)
+            s = choice_score(response, choices(sample), gold)
             return s.model_copy(update={"answer": LETTERS[s.answer]})
         return score_generation(sample, response.completions, cot)
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:
-        notes: dict[str, Any] = {"quirks": dict(sorted(quirks.items()))}
+        notes: dict[str, Any] = {"quirks": dict(sorted(quirks.items())), **equivalence}
         if group == "all":
             notes["aggregates"] = ("acc_en_macro/_micro and acc_zh_macro/_micro: macro and size-weighted means "
                                    "over the English (10) and Chinese (11) subsets; gaokao-english counts as English")
@@ -254,7 +265,7 @@ def build(
         params=params,
         template_hashes=templates.hashes,
         generation=config if scoring == "generate" or any(s.subtask in CLOZE for s in samples) else None,
-        notes={"quirks": dict(quirks)},
+        notes={"quirks": dict(quirks), **equivalence},
     )
 
 

