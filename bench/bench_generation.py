@@ -14,8 +14,8 @@ greedy, 256 new tokens, BBH stops):
   `evalsuite run` through the default local path (runner overhead included);
   raw vLLM tok/s on the same token ids, when the vLLM venv exists
   ($EVALSUITE_VLLM_PYTHON, default ~/.cache/evalsuite/vllm-venv-0.32.0): the
-  bench starts `python -m vllm.entrypoints.openai.api_server` on the converted
-  model, sends all prompts at once to /v1/completions and stops it.
+  bench starts the server `--model vllm:` manages on the converted model,
+  sends all prompts at once to /v1/completions and stops it.
 
 Every path must give identical greedy completions; the bench prints how many
 agree and the tok/s ratios.  tok/s = completion tokens / wall seconds of the
@@ -30,9 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from evalsuite.backends.base import BackendOptions, GenerateRequest  # noqa: E402
 from evalsuite.backends import hf  # noqa: E402
 from evalsuite.backends.hf import HFBackend  # noqa: E402
-from evalsuite.backends.models import ALIASES, packaged_gguf  # noqa: E402
+from evalsuite.backends.models import resolve_model  # noqa: E402
 from evalsuite.records import GenerationConfig  # noqa: E402
 from evalsuite.runner import RunConfig, limit_samples, run  # noqa: E402
 from evalsuite.task import TaskContext  # noqa: E402
@@ -119,62 +116,36 @@ def run_through_cli_path(args: argparse.Namespace, sample_ids: list[str]) -> tup
     return seconds, [texts[k] for k in sample_ids], sum(r.output.completion_tokens for r in records)
 
 
-class VLLMServer:
-    """The raw vLLM OpenAI server on the converted model, started and stopped by the bench."""
+def raw_vllm(python: Path, token_ids: list[list[int]], max_tokens: int, stops: list[str]) -> tuple[float, list[str], int]:
+    """All prompts at once to a vLLM server on the embedded model (raw server throughput): (seconds, texts, tokens).
 
-    def __init__(self, python: Path, model_dir: str) -> None:
-        self.python, self.model_dir = python, model_dir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-vllm-", suffix=".log", delete=False)
-        self.proc: subprocess.Popen | None = None
+    The server is the one ``--model vllm:`` manages (float32 on CPU, as the HF backend), started and stopped here.
+    """
+    import httpx
 
-    def __enter__(self) -> "VLLMServer":
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
-        cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
-               "--host", "127.0.0.1", "--port", str(self.port), "--enforce-eager", "--served-model-name", "bench"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        import requests
+    from evalsuite.backends import vllm_server
 
-        start = time.monotonic()
-        while time.monotonic() - start < 600:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited with {self.proc.returncode}; log: {self.log.name}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
-                    print(f"  vLLM server ready in {time.monotonic() - start:.0f} s (log {self.log.name})", flush=True)
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"vLLM not ready after 600 s; log: {self.log.name}")
+    _, (server,) = vllm_server.plan_servers(resolve_model("smollm2-135m"), BackendOptions(device="cpu"),
+                                            {"vllm_python": str(python)})
+    start = time.monotonic()
+    vllm_server.start_servers([server], 900)
+    print(f"  vLLM server ready in {time.monotonic() - start:.0f} s (log {server.log_path})", flush=True)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=3600) as client:
+            def one(ids: list[int]) -> dict:
+                body = {"model": server.served_name, "prompt": ids, "max_tokens": max_tokens, "temperature": 0.0, "stop": stops}
+                reply = client.post("/completions", json=body)
+                reply.raise_for_status()
+                return reply.json()
 
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def complete(self, token_ids: list[list[int]], max_tokens: int, stops: list[str]) -> tuple[float, list[str], int]:
-        """All prompts at once (raw server throughput): (seconds, texts, completion tokens)."""
-        import requests
-
-        def one(ids: list[int]) -> dict:
-            body = {"model": "bench", "prompt": ids, "max_tokens": max_tokens, "temperature": 0.0, "stop": stops}
-            reply = requests.post(f"http://127.0.0.1:{self.port}/v1/completions", json=body, timeout=3600)
-            reply.raise_for_status()
-            return reply.json()
-
-        one(token_ids[0][:8])  # warm-up, not timed
-        start = time.perf_counter()
-        with ThreadPoolExecutor(len(token_ids)) as pool:
-            replies = list(pool.map(one, token_ids))
-        elapsed = time.perf_counter() - start
-        return elapsed, [r["choices"][0]["text"] for r in replies], sum(r["usage"]["completion_tokens"] for r in replies)
+            one(token_ids[0][:8])  # warm-up, not timed
+            start = time.perf_counter()
+            with ThreadPoolExecutor(len(token_ids)) as pool:
+                replies = list(pool.map(one, token_ids))
+            elapsed = time.perf_counter() - start
+    finally:
+        server.stop()
+    return elapsed, [r["choices"][0]["text"] for r in replies], sum(r["usage"]["completion_tokens"] for r in replies)
 
 
 def part2(backend: HFBackend, args: argparse.Namespace) -> None:
@@ -195,9 +166,7 @@ def part2(backend: HFBackend, args: argparse.Namespace) -> None:
     if args.skip_vllm or not python.exists():
         print(f"  raw vLLM: skipped ({'--skip-vllm' if args.skip_vllm else f'no {python}'})")
     else:
-        model_dir = backend._converted(packaged_gguf(ALIASES["smollm2-135m"]))
-        with VLLMServer(python, str(model_dir)) as server:
-            v_s, v_texts, v_tokens = server.complete(ids, args.max_new_tokens, STOPS)
+        v_s, v_texts, v_tokens = raw_vllm(python, ids, args.max_new_tokens, STOPS)
         rates["vllm"] = report("raw vLLM server", v_s, v_tokens, v_texts, cont)
     if "vllm" in rates:
         print(f"  HF continuous / vLLM: {rates['hf'] / rates['vllm']:.2f}x"
