@@ -10,8 +10,8 @@ without one, so a CI log shows life even while no sample finishes::
     bbh: 12/27 (44%) · elapsed 0:41 · ETA 0:52 · 85.3 tok/s · 0 errors
 
 :func:`status` is the same for one-off waits (loading a model, starting a
-server): a spinner on a terminal, a line at the start, every
-``PLAIN_INTERVAL_S`` seconds while it lasts and at the end otherwise.
+server): a spinner on a terminal; otherwise a line once it has lasted a
+second, every ``PLAIN_INTERVAL_S`` seconds while it lasts and at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from rich.text import Text
 # Seconds between plain lines: at most (heartbeat) and at least (throttle).
 PLAIN_INTERVAL_S = float(os.environ.get("EVALSUITE_PROGRESS_INTERVAL", "10"))
 PLAIN_STEP = 0.05  # a plain line at every 5 % of a task as well
+STATUS_GRACE_S = 1.0  # a plain status() line waits this long: a quick step (or error) shows only its outcome
 
 
 def stderr_console() -> Console:
@@ -203,9 +204,11 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
 
     On a terminal a spinner with the elapsed time, replaced by
     "✓ MESSAGE (3.2 s)" (a nested call retitles the spinner already shown);
-    elsewhere a line "MESSAGE …" at the start, "MESSAGE … 0:20" every
-    ``interval_s`` seconds while it lasts and "MESSAGE: done in 3.2 s" at the
-    end.  On an exception it reports "failed after …" and re-raises.
+    elsewhere a line "MESSAGE …" once it has lasted ``STATUS_GRACE_S``,
+    "MESSAGE … 0:20" every ``interval_s`` seconds while it lasts and
+    "MESSAGE: done in 3.2 s" at the end.  On an exception it reports "failed
+    after …" (plain: only if its first line was shown, so that a user error
+    raised at once stays the one line that is printed) and re-raises.
     """
     console = console or stderr_console()
     t0 = time.monotonic()
@@ -223,12 +226,16 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
 
         show()
     else:
-        console.print(f"{message} …", highlight=False, soft_wrap=True)
-
         def show() -> None:
-            console.print(f"{message} … {_clock(time.monotonic() - t0)}", highlight=False, soft_wrap=True)
+            elapsed = time.monotonic() - t0
+            console.print(f"{message} …" + (f" {_clock(elapsed)}" if shown else ""), highlight=False, soft_wrap=True)
+            shown.append(elapsed)
+
+    shown: list[float] = []
 
     def tick() -> None:
+        if spinner is None and not stop.wait(min(STATUS_GRACE_S, interval_s)):
+            show()
         while not stop.wait(1.0 if spinner is not None else interval_s):
             show()
 
@@ -247,5 +254,5 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
             if not _spinners:
                 spinner.stop()
             console.print(f"{'✓' if ok else '✗'} {message} ({took})", highlight=False, soft_wrap=True)
-        else:
+        elif ok or shown:
             console.print(f"{message}: {'done in' if ok else 'failed after'} {took}", highlight=False, soft_wrap=True)

@@ -37,8 +37,8 @@ def test_piped_stderr_gets_plain_progress_lines_while_the_run_goes(data_dir, tmp
     proc.wait(timeout=60)
     assert proc.returncode == 0, "\n".join(line for _, line in seen)
     lines = [line for _, line in seen]
-    assert lines[0] == "loading model mock …"
-    assert any(re.fullmatch(r"loading model mock: done in [\d.]+ s", line) for line in lines)
+    # The mock loads at once: its status shows only the outcome (see test_plain_status_*).
+    assert re.fullmatch(r"loading model mock: done in [\d.]+ s", lines[0])
     progress = [(t, PLAIN.match(line)) for t, line in seen if PLAIN.match(line)]
     assert len(progress) >= 8, lines
     # Lines arrive during the run, not all at the end: the first is seconds before exit.
@@ -79,3 +79,28 @@ def test_terminal_gets_a_live_bar_and_a_loading_line(data_dir, tmp_path):
     assert re.search(r"✓ loading model mock \([\d.]+ s\)", text)
     assert "━" in text and "27/27" in text and "ETA" in text and "tok/s" in text and "0 err" in text
     assert not PLAIN.search(text.replace("\r", "\n"))  # no plain lines on a terminal
+
+
+def test_plain_status_shows_a_slow_step_while_it_lasts_and_a_quick_error_not_at_all():
+    import io
+
+    from rich.console import Console
+
+    from evalsuite.errors import UserError
+    from evalsuite.progress import status
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with status("starting server", console, interval_s=0.5):
+        time.sleep(1.8)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "starting server …" and re.fullmatch(r"starting server … 0:0\d", lines[1])
+    assert re.fullmatch(r"starting server: done in [\d.]+ s", lines[-1])
+
+    out.seek(0), out.truncate()
+    try:
+        with status("loading model openai:nope", console):
+            raise UserError("model 'nope' is not served")
+    except UserError:
+        pass
+    assert out.getvalue() == ""  # the error line the CLI prints stays the only one
