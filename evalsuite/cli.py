@@ -13,11 +13,13 @@ from rich.table import Table
 
 from evalsuite import __version__, registry
 from evalsuite.errors import UserError
-from evalsuite.records import JudgingSummary, ResultsSummary
+from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskResult
 
 # Offline by default unless the user says otherwise: transformers otherwise
 # retries the hub for ~25 s before falling back to local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SUMMARY_WIDTH = 130  # columns of the summary table when stdout is not a terminal (fits BBH's subtask names)
 
 
 def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -114,32 +116,34 @@ def run(**opts: object) -> None:
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)
-    print_summary(rundir.results(), Console(width=max(100, Console().width)))
+    print_summary(rundir.results(), Console(width=max(SUMMARY_WIDTH, Console().width)))
     click.echo(f"run directory: {rundir.path}")
 
 
 def print_summary(results: ResultsSummary, console: Console) -> None:
     table = Table(title=f"{results.model} — {results.run_id}")
-    for col in ("task / subtask", "n", "metric", "value", "± stderr", "not scored"):
-        table.add_column(col, justify="right" if col in ("n", "value", "± stderr") else "left", no_wrap=col != "not scored")
+    for col in ("task / subtask", "n", "metric", "value", "± stderr", "95% CI", "not scored"):
+        table.add_column(col, justify="right" if col in ("n", "value", "± stderr", "95% CI") else "left", no_wrap=col != "not scored")
     for name, task in results.tasks.items():
         for sub, res in task.subtasks.items():
             metric = res.metrics.get(task.headline)
-            table.add_row(f"  {sub}", str(res.n_samples), task.headline, _fmt(metric and metric.value),
-                          _fmt(metric and metric.stderr), _unscored(res.status_counts))
+            table.add_row(f"  {sub}", str(res.n_samples), task.headline, *metric_cells(metric), _unscored(res.status_counts))
         # With subtasks: the headline family and metrics without a per-subtask mean
         # (BBH's answer_found_macro/_micro stay out; MT-Bench's turn_1/turn_2 show).
         shown = [m for m in task.metrics if not task.subtasks or m.startswith(task.headline)
                  or not (m.endswith(("_macro", "_micro")) or f"{m}_macro" in task.metrics)]
         for metric_name in shown:
-            value = task.metrics[metric_name]
             star = " ★" if metric_name == task.headline else ""
-            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), metric_name + star, _fmt(value.value),
-                          _fmt(value.stderr), _unscored(task.status_counts))
+            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), metric_name + star, *metric_cells(task.metrics[metric_name]),
+                          _unscored(task.status_counts))
         if not shown:  # nothing scored (e.g. every judge reply without a verdict): still one row
-            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), task.headline + " ★", _fmt(None), _fmt(None),
+            table.add_row(f"[bold]{name}[/bold]", str(task.n_samples), task.headline + " ★", *metric_cells(None),
                           _unscored(task.status_counts))
     console.print(table)
+    methods = {m.ci_method for t in results.tasks.values() for m in _all_metrics(t) if m.ci_method}
+    if "wilson" in methods:
+        console.print("95% CI: Wilson score interval for proportions (macro means: at Kish's effective n)"
+                      + ("; value ± 1.96 stderr otherwise" if "normal" in methods else ""))
     for name, task in results.tasks.items():
         for warning in task.warnings:
             console.print(f"{name}: {warning}")
@@ -175,6 +179,18 @@ def judging_line(j: JudgingSummary) -> str:
 
 def _share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
+
+
+def _all_metrics(task: TaskResult) -> list[MetricValue]:
+    return [*task.metrics.values(), *(m for s in task.subtasks.values() for m in s.metrics.values())]
+
+
+def metric_cells(metric: MetricValue | None) -> tuple[str, str, str]:
+    """value, stderr and interval columns of one metric."""
+    if metric is None:
+        return "—", "—", "—"
+    ci = "—" if metric.ci is None else f"[{metric.ci[0]:.4f}, {metric.ci[1]:.4f}]"
+    return _fmt(metric.value), _fmt(metric.stderr), ci
 
 
 def _unscored(counts: dict[str, int]) -> str:

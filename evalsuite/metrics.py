@@ -5,21 +5,70 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 
-from evalsuite.records import MetricValue, SampleResult, ScoreStatus, SubtaskResult, TaskResult
+from evalsuite.records import CI_LEVEL, MetricValue, SampleResult, ScoreStatus, SubtaskResult, TaskResult, wilson_interval
+from evalsuite.stats import is_binary
 
 
 def mean_stderr(values: Sequence[float]) -> MetricValue:
-    """Mean with the closed-form standard error sample_std / sqrt(n) (Bessel)."""
+    """Mean, closed-form standard error sample_std / sqrt(n) (Bessel), and a 95 % interval.
+
+    The interval is Wilson's when every value is 0 or 1 (a proportion), else
+    mean ± z·stderr; with one value there is no stderr and no normal interval.
+    """
     n = len(values)
     if n == 0:
         return MetricValue(value=float("nan"), stderr=None)
     arr = np.asarray(values, dtype=float)
     stderr = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else None
-    return MetricValue(value=float(arr.mean()), stderr=stderr)
+    return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr))
+
+
+def _with_interval(value: float, stderr: float | None, n: float, proportion: bool) -> MetricValue:
+    if proportion:
+        return MetricValue(value=value, stderr=stderr, ci=wilson_interval(value, n), ci_method="wilson", n=n)
+    if stderr is None:
+        return MetricValue(value=value, stderr=None, n=n)
+    z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
+    return MetricValue(value=value, stderr=stderr, ci=(value - z * stderr, value + z * stderr), ci_method="normal", n=n)
+
+
+def macro_mean(per_subtask: Sequence[Sequence[float]]) -> MetricValue:
+    """Unweighted mean over subtasks of their means, with its stderr and interval.
+
+    stderr = sqrt(sum se_i^2) / k for k independent subtask means.  A subtask
+    with one value has no variance estimate of its own; it borrows the pooled
+    within-subtask variance of the subtasks that have two or more values, or,
+    when none has (every subtask at n=1, as under ``--limit 1``), the variance
+    of all values together: the collapsed-strata estimator (Cochran 1977,
+    Sampling Techniques, sec. 5A.12), which can only overstate the error.  With
+    every n_i = 1 this equals the micro mean's stderr, as it should.
+
+    The interval of a macro mean of proportions is Wilson's at Kish's effective
+    sample size k^2 / sum(1/n_i) (Kish 1965, Survey Sampling, sec. 11.7), the
+    size of a simple random sample with the same variance under equal
+    per-item variance; it equals n when all subtasks have the same size.
+    Raises ValueError if a subtask has no values.
+    """
+    groups = [np.asarray(v, dtype=float) for v in per_subtask]
+    if any(len(g) == 0 for g in groups):
+        raise ValueError("macro_mean: every subtask needs at least one value")
+    k = len(groups)
+    value = float(np.mean([g.mean() for g in groups]))
+    multi = [g for g in groups if len(g) > 1]
+    if multi:
+        fallback = sum(float(((g - g.mean()) ** 2).sum()) for g in multi) / sum(len(g) - 1 for g in multi)
+    else:
+        everything = np.concatenate(groups)
+        fallback = float(everything.var(ddof=1)) if len(everything) > 1 else None
+    variances = [float(g.var(ddof=1)) if len(g) > 1 else fallback for g in groups]
+    stderr = None if None in variances else math.sqrt(sum(v / len(g) for v, g in zip(variances, groups))) / k
+    n_eff = k * k / sum(1.0 / len(g) for g in groups)
+    return _with_interval(value, stderr, n_eff, proportion=is_binary(*groups))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -71,14 +120,7 @@ def aggregate_means(
     for m in metric_names:
         micro = mean_stderr(values(scored, m))
         if subtasks:
-            per = [s.metrics[m] for s in subtasks.values() if m in s.metrics]
-            macro = MetricValue(
-                value=float(np.mean([p.value for p in per])),
-                # Subtask means are independent: the variance of their mean.
-                stderr=None
-                if any(p.stderr is None for p in per)
-                else math.sqrt(sum(p.stderr**2 for p in per)) / len(per),
-            )
+            macro = macro_mean([values(by_subtask[name], m) for name in subtasks if m in subtasks[name].metrics])
             metrics[f"{m}_macro"] = macro
             metrics[f"{m}_micro"] = micro
             metrics[m] = macro if headline_aggregate == "macro" else micro

@@ -10,6 +10,8 @@ a schema change is made in exactly one place and announced by
 from __future__ import annotations
 
 import enum
+import math
+from statistics import NormalDist
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -258,9 +260,42 @@ class RunProvenance(Record):
     ray: RayInfo | None = None  # set when replicas ran on Ray
 
 
+CI_LEVEL = 0.95  # the coverage of every interval a MetricValue carries
+
+
 class MetricValue(Record):
+    """A mean over samples with its standard error and a 95 % interval.
+
+    ``ci`` is ``[low, high]``.  ``ci_method`` says how it was made: "wilson"
+    for a proportion (every sample scored 0 or 1; honest at 0 % and 100 %,
+    where value ± 1.96 stderr collapses to a point), "normal" (value ± z·stderr)
+    otherwise.  ``n`` is the sample count behind the interval; for a macro mean
+    of proportions it is Kish's effective size (see evalsuite.metrics).
+    """
+
     value: float
     stderr: float | None = None
+    ci: tuple[float, float] | None = None
+    ci_method: Literal["wilson", "normal"] | None = None
+    n: float | None = None
+
+
+def wilson_interval(p: float, n: float, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` observed over ``n`` trials.
+
+    Wilson (1927), JASA 22:209; recommended over the Wald interval by Agresti
+    & Coull (1998) and Brown, Cai & DasGupta (2001).  ``n`` may be fractional
+    (an effective sample size).  0/10 gives [0, 0.2775].  Raises ValueError
+    for n <= 0 or p outside [0, 1].
+    """
+    if n <= 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"wilson_interval needs n > 0 and 0 <= p <= 1, got p={p}, n={n}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    z2n = z * z / n
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+    # Exact ends at 0 % and 100 % (no rounding residue such as 1e-17).
+    return (0.0 if p == 0.0 else max(0.0, centre - half), 1.0 if p == 1.0 else min(1.0, centre + half))
 
 
 class Correlation(Record):

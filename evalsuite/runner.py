@@ -35,12 +35,12 @@ from evalsuite.backends.base import (
     RequestFailure,
     require,
 )
-from evalsuite.backends.models import load_backend
+from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.judging.judge import Judge, load_judge
-from evalsuite.progress import RunProgress
+from evalsuite.progress import RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
     Message,
@@ -109,7 +109,10 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         extra=dict(config.model_args),
         response_cache=config.cache,
     )
-    backend = None if source else _load_backend(config, options)
+    backend = None
+    if source is None:
+        with status(f"loading model {config.model or DEFAULT_MODEL}", console):
+            backend = _load_backend(config, options)
     try:
         model = source.provenance.model if source else backend.info
         judge = _judge_for(config, factories, options, backend, model)
@@ -424,6 +427,9 @@ class _Scorer:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the generations, mark them
                 scores = [Score(status=ScoreStatus.SCORING_ERROR, detail=f"{type(exc).__name__}: {exc}")] * len(batch)
+        failed = sum(s.status not in (ScoreStatus.SCORED, ScoreStatus.GENERATED) for s in scores)
+        if failed:
+            self.progress.add_errors(self.task.name, failed)
         self.rundir.append(
             self._record(sample, prompt, response, score, started)
             for (sample, prompt, response, started), score in zip(batch, scores)
@@ -438,7 +444,7 @@ class _Scorer:
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
-        self.progress.advance(self.task.name)
+        self.progress.advance(self.task.name, error=True)
         score = Score(status=ScoreStatus.GENERATION_ERROR, detail=error)
         self.rundir.append([self._record(sample, prompt, None, score, started, error=error)])
 

@@ -207,11 +207,13 @@ def _key_value(item: str) -> tuple[str, str]:
 
 def _print_result(name: str, result: TaskResult, console: Console) -> None:
     table = Table(title=f"{name}: {result.n_samples} problems")
-    for col in ("metric", "value", "± stderr"):
+    from evalsuite.cli import metric_cells
+
+    for col in ("metric", "value", "± stderr", "95% CI"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for metric, value in result.metrics.items():
         label = metric + (" ★" if metric == result.headline else "")
-        table.add_row(label, f"{value.value:.4f}", "—" if value.stderr is None else f"{value.stderr:.4f}")
+        table.add_row(label, *metric_cells(value))
     console.print(table)
     for warning in result.warnings:
         console.print(f"{name}: {warning}")

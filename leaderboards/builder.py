@@ -30,7 +30,7 @@ from typing import Any, Callable
 import jinja2
 
 from evalsuite.errors import UserError
-from evalsuite.records import SampleResult
+from evalsuite.records import SampleResult, wilson_interval
 from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
 
 from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
@@ -70,27 +70,41 @@ def _fmt(score: Score | None, decimals: int) -> str:
 
 
 def _ci(score: Score | None, decimals: int) -> str:
-    if score is None or score.half_width is None:
+    if score is None or score.bounds is None:
         return ""
-    return f"± {score.half_width:.{decimals}f}"
+    low, high = score.bounds
+    return f"[{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
 def _average(row: ModelRow, tasks: list[str]) -> Score | None:
-    """Unweighted mean over ``tasks``; None when the model lacks any of them."""
+    """Unweighted mean over ``tasks``; None when the model lacks any of them.
+
+    Its interval: the task's own for one task; for proportions on one scale,
+    Wilson's at Kish's effective size k² / Σ 1/n_i, as evalsuite.metrics does
+    for a macro mean over subtasks; otherwise mean ± 1.96 √(Σ stderr²) / k.
+    static/table.js mirrors this when the task filter changes.
+    """
     scores = [row.cells[t].score if t in row.cells else None for t in tasks]
     if not scores or any(s is None for s in scores):
         return None
-    mean = sum(s.value for s in scores) / len(scores)
-    if any(s.stderr is None for s in scores):
-        return Score(mean, None)
-    return Score(mean, math.sqrt(sum(s.stderr**2 for s in scores)) / len(scores))
+    if len(scores) == 1:
+        return scores[0]
+    k = len(scores)
+    mean = sum(s.value for s in scores) / k
+    stderr = None if any(s.stderr is None for s in scores) else math.sqrt(sum(s.stderr**2 for s in scores)) / k
+    scale = scores[0].scale
+    if all(s.n for s in scores) and all(s.scale == scale for s in scores):
+        n_eff = k * k / sum(1 / s.n for s in scores)
+        low, high = wilson_interval(min(1.0, max(0.0, mean / scale)), n_eff)
+        return Score(mean, stderr, low * scale, high * scale, n_eff, scale)
+    return Score.normal(mean, stderr, scale)
 
 
 def _ranks(averages: list[Score | None]) -> list[int | None]:
     """1 + the number of models whose average CI lies entirely above this one's
     (as in Chatbot Arena's "Rank (UB)"); static/table.js recomputes it when the
     task filter changes."""
-    bounds = [None if a is None else (a.value - (a.half_width or 0), a.value + (a.half_width or 0)) for a in averages]
+    bounds = [None if a is None else (a.bounds or (a.value, a.value)) for a in averages]
     return [None if b is None else 1 + sum(1 for o in bounds if o is not None and o[0] > b[1]) for b in bounds]
 
 

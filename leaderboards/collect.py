@@ -46,14 +46,30 @@ class Run:
 
 @dataclass(frozen=True)
 class Score:
-    """A displayed number: already scaled (e.g. to percentage points)."""
+    """A displayed number, already scaled (e.g. to percentage points), with its 95 % interval.
+
+    The interval comes from the run's records (Wilson's for a proportion, so
+    0 of 10 shows [0, 27.8] points, not ± 0); runs written before records
+    carried intervals get value ± 1.96 stderr.  ``n`` is set for a Wilson
+    interval: the trials behind it, which an average of such scores needs.
+    """
 
     value: float
     stderr: float | None
+    low: float | None = None
+    high: float | None = None
+    n: float | None = None
+    scale: float = 1.0
+
+    @classmethod
+    def normal(cls, value: float, stderr: float | None, scale: float = 1.0) -> "Score":
+        if stderr is None:
+            return cls(value, None, scale=scale)
+        return cls(value, stderr, value - Z95 * stderr, value + Z95 * stderr, scale=scale)
 
     @property
-    def half_width(self) -> float | None:
-        return None if self.stderr is None else Z95 * self.stderr
+    def bounds(self) -> tuple[float, float] | None:
+        return None if self.low is None or self.high is None else (self.low, self.high)
 
 
 @dataclass
@@ -153,7 +169,10 @@ def _score(metrics: dict, metric: str, scale: float) -> Score | None:
     if value is None or not math.isfinite(value.value):
         return None
     stderr = value.stderr if value.stderr is not None and math.isfinite(value.stderr) else None
-    return Score(value.value * scale, None if stderr is None else stderr * scale)
+    if value.ci is None:
+        return Score.normal(value.value * scale, None if stderr is None else stderr * scale, scale)
+    return Score(value.value * scale, None if stderr is None else stderr * scale, value.ci[0] * scale,
+                 value.ci[1] * scale, value.n if value.ci_method == "wilson" else None, scale)
 
 
 def load_runs(paths: list[Path]) -> list[Run]:

@@ -74,7 +74,7 @@ def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals
         bound
         for t in shown
         for _, s in points[t]
-        for bound in (s.value - (s.half_width or 0), s.value + (s.half_width or 0))
+        for bound in (s.bounds or (s.value, s.value))
     ]
     y_lo, y_hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = (y_hi - y_lo) * 0.05 or 1.0
@@ -117,12 +117,12 @@ def svg_chart(series: Series, tasks: list[str], labels: dict[str, str], decimals
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for px, s in pts:
             cx, cy = x(px), y(s.value)
-            if s.half_width:
+            if s.bounds:
                 out.append(
-                    f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(s.value - s.half_width):.1f}" '
-                    f'y2="{y(s.value + s.half_width):.1f}" stroke="{colour}" stroke-opacity="0.5"/>'
+                    f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(s.bounds[0]):.1f}" '
+                    f'y2="{y(s.bounds[1]):.1f}" stroke="{colour}" stroke-opacity="0.5"/>'
                 )
-            ci = f" ± {s.half_width:.{decimals}f}" if s.half_width else ""
+            ci = f" [{s.bounds[0]:.{decimals}f}, {s.bounds[1]:.{decimals}f}]" if s.bounds else ""
             out.append(
                 f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{colour}">'
                 f"<title>{escape(labels.get(task, task))}: {s.value:.{decimals}f}{ci}</title></circle>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from evalsuite.backends.base import BackendOptions, GenerateRequest
@@ -100,3 +102,89 @@ def test_shared_fewshot_prefix_is_prefilled_once_and_changes_nothing(model, data
     encoded = [model._encode(r.prompt) for r in requests]
     plain = model._generate_batch(encoded, config, shared=0)
     assert [cached[i].completions for i in range(3)] == [o.completions for o in plain]
+
+
+# -- continuous batching (evalsuite.backends.hf_engine) ---------------------------------
+
+
+def _bbh_requests(data_dir, subtasks, per_subtask, **cfg):
+    from evalsuite.runner import limit_samples
+    from evalsuite.task import TaskContext
+    from tasks.bbh import STOPS, bbh
+
+    task = bbh(TaskContext(data_dir=data_dir, chat=True), subtasks=subtasks)
+    config = GenerationConfig(**{"max_new_tokens": 40, "stop": STOPS, **cfg})
+    return [GenerateRequest(task.request(s).prompt, config) for s in limit_samples(task.samples, per_subtask)]
+
+
+def _by_engine(model, requests, engine, rows=None):
+    saved = model.engine, model.batch_size
+    if engine == "static":
+        model.engine = None
+    if rows is not None:
+        model.batch_size = rows
+        if model.engine is not None:
+            model.engine.max_rows = rows
+    try:
+        out = dict(model.generate(requests))
+    finally:
+        model.engine, model.batch_size = saved
+        if model.engine is not None:
+            model.engine.max_rows = saved[1]
+    return [out[i] for i in range(len(requests))]
+
+
+def test_continuous_batching_equals_static_batches_and_one_by_one(model, data_dir):
+    """Rows refilled mid-flight (2 slots for 7 prompts, two sharing a few-shot prefix) change nothing."""
+    requests = _bbh_requests(data_dir, ["navigate", "snarks", "word_sorting", "object_counting"], 2)[:7]
+    before = dict(model.stats)
+    continuous = _by_engine(model, requests, "continuous", rows=2)
+    stats = {k: model.stats[k] - before.get(k, 0) for k in ("prefills", "row_steps", "prefix_prefills")}
+    static = _by_engine(model, requests, "static")
+    single = [_by_engine(model, [r], "static")[0] for r in requests]
+    assert [o.model_dump() for o in continuous] == [o.model_dump() for o in static] == [o.model_dump() for o in single]
+    assert {r for o in continuous for r in o.finish_reasons} >= {"length"}
+    # Every decode row-step produced a kept token: no row ever idled as padding.
+    produced = sum(o.completion_tokens + (o.finish_reasons[0] == "eos") for o in continuous)  # + the EOS token
+    assert stats["prefills"] == 7 and stats["row_steps"] == produced - 7  # the first token comes from the prefill
+    assert stats["prefix_prefills"] == 3  # once per subtask with two prompts
+
+
+def test_continuous_stop_strings_and_eos_match_generate(model):
+    (free,) = _gen(model, [PROMPTS[3]], max_new_tokens=40)
+    stop = free.completions[0][12:15]
+    outs = _by_engine(model, [GenerateRequest(p, GenerationConfig(max_new_tokens=40, stop=[stop])) for p in PROMPTS], "continuous", rows=3)
+    ref = _by_engine(model, [GenerateRequest(p, GenerationConfig(max_new_tokens=40, stop=[stop])) for p in PROMPTS], "static")
+    assert [o.model_dump() for o in outs] == [o.model_dump() for o in ref]
+    assert outs[3].finish_reasons == ["stop"] and outs[3].completions[0] == free.completions[0][: free.completions[0].find(stop)]
+
+
+def test_seeded_samples_do_not_depend_on_the_batch(model):
+    """A seeded prompt samples the same completions alone or among others, in any order."""
+    cfg = GenerationConfig(temperature=1.0, top_p=0.9, n=2, max_new_tokens=12, seed=3)
+    alone = _by_engine(model, [GenerateRequest(PROMPTS[1], cfg)], "continuous")[0]
+    mixed = _by_engine(model, [GenerateRequest(p, cfg) for p in (PROMPTS[0], PROMPTS[2], PROMPTS[1])], "continuous", rows=2)
+    assert mixed[2].completions == alone.completions and len(set(alone.completions)) == 2
+
+
+def test_models_the_engine_cannot_run_fall_back_to_generate(model):
+    from types import SimpleNamespace
+
+    from evalsuite.backends.hf_engine import supports
+
+    assert supports(model.model) is None and model.engine is not None
+    stub = SimpleNamespace(config=copy.deepcopy(model.model.config), generation_config=model.model.generation_config)
+    stub.config.sliding_window = 4096
+    assert supports(stub) == "sliding-window attention"
+    stub.config.sliding_window = None
+    stub.config.layer_types = ["full_attention", "linear_attention"] * 15
+    assert "linear_attention" in supports(stub)
+    stub.config.layer_types = None
+    stub.generation_config = copy.deepcopy(model.model.generation_config)
+    stub.generation_config.repetition_penalty = 1.3
+    assert supports(stub) == "generation config sets repetition_penalty"
+    static = HFBackend("smollm2-135m", BackendOptions(extra={"engine": "static"}))
+    assert static.engine is None
+    assert _gen(static, PROMPTS[:2]) == _gen(model, PROMPTS[:2])
+    with pytest.raises(UserError, match="engine=fast: use auto, continuous or static"):
+        HFBackend("smollm2-135m", BackendOptions(extra={"engine": "fast"}))

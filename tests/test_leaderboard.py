@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -243,13 +244,15 @@ def test_index_filters_by_model_and_task(page, site):
     page.fill("#model-filter", "")
     assert len(models_in_order(page)) == 4
     avg = page.text_content("#board tbody tr:first-child td.avg .v")
-    assert avg != "—"
+    avg_ci = page.text_content("#board tbody tr:first-child td.avg .ci")
+    assert avg != "—" and avg_ci.startswith("[")
     page.uncheck("#task-filter input[value=bbh]")  # no task shown: no average
     assert page.is_hidden("#board th[data-col='task:bbh']")
     assert page.text_content("#board tbody tr:first-child td.avg .v") == "—"
     page.click("#task-filter button.group:text('All')")
     assert page.is_visible("#board th[data-col='task:bbh']")
     assert page.text_content("#board tbody tr:first-child td.avg .v") == avg
+    assert page.text_content("#board tbody tr:first-child td.avg .ci") == avg_ci  # table.js agrees with the build
 
 
 @pytest.mark.browser
@@ -366,7 +369,7 @@ def test_revisions_form_a_series_and_lower_is_better_stays_out_of_the_average(tm
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'class="deviates"' not in index  # one setup throughout
     assert "org/base@abc123" in index and "PPL</a> ↓" in index
-    assert 'data-task="perplexity_task" data-value="9.5" data-se="" data-avg="0"' in index
+    assert 'data-task="perplexity_task" data-value="9.5" data-se="" data-lo="" data-hi="" data-n="" data-scale="1.0" data-avg="0"' in index
     # The average is the accuracy alone (50.0), the ↓ task is excluded.
     assert '<span class="v">50.0</span>' in index
     svgs = [p.read_text() for p in (tmp_path / "site" / "history").glob("*.svg")]
@@ -407,3 +410,70 @@ def test_a_corrupt_samples_file_is_one_clear_error_even_from_a_worker(tmp_path):
     samples.write_text('{"broken": true}\n' + "".join(lines[1:]))
     with pytest.raises(UserError, match=r"samples.jsonl:1: not a valid sample record"):
         build_site(runs, tmp_path / "site", load_config())
+
+
+# -- intervals: Wilson for proportions, from the records -----------------------------------
+
+
+def write_proportion_run(root: Path, model: str, correct: dict[str, tuple[int, int]]) -> Path:
+    """A run whose tasks score ``k`` of ``n`` samples correct, aggregated as evalsuite does."""
+    from evalsuite.metrics import aggregate_means
+    from evalsuite.records import (DatasetInfo, ModelInfo, ResultsSummary, RunProvenance, SampleResult, Score,
+                                   TaskProvenance)
+
+    info = ModelInfo(id=model, backend="hf")
+    tasks = {t: TaskProvenance(name=t, version="1", params={}, dataset=DatasetInfo(source="x", content_hash="0", n_rows=n),
+                               template_hashes={}) for t, (_, n) in correct.items()}
+    rundir = RunDir(root / model)
+    rundir.write_provenance(RunProvenance(run_id=model, evalsuite_version="9.9", model=info, tasks=tasks, seed=0,
+                                          batch_size=1, started_at="2026-01-01T00:00:00+00:00"))
+    results = {}
+    for task, (k, n) in correct.items():
+        samples = [SampleResult(task=task, sample_id=str(i), score=Score(metrics={"acc": float(i < k)})) for i in range(n)]
+        rundir.append(samples)
+        results[task] = aggregate_means(samples, "acc")
+    rundir.close()
+    rundir.write_results(ResultsSummary(run_id=model, model=model, tasks=results))
+    return rundir.path
+
+
+def test_zero_of_ten_shows_the_wilson_interval_and_averages_use_kish_n(tmp_path):
+    from evalsuite.records import wilson_interval
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
+    runs = [write_proportion_run(tmp_path, "org/zero", {"t1": (0, 10), "t2": (0, 30)}),
+            write_proportion_run(tmp_path, "org/good", {"t1": (8, 10), "t2": (27, 30)})]
+    build_site(runs, tmp_path / "site", load_config())
+    index = (tmp_path / "site" / "index.html").read_text()
+    start = index.index('data-model="org/zero"')
+    row = index[start:index.index("</tr>", start)]
+    assert '<span class="ci">[0.0, 27.8]</span>' in row  # 0 of 10: not "± 0.0"
+    assert "± 0.0" not in index
+    # The average of two proportions: Wilson at n_eff = 2² / (1/10 + 1/30) = 30.
+    low, high = wilson_interval(0.0, 30)
+    assert f'<span class="v">0.0</span> <span class="ci">[{100 * low:.1f}, {100 * high:.1f}]</span>' in row
+    ranks = dict(re.findall(r'data-model="(org/\w+)">\s*<td class="rank num" data-value="(\d+)"', index))
+    assert ranks == {"org/good": "1", "org/zero": "2"}
+
+
+@pytest.mark.browser
+def test_table_js_recomputes_the_kish_wilson_average_as_the_build_does(page, tmp_path):
+    from leaderboards.builder import build_site
+    from leaderboards.config import load_config
+
+    runs = [write_proportion_run(tmp_path, "org/a", {"t1": (3, 10), "t2": (20, 30)}),
+            write_proportion_run(tmp_path, "org/b", {"t1": (0, 10), "t2": (1, 30)})]
+    build_site(runs, tmp_path / "site", load_config())
+    html = (tmp_path / "site" / "index.html").read_text()
+    built = dict(re.findall(r'data-model="(org/\w)">.*?<td class="avg num"[^>]*><span class="v">[^<]*</span> '
+                            r'<span class="ci">([^<]*)</span>', html, re.S))
+    assert len(built) == 2 and all(v.startswith("[") for v in built.values())
+    page.goto((tmp_path / "site" / "index.html").as_uri())
+    shown = "els => Object.fromEntries(els.map(e => [e.closest('tr').dataset.model, e.textContent]))"
+    assert page.eval_on_selector_all("#board tbody td.avg .ci", shown) == built  # JS on load == Python build
+    page.uncheck("#task-filter input[value=t2]")  # one task: the average is that task, with its own interval
+    assert page.eval_on_selector_all("#board tbody td.avg .ci", shown) == page.eval_on_selector_all(
+        "#board tbody td.score[data-task=t1] .ci", shown)
+    page.check("#task-filter input[value=t2]")
+    assert page.eval_on_selector_all("#board tbody td.avg .ci", shown) == built

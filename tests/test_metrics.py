@@ -48,3 +48,75 @@ def test_macro_and_micro_with_unscored_samples_excluded_and_counted():
     assert agg.subtasks["b"].n_samples == 3 and agg.subtasks["b"].metrics["em"].value == 1.0
     se_a = agg.subtasks["a"].metrics["em"].stderr
     assert agg.metrics["em_macro"].stderr == pytest.approx(math.sqrt(se_a**2 + 0.0) / 2)
+
+
+# -- intervals: Wilson for proportions, honest at 0 % and 100 % ------------------------
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (10, 10), (1, 10), (3, 7), (50, 100), (0, 1), (1, 1), (163, 164)])
+def test_wilson_interval_equals_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from evalsuite.records import wilson_interval
+
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k / n, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_zero_of_ten_is_zero_to_27_8_points_and_stderr_stays_zero():
+    got = mean_stderr([0.0] * 10)
+    assert got.ci_method == "wilson" and got.n == 10
+    assert got.ci[0] == 0.0 and round(100 * got.ci[1], 1) == 27.8
+    assert got.stderr == 0.0  # the stderr is kept as it is
+    full = mean_stderr([1.0] * 10)
+    assert full.ci[1] == 1.0 and round(100 * full.ci[0], 1) == 72.2
+
+
+def test_non_binary_metrics_get_a_normal_interval_and_one_value_none():
+    values = [0.25, 0.5, 1.0, 0.0]
+    got = mean_stderr(values)
+    z = 1.959963984540054
+    assert got.ci_method == "normal" and got.ci == pytest.approx((got.value - z * got.stderr, got.value + z * got.stderr))
+    single = mean_stderr([0.5])
+    assert single.stderr is None and single.ci is None
+    assert mean_stderr([1.0]).ci == pytest.approx((0.2065, 1.0), abs=1e-4)  # a proportion still has one
+
+
+def test_macro_stderr_with_one_sample_per_subtask_is_the_collapsed_strata_estimate():
+    """--limit 1: every subtask n=1 has no variance of its own; the macro still has a stderr."""
+    outcomes = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    results = [_result(f"s{i}", v) for i, v in enumerate(outcomes)]
+    agg = aggregate_means(results, "em", "macro")
+    macro, micro = agg.metrics["em_macro"], agg.metrics["em_micro"]
+    assert all(s.metrics["em"].stderr is None for s in agg.subtasks.values())
+    assert macro.stderr == pytest.approx(np.std(outcomes, ddof=1) / math.sqrt(len(outcomes)))
+    assert macro.stderr == pytest.approx(micro.stderr)
+    assert macro.ci_method == "wilson" and macro.n == pytest.approx(9) and macro.ci == pytest.approx(micro.ci)
+
+
+def test_macro_borrows_pooled_variance_for_single_sample_subtasks_and_uses_kish_n():
+    a, b, c = [1.0, 0.0, 1.0, 1.0], [0.0, 0.0], [1.0]
+    results = [_result("a", v) for v in a] + [_result("b", v) for v in b] + [_result("c", v) for v in c]
+    macro = aggregate_means(results, "em", "macro").metrics["em_macro"]
+    pooled = (np.var(a, ddof=1) * 3 + np.var(b, ddof=1) * 1) / 4
+    expected = math.sqrt(np.var(a, ddof=1) / 4 + np.var(b, ddof=1) / 2 + pooled / 1) / 3
+    assert macro.value == pytest.approx((0.75 + 0.0 + 1.0) / 3)
+    assert macro.stderr == pytest.approx(expected)
+    n_eff = 9 / (1 / 4 + 1 / 2 + 1 / 1)
+    assert macro.n == pytest.approx(n_eff)
+    from evalsuite.records import wilson_interval
+
+    assert macro.ci == pytest.approx(wilson_interval(macro.value, n_eff))
+
+
+def test_results_json_and_summary_carry_the_interval(cli, data_dir, tmp_path):
+    from evalsuite.rundir import RunDir
+
+    proc = cli("run", "--model", "mock", "--tasks", "bbh", "--limit", "1", "--data-dir", str(data_dir),
+               "-o", str(tmp_path), "-M", "reply=So the answer is (Z).")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = tmp_path.iterdir()
+    headline = RunDir.existing(run).results().tasks["bbh"].metrics["exact_match"]
+    assert headline.value == 0.0 and headline.stderr == 0.0
+    assert headline.ci_method == "wilson" and headline.ci[0] == 0.0 and headline.ci[1] == pytest.approx(3.8415 / (27 + 3.8415), abs=1e-4)
+    assert "95% CI" in proc.stdout and "[0.0000, 0.1246]" in proc.stdout and "Wilson" in proc.stdout

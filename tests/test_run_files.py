@@ -20,8 +20,10 @@ def test_run_writes_typed_files_with_full_provenance(tmp_path, data_dir):
     assert results["schema_version"] == SCHEMA_VERSION
     assert bbh["n_samples"] == 54 and len(bbh["subtasks"]) == 27
     for name in ("exact_match", "exact_match_macro", "exact_match_micro"):
-        assert set(bbh["metrics"][name]) == {"value", "stderr"}
-        assert isinstance(bbh["metrics"][name]["value"], float)
+        metric = bbh["metrics"][name]
+        assert set(metric) == {"value", "stderr", "ci", "ci_method", "n"}
+        assert isinstance(metric["value"], float) and metric["ci_method"] == "wilson"
+        assert metric["ci"][0] <= metric["value"] <= metric["ci"][1]
     sub = bbh["subtasks"]["navigate"]
     assert sub["n_samples"] == 2 and "exact_match" in sub["metrics"]
     assert bbh["headline"] == "exact_match" and bbh["headline_aggregation"] == "macro"

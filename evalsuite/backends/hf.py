@@ -21,17 +21,20 @@ from evalsuite.backends.base import (
     render_prompt,
     split_continuations,
 )
-from evalsuite.backends.batching import Batch, plan_batches
+from evalsuite.backends.batching import Batch, admission_order, plan_batches
 from evalsuite.backends.models import resolve_model
 from evalsuite.errors import UserError
 from evalsuite.records import GenerationConfig, LoglikelihoodResult, ModelInfo, ModelOutput, Prompt
 from evalsuite.templates import sha256_text
 
-CPU_BATCH = 16  # measured: ~70 tok/s at 16 vs ~20 at 1 on 2 cores
+CPU_BATCH = 16  # static batches: measured ~70 tok/s at 16 vs ~20 at 1 on 2 cores
+CPU_ROWS = 64  # continuous engine: rows decoded together (the KV budget may admit fewer)
+GPU_ROWS = 256
 GPU_BATCH_START = 64  # halved on OOM
 # rows x padded prompt tokens per batch; beyond this CPU prefill slows sharply
 CPU_BATCH_TOKENS = 16384
 GPU_BATCH_TOKENS = 262144
+CPU_KV_BYTES = 2 * 2**30  # KV slots of the continuous engine on CPU
 
 
 class HFBackend(Backend):
@@ -59,13 +62,16 @@ class HFBackend(Backend):
         if options.chat_template and not has_template:
             raise UserError(f"model {resolved.id} has no chat template; drop --chat-template")
         self.use_chat = has_template if options.chat_template is None else options.chat_template
-        self.batch_size = (
-            int(options.batch_size)
-            if options.batch_size != "auto"
-            else (GPU_BATCH_START if self.device.startswith("cuda") else CPU_BATCH)
-        )
         self.static_cache = str(options.extra.get("cache", "")) == "static"
-        self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if self.device.startswith("cuda") else CPU_BATCH_TOKENS))
+        gpu = self.device.startswith("cuda")
+        self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS))
+        self.kv_cache_bytes = self._kv_budget(options.extra.get("kv_cache_gb"))
+        self.engine = self._pick_engine(str(options.extra.get("engine", "auto")))
+        # --batch-size: rows decoded together (continuous engine) or rows per static batch.
+        auto = (GPU_ROWS if gpu else CPU_ROWS) if self.engine is not None else (GPU_BATCH_START if gpu else CPU_BATCH)
+        self.batch_size = int(options.batch_size) if options.batch_size != "auto" else auto
+        if self.engine is not None:
+            self.engine.max_rows = self.batch_size
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv: Any = None
         self.info = ModelInfo(
@@ -93,6 +99,36 @@ class HFBackend(Backend):
             raise UserError(f"cannot load model '{path}': {str(exc).splitlines()[0]}") from None
         return model.to(self.device).eval(), tok
 
+    def _pick_engine(self, requested: str) -> Any:
+        """A SlotEngine (continuous batching) unless ``-M engine=static`` or the model needs ``model.generate``."""
+        from evalsuite.backends import hf_engine  # imports torch
+
+        if requested not in ("auto", "continuous", "static"):
+            raise UserError(f"-M engine={requested}: use auto, continuous or static")
+        if requested == "static":
+            return None
+        why = hf_engine.supports(self.model)
+        if why is not None:
+            if requested == "continuous":
+                raise UserError(f"-M engine=continuous: this model needs model.generate() ({why})")
+            return None
+        return hf_engine.SlotEngine(self.model, self._eos(), CPU_ROWS, self.kv_cache_bytes, self.stats)
+
+    def _kv_budget(self, gigabytes: Any) -> int:
+        """Bytes the continuous engine may hold in KV slots: ``-M kv_cache_gb``, else 2 GiB on CPU
+        (vLLM's usual CPU KV space) or half the free GPU memory."""
+        if gigabytes is not None:
+            try:
+                return int(float(gigabytes) * 2**30)
+            except ValueError:
+                raise UserError(f"-M kv_cache_gb={gigabytes}: expected a number of GiB") from None
+        if self.device.startswith("cuda"):
+            return self.torch.cuda.mem_get_info(self.torch.device(self.device))[0] // 2
+        return CPU_KV_BYTES
+
+    def _eos(self) -> set[int]:
+        return set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size
@@ -111,29 +147,58 @@ class HFBackend(Backend):
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput]]:
         encoded = [self._encode(r.prompt) for r in requests]
-        # One generate() call needs one config.
+        # One generation config per pass (a static batch needs one anyway).
         by_config = sorted(range(len(requests)), key=lambda i: requests[i].config.model_dump_json())
         for _, group in groupby(by_config, key=lambda i: requests[i].config.model_dump_json()):
             idx = list(group)
             config = requests[idx[0]].config
-            pending = [
-                Batch([idx[j] for j in b.indices], b.shared_prefix)
-                for b in plan_batches([encoded[i] for i in idx], self.batch_size, self.max_batch_tokens)
-            ]
-            while pending:
-                batch = pending.pop(0)
-                try:
-                    outputs = self._generate_batch([encoded[i] for i in batch.indices], config, batch.shared_prefix)
-                except self.torch.cuda.OutOfMemoryError:
-                    if len(batch.indices) == 1:
-                        raise
-                    # auto batch size: halve, split this batch and go on
-                    self.batch_size = max(1, len(batch.indices) // 2)
-                    self.torch.cuda.empty_cache()
-                    half = self.batch_size
-                    pending[:0] = [Batch(batch.indices[:half], batch.shared_prefix), Batch(batch.indices[half:], batch.shared_prefix)]
-                    continue
-                yield from zip(batch.indices, outputs)
+            if self.engine is not None:
+                yield from self._generate_continuous(idx, encoded, config)
+            else:
+                yield from self._generate_static(idx, encoded, config)
+
+    def _generate_continuous(self, idx: list[int], encoded: list[list[int]], config: GenerationConfig) -> Iterator[tuple[int, ModelOutput]]:
+        """Rows refilled as they finish (evalsuite.backends.hf_engine); halves the rows on a GPU OOM."""
+        from evalsuite.backends.hf_engine import Finisher, Sampling
+
+        prompts = [encoded[i] for i in idx]
+        sampling = Sampling(config.temperature, config.top_p, config.seed)
+        finisher = Finisher(self.tokenizer, self.engine.eos, config.stop, config.max_new_tokens)
+        pending = admission_order(prompts)
+        while pending:
+            finished: set[int] = set()
+            try:
+                for j, rows in self.engine.run(prompts, pending, config.n, config.max_new_tokens, sampling, finisher):
+                    finished.add(j)
+                    yield idx[j], self._output(len(prompts[j]), [r.tokens for r in rows], config.stop)
+                return
+            except self.torch.cuda.OutOfMemoryError:
+                if self.engine.max_rows <= config.n:
+                    raise
+                self.engine.max_rows = self.batch_size = max(config.n, self.engine.max_rows // 2)
+                self.torch.cuda.empty_cache()
+                pending = [p for p in pending if p[0] not in finished]
+
+    def _generate_static(self, idx: list[int], encoded: list[list[int]], config: GenerationConfig) -> Iterator[tuple[int, ModelOutput]]:
+        """Length-sorted static batches through ``model.generate``; halves the batch on a GPU OOM."""
+        pending = [
+            Batch([idx[j] for j in b.indices], b.shared_prefix)
+            for b in plan_batches([encoded[i] for i in idx], self.batch_size, self.max_batch_tokens)
+        ]
+        while pending:
+            batch = pending.pop(0)
+            try:
+                outputs = self._generate_batch([encoded[i] for i in batch.indices], config, batch.shared_prefix)
+            except self.torch.cuda.OutOfMemoryError:
+                if len(batch.indices) == 1:
+                    raise
+                # auto batch size: halve, split this batch and go on
+                self.batch_size = max(1, len(batch.indices) // 2)
+                self.torch.cuda.empty_cache()
+                half = self.batch_size
+                pending[:0] = [Batch(batch.indices[:half], batch.shared_prefix), Batch(batch.indices[half:], batch.shared_prefix)]
+                continue
+            yield from zip(batch.indices, outputs)
 
     def _prefix_cache(self, prefix: list[int]) -> Any:
         """KV cache of a shared prompt prefix, computed once per prefix."""
@@ -179,21 +244,24 @@ class HFBackend(Backend):
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         self.stats["generate_calls"] += 1
         new = out[:, width:].tolist()
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
-        results = []
-        for row, prompt in enumerate(prompts):
-            texts, reasons, n_tokens = [], [], 0
-            for seq in new[row * config.n : (row + 1) * config.n]:
-                end = next((j for j, t in enumerate(seq) if t in eos), None)
-                tokens = seq if end is None else seq[:end]
-                text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), config.stop)
-                n_tokens += len(tokens)
-                texts.append(text)
-                reasons.append("stop" if stopped else "eos" if end is not None else "length")
-            results.append(
-                ModelOutput(completions=texts, finish_reasons=reasons, prompt_tokens=len(prompt), completion_tokens=n_tokens)
-            )
-        return results
+        return [self._output(len(p), new[row * config.n : (row + 1) * config.n], config.stop) for row, p in enumerate(prompts)]
+
+    def _output(self, prompt_tokens: int, sequences: list[list[int]], stops: Sequence[str]) -> ModelOutput:
+        """A ModelOutput from the new token ids of each of a prompt's completions.
+
+        Each sequence is cut at its first EOS and its text at the first stop
+        string; the finish reason says which ended it ("length" otherwise).
+        """
+        eos = self._eos()
+        texts, reasons, n_tokens = [], [], 0
+        for seq in sequences:
+            end = next((j for j, t in enumerate(seq) if t in eos), None)
+            tokens = seq if end is None else seq[:end]
+            text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stops)
+            n_tokens += len(tokens)
+            texts.append(text)
+            reasons.append("stop" if stopped else "eos" if end is not None else "length")
+        return ModelOutput(completions=texts, finish_reasons=reasons, prompt_tokens=prompt_tokens, completion_tokens=n_tokens)
 
     # -- log-likelihood --------------------------------------------------------
 

@@ -54,6 +54,35 @@
     return on;
   }
 
+  // Wilson score interval (95%) of a proportion p over n trials; n may be fractional.
+  function wilson(p, n) {
+    var z = 1.959963984540054, z2n = z * z / n;
+    var centre = (p + z2n / 2) / (1 + z2n);
+    var half = z * Math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n);
+    return [p === 0 ? 0 : Math.max(0, centre - half), p === 1 ? 1 : Math.min(1, centre + half)];
+  }
+
+  // The average of the shown cells and its interval, as leaderboards/builder.py's _average.
+  function average(cells) {
+    var k = cells.length;
+    if (k === 0) return null;
+    var value = 0, varSum = 0, seMissing = false, wilsonOk = true, invN = 0, scale = num(cells[0].scale);
+    cells.forEach(function (c) {
+      value += num(c.value) / k;
+      var se = num(c.se), n = num(c.n);
+      if (se === null) seMissing = true; else varSum += se * se;
+      if (n === null || num(c.scale) !== scale) wilsonOk = false; else invN += 1 / n;
+    });
+    if (k === 1) return {value: value, low: num(cells[0].lo), high: num(cells[0].hi)};
+    if (wilsonOk) {
+      var w = wilson(Math.min(1, Math.max(0, value / scale)), k * k / invN);
+      return {value: value, low: w[0] * scale, high: w[1] * scale};
+    }
+    if (seMissing) return {value: value, low: null, high: null};
+    var half = 1.959963984540054 * Math.sqrt(varSum) / k;
+    return {value: value, low: value - half, high: value + half};
+  }
+
   function recomputeAverages(on) {
     var avgCol = board.querySelector("th[data-col=average]");
     if (!avgCol) return;
@@ -61,24 +90,22 @@
     if (isNaN(decimals)) decimals = 1;
     var bounds = [];  // [row, low, high] of each average, for the rank
     Array.prototype.forEach.call(board.tBodies[0].rows, function (row) {
-      var sum = 0, k = 0, varSum = 0, missing = false, seMissing = false;
+      var cells = [], missing = false;
       row.querySelectorAll("td[data-task]").forEach(function (td) {
         if (!on[td.dataset.task] || td.dataset.avg !== "1") return;
-        var v = num(td.dataset.value), se = num(td.dataset.se);
-        if (v === null) { missing = true; return; }
-        sum += v; k += 1;
-        if (se === null) seMissing = true; else varSum += se * se;
+        if (num(td.dataset.value) === null) { missing = true; return; }
+        cells.push(td.dataset);
       });
       var cell = row.querySelector("td.avg");
       var v = cell.querySelector(".v"), ci = cell.querySelector(".ci");
-      if (missing || k === 0) {
+      var avg = missing ? null : average(cells);
+      if (avg === null) {
         cell.dataset.value = ""; v.textContent = "—"; ci.textContent = "";
       } else {
-        var half = seMissing ? 0 : 1.959963984540054 * Math.sqrt(varSum) / k;
-        cell.dataset.value = String(sum / k);
-        v.textContent = (sum / k).toFixed(decimals);
-        ci.textContent = seMissing ? "" : "± " + half.toFixed(decimals);
-        bounds.push([row, sum / k - half, sum / k + half]);
+        cell.dataset.value = String(avg.value);
+        v.textContent = avg.value.toFixed(decimals);
+        ci.textContent = avg.low === null ? "" : "[" + avg.low.toFixed(decimals) + ", " + avg.high.toFixed(decimals) + "]";
+        bounds.push(avg.low === null ? [row, avg.value, avg.value] : [row, avg.low, avg.high]);
       }
     });
     // Rank = 1 + the number of models whose average is *significantly* higher

@@ -1,0 +1,106 @@
+"""Progress is visible in both modes: plain lines through a pipe, a live bar on a terminal.
+
+Both tests run the real CLI in a subprocess (the mock backend with a per-request
+delay stands in for a slow model) and read its stderr while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+from tests.conftest import _command, _env
+
+PLAIN = re.compile(
+    r"^bbh: (\d+)/(\d+) \((\d+)%\) · elapsed \d+:\d\d · (ETA (\d+:\d\d|\?)|done) · [\d.]+ tok/s · (\d+) errors?$"
+)
+
+
+def _run_args(data_dir, tmp_path, *extra: str) -> list[str]:
+    return ["run", "--model", "mock", "--tasks", "bbh", "--limit", "1", "--data-dir", str(data_dir),
+            "-o", str(tmp_path), *extra]
+
+
+def test_piped_stderr_gets_plain_progress_lines_while_the_run_goes(data_dir, tmp_path):
+    # 27 samples at 0.25 s each, every 9th request failing; a heartbeat every 1 s.
+    args = _run_args(data_dir, tmp_path, "-M", "delay=0.25", "-M", "fail_every=9")
+    proc = subprocess.Popen(_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env({"EVALSUITE_PROGRESS_INTERVAL": "1"}))
+    seen: list[tuple[float, str]] = []
+    for line in proc.stderr:  # read as it is written
+        seen.append((time.monotonic(), line.rstrip("\n")))
+    finished = time.monotonic()
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, "\n".join(line for _, line in seen)
+    lines = [line for _, line in seen]
+    # The mock loads at once: its status shows only the outcome (see test_plain_status_*).
+    assert re.fullmatch(r"loading model mock: done in [\d.]+ s", lines[0])
+    progress = [(t, PLAIN.match(line)) for t, line in seen if PLAIN.match(line)]
+    assert len(progress) >= 8, lines
+    # Lines arrive during the run, not all at the end: the first is seconds before exit.
+    assert finished - progress[0][0] > 3
+    counts = [int(m.group(1)) for _, m in progress]
+    assert counts == sorted(counts) and counts[-1] == 27 and {int(m.group(2)) for _, m in progress} == {27}
+    assert progress[-1][1].group(4) == "done"
+    # Failed generations are counted as they happen.
+    assert int(progress[-1][1].group(6)) >= 1
+    assert any(int(m.group(6)) == 0 for _, m in progress)
+    # No terminal control codes in a log.
+    assert not any("\x1b[" in line for line in lines)
+
+
+def test_terminal_gets_a_live_bar_and_a_loading_line(data_dir, tmp_path):
+    master, slave = pty.openpty()
+    args = _run_args(data_dir, tmp_path, "-M", "delay=0.1")
+    proc = subprocess.Popen(_command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                            env=_env({"TERM": "xterm-256color", "COLUMNS": "160"}))
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    text = out.decode("utf-8", "replace")
+    assert "\x1b[" in text  # a live display, redrawn in place
+    assert re.search(r"✓ loading model mock \([\d.]+ s\)", text)
+    assert "━" in text and "27/27" in text and "ETA" in text and "tok/s" in text and "0 err" in text
+    assert not PLAIN.search(text.replace("\r", "\n"))  # no plain lines on a terminal
+
+
+def test_plain_status_shows_a_slow_step_while_it_lasts_and_a_quick_error_not_at_all():
+    import io
+
+    from rich.console import Console
+
+    from evalsuite.errors import UserError
+    from evalsuite.progress import status
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with status("starting server", console, interval_s=0.5):
+        time.sleep(1.8)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "starting server …" and re.fullmatch(r"starting server … 0:0\d", lines[1])
+    assert re.fullmatch(r"starting server: done in [\d.]+ s", lines[-1])
+
+    out.seek(0), out.truncate()
+    try:
+        with status("loading model openai:nope", console):
+            raise UserError("model 'nope' is not served")
+    except UserError:
+        pass
+    assert out.getvalue() == ""  # the error line the CLI prints stays the only one
