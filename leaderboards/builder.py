@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,10 +328,17 @@ class SiteBuilder:
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             _ACTIVE = self  # inherited by the forked workers, not pickled
             try:
-                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                pool = multiprocessing.get_context("fork").Pool(workers, initializer=_default_signals)
+                try:
                     pending = pool.map_async(_sample_worker, keys, chunksize=1)
                     other_pages()
                     counts = pending.get()
+                    pool.close()  # workers leave on their own: terminate() is only for failures
+                except BaseException:
+                    pool.terminate()
+                    raise
+                finally:
+                    pool.join()
             finally:
                 _ACTIVE = None
         else:
@@ -396,6 +404,15 @@ class SiteBuilder:
 
 
 _ACTIVE: SiteBuilder | None = None
+
+
+def _default_signals() -> None:
+    """Forked workers die at once on the pool's SIGTERM.  With the CLI's handler
+    (raise SystemExit) inherited through fork, a worker was seen to stay
+    blocked in the task queue while the parent waited for it in
+    Pool.terminate(): the build hung."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
 def _sample_worker(key: int) -> tuple[int, int]:
