@@ -259,7 +259,7 @@ def _run_task(
                     scorer.add(sample, prompt, response, began)
             scorer.flush()
     except BaseException:
-        scorer.keep_unscored()  # generation stopped (lost backend, Ctrl-C): what came back stays
+        scorer.flush(unscored=True)  # generation stopped (lost backend, Ctrl-C): what came back stays
         raise
     progress.finish_task(task.name)
 
@@ -414,11 +414,13 @@ class _Scorer:
             self.add(sample, prev.prompt, prev.output or prev.loglikelihood, time.monotonic())
         self.flush()
 
-    def flush(self) -> None:
+    def flush(self, unscored: bool = False) -> None:
+        """Score and write the buffered generations; ``unscored`` writes them as
+        ``generated`` (generation stopped: ``--resume`` scores them)."""
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        if self.generate_only:
+        if self.generate_only or unscored:
             scores = [Score(status=ScoreStatus.GENERATED)] * len(batch)
         else:
             try:
@@ -433,14 +435,6 @@ class _Scorer:
         self.rundir.append(
             self._record(sample, prompt, response, score, started)
             for (sample, prompt, response, started), score in zip(batch, scores)
-        )
-
-    def keep_unscored(self) -> None:
-        """Write buffered generations unscored (status ``generated``); ``--resume`` scores them."""
-        batch, self.pending = self.pending, []
-        self.rundir.append(
-            self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)
-            for sample, prompt, response, started in batch
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
