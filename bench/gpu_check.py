@@ -88,8 +88,8 @@ def loglikelihood_gap(backend: HFBackend) -> float:
     (_, got), = list(backend.loglikelihood([req]))
     tok, model = backend.tokenizer, backend.model
     worst = 0.0
+    ctx = tok(req.context, add_special_tokens=False).input_ids
     for cont, lp in zip(req.continuations, got.logprobs):
-        ctx = tok(req.context, add_special_tokens=False).input_ids
         full = tok(req.context + cont, add_special_tokens=False).input_ids
         ids = torch.tensor([full], device=model.device)
         with torch.inference_mode():

@@ -16,7 +16,6 @@ prepare)
         pydantic pydantic-core annotated-types typing-inspection gguf
     cp "${EVALSUITE_DATA_DIR:-../shared/data}"/bbh/{boolean_expressions,date_understanding,hyperbaton,dyck_languages}.json \
         "$GPU/data/bbh/"
-    cp -r "${EVALSUITE_DATA_DIR:-../shared/data}/bbh/cot-prompts" "$GPU/data/bbh/" 2>/dev/null || true
     model=$(.venv/bin/python -c 'from evalsuite.backends.models import resolve_model; print(resolve_model("smollm2-135m").loadable)')
     cp "$model"/{config.json,generation_config.json,tokenizer.json,tokenizer_config.json,chat_template.jinja} "$GPU/model/"
     du -sh "$GPU"
