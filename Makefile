@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 # The CPU wheel; a plain `torch` requirement pulls gigabytes of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_LIMIT ?= 1
-# The demo's engine, chosen on one idle 2-core measurement of this very demo
-# (27/27 identical completions): in-process transformers took 156 s (7 s load,
-# 52.7 tok/s) against 189 s for the managed vLLM server (31 s start, 50.6 tok/s,
-# on the one core vLLM computes on), and needs no 3.4 GB vLLM venv.
+# The demo's engine, chosen on idle 2-core measurements of this very demo
+# (27/27 identical completions): in-process transformers takes 106 s (4 s load,
+# continuous batching with prompt-lookup drafts; 156 s without drafts) against
+# 189 s for the managed vLLM server (31 s start, 50.6 tok/s on the one core vLLM
+# computes on), and needs no 3.4 GB vLLM venv.
 # `make demo DEMO_MODEL=vllm:smollm2-135m` runs it on vLLM (its venv is built first).
 DEMO_MODEL ?= smollm2-135m
 export EVALSUITE_DATA_DIR ?= $(abspath ../shared/data)

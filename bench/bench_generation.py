@@ -6,11 +6,13 @@ Part 1, the batching plan (small: --small-subtasks x --small-per-subtask prompts
   static:     evalsuite's static plan (prefix-shared, length-sorted batches
               through model.generate(); the fallback engine, -M engine=static);
   continuous: evalsuite's default engine (rows refilled as they finish, slot
-              KV cache, shared few-shot prefixes prefilled once).
+              KV cache, shared few-shot prefixes prefilled once, greedy rows
+              verifying prompt-lookup drafts).
 
 Part 2, the 64-prompt bench of issue 12 (8 subtasks x 8 items, chat-rendered,
 greedy, 256 new tokens, BBH stops):
-  continuous HF engine tok/s (and static, unless --skip-static);
+  continuous HF engine tok/s, with and without prompt-lookup drafts (and
+  static batches, unless --skip-static);
   `evalsuite run` through the default local path (runner overhead included);
   raw vLLM tok/s on the same token ids, when the vLLM venv exists
   ($EVALSUITE_VLLM_PYTHON, default ~/.cache/evalsuite/vllm-venv-0.32.0): the
@@ -64,19 +66,22 @@ def prompts(data_dir: str, subtasks: str, per_subtask: int, max_new_tokens: int)
     return [s.id for s in samples], [GenerateRequest(task.request(s).prompt, config) for s in samples]
 
 
-def timed(backend: HFBackend, requests: list[GenerateRequest], engine: str, batch_size: int | None = None) -> tuple[float, list[str], int]:
+def timed(backend: HFBackend, requests: list[GenerateRequest], engine: str, batch_size: int | None = None,
+          draft_tokens: int | None = None) -> tuple[float, list[str], int]:
     """(seconds, completions in request order, completion tokens) of one generate() call."""
-    saved = backend.engine, backend.batch_size
+    saved = backend.engine, backend.batch_size, backend.engine.draft_tokens
     if engine == "static":
         backend.engine = None
     if batch_size is not None:
         backend.batch_size = batch_size
+    if draft_tokens is not None:
+        saved[0].draft_tokens = draft_tokens
     try:
         start = time.perf_counter()
         outputs = dict(backend.generate(requests))
         elapsed = time.perf_counter() - start
     finally:
-        backend.engine, backend.batch_size = saved
+        backend.engine, backend.batch_size, backend.engine.draft_tokens = saved
     return elapsed, [outputs[i].completions[0] for i in range(len(requests))], sum(o.completion_tokens for o in outputs.values())
 
 
@@ -153,9 +158,13 @@ def part2(backend: HFBackend, args: argparse.Namespace) -> None:
     ids = [backend._encode(r.prompt) for r in reqs]
     print(f"\n[2] {len(reqs)} BBH CoT prompts ({sum(map(len, ids))} prompt tokens), greedy, "
           f"{args.max_new_tokens} new tokens, stops {STOPS!r}", flush=True)
+    before = dict(backend.stats)
     cont_s, cont, tokens = timed(backend, reqs, "continuous")
     rates = {"hf": report("HF continuous (default)", cont_s, tokens, cont, cont)}
-    print(f"    {dict(backend.stats)}", flush=True)
+    print(f"    {({k: v - before.get(k, 0) for k, v in backend.stats.items()})}", flush=True)
+    if not args.skip_no_draft:
+        plain_s, plain, plain_tokens = timed(backend, reqs, "continuous", draft_tokens=0)
+        rates["plain"] = report("HF continuous, no drafts", plain_s, plain_tokens, plain, cont)
     if not args.skip_static:
         static_s, static, static_tokens = timed(backend, reqs, "static", batch_size=hf.CPU_BATCH)
         rates["static"] = report("HF static batches", static_s, static_tokens, static, cont)
@@ -170,7 +179,10 @@ def part2(backend: HFBackend, args: argparse.Namespace) -> None:
         rates["vllm"] = report("raw vLLM server", v_s, v_tokens, v_texts, cont)
     if "vllm" in rates:
         print(f"  HF continuous / vLLM: {rates['hf'] / rates['vllm']:.2f}x"
+              + (f"; without drafts {rates['plain'] / rates['vllm']:.2f}x" if "plain" in rates else "")
               + (f"; evalsuite run / vLLM: {rates['run'] / rates['vllm']:.2f}x" if "run" in rates else ""))
+    if "plain" in rates:
+        print(f"  prompt-lookup drafts bought {rates['hf'] / rates['plain']:.2f}x")
     if "static" in rates:
         print(f"  HF continuous / HF static: {rates['hf'] / rates['static']:.2f}x")
 
@@ -186,6 +198,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--skip-small", action="store_true", help="skip part 1")
     parser.add_argument("--skip-static", action="store_true", help="part 2 without the static engine (slow)")
+    parser.add_argument("--skip-no-draft", action="store_true", help="part 2 without the no-speculation run")
     parser.add_argument("--skip-run", action="store_true", help="part 2 without the `evalsuite run` path")
     parser.add_argument("--skip-vllm", action="store_true", help="part 2 without raw vLLM")
     args = parser.parse_args()

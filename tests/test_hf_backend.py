@@ -139,15 +139,87 @@ def test_continuous_batching_equals_static_batches_and_one_by_one(model, data_di
     requests = _bbh_requests(data_dir, ["navigate", "snarks", "word_sorting", "object_counting"], 2)[:7]
     before = dict(model.stats)
     continuous = _by_engine(model, requests, "continuous", rows=2)
-    stats = {k: model.stats[k] - before.get(k, 0) for k in ("prefills", "row_steps", "prefix_prefills")}
+    stats = {k: model.stats[k] - before.get(k, 0) for k in ("prefills", "row_steps", "accepted", "prefix_prefills")}
     static = _by_engine(model, requests, "static")
     single = [_by_engine(model, [r], "static")[0] for r in requests]
     assert [o.model_dump() for o in continuous] == [o.model_dump() for o in static] == [o.model_dump() for o in single]
     assert {r for o in continuous for r in o.finish_reasons} >= {"length"}
-    # Every decode row-step produced a kept token: no row ever idled as padding.
+    # Every decode row-step produced a kept token (and its accepted drafts): no row ever idled as padding.
     produced = sum(o.completion_tokens + (o.finish_reasons[0] == "eos") for o in continuous)  # + the EOS token
-    assert stats["prefills"] == 7 and stats["row_steps"] == produced - 7  # the first token comes from the prefill
+    assert stats["prefills"] == 7  # the first token comes from the prefill
+    assert stats["row_steps"] + stats["accepted"] == produced - 7
     assert stats["prefix_prefills"] == 3  # once per subtask with two prompts
+
+
+def _speculating(model, requests, draft_tokens, rows=None):
+    """(outputs, stats delta) of the continuous engine verifying up to ``draft_tokens`` drafts per row."""
+    saved, before = model.engine.draft_tokens, dict(model.stats)
+    model.engine.draft_tokens = draft_tokens
+    try:
+        out = _by_engine(model, requests, "continuous", rows)
+    finally:
+        model.engine.draft_tokens = saved
+    return out, {k: model.stats[k] - before.get(k, 0) for k in ("decode_steps", "drafted", "accepted")}
+
+
+def test_prompt_lookup_speculation_changes_no_greedy_output(model, data_dir):
+    """Drafts verified in the step change no token, whatever ends a row, with rows refilled and prefixes shared.
+
+    Real BBH chain-of-thought prompts (two per subtask share a few-shot
+    prefix; word_sorting and dyck restate their input), 3 slots for 8
+    prompts, 96 new tokens: rows end by stop string, EOS and the token limit,
+    some in the middle of an accepted draft.
+    """
+    requests = _bbh_requests(data_dir, ["word_sorting", "dyck_languages", "navigate", "date_understanding"], 2,
+                             max_new_tokens=96)
+    plain, off = _speculating(model, requests, 0, rows=3)
+    drafted, on = _speculating(model, requests, 8, rows=3)
+    assert [o.model_dump() for o in drafted] == [o.model_dump() for o in plain]
+    assert [o.model_dump() for o in plain] == [o.model_dump() for o in _by_engine(model, requests, "static")]
+    assert {r for o in plain for r in o.finish_reasons} >= {"stop", "length"}
+    assert off["drafted"] == 0 and 0 < on["accepted"] < on["drafted"]  # some drafts kept, some rejected
+    assert on["decode_steps"] < off["decode_steps"]
+
+
+def test_speculation_near_the_token_limit_and_at_an_eos(model):
+    """Drafts never run past max_new_tokens, and a row ending at EOS inside a kept draft ends there."""
+    loop = "Repeat after me ten times: red green blue, red green blue, red green blue,"
+    for max_new_tokens in (1, 2, 5, 17):
+        requests = [GenerateRequest(p, GenerationConfig(max_new_tokens=max_new_tokens)) for p in (loop, *PROMPTS)]
+        plain, _ = _speculating(model, requests, 0, rows=2)
+        drafted, _ = _speculating(model, requests, 6, rows=2)
+        assert [o.model_dump() for o in drafted] == [o.model_dump() for o in plain]
+        assert all(o.completion_tokens <= max_new_tokens for o in drafted)
+    # The model echoes the message; the draft copies it from the prompt together with the <|im_end|> (EOS)
+    # that follows it there, so the row ends inside an accepted draft.
+    chat = [GenerateRequest([Message(role="user", content="Repeat exactly: apple, apple, apple.")],
+                            GenerationConfig(max_new_tokens=40))]
+    plain, _ = _speculating(model, chat, 0)
+    drafted, stats = _speculating(model, chat, 6)
+    assert drafted[0].model_dump() == plain[0].model_dump() and plain[0].finish_reasons == ["eos"]
+    assert stats["accepted"] >= plain[0].completion_tokens - 1  # every token after the first came from a draft
+
+
+def test_sampled_rows_never_draft(model):
+    cfg = GenerationConfig(temperature=1.0, n=2, max_new_tokens=12, seed=5)
+    requests = [GenerateRequest(p, cfg) for p in PROMPTS]
+    on, stats = _speculating(model, requests, 8)
+    off, _ = _speculating(model, requests, 0)
+    assert stats["drafted"] == 0 and [o.completions for o in on] == [o.completions for o in off]
+
+
+def test_ngram_drafter_proposes_what_followed_the_latest_match():
+    from evalsuite.backends.hf_engine import NgramDrafter
+
+    d = NgramDrafter([5, 1, 2, 3, 9, 1, 2, 3, 7, 8])
+    assert d.propose(4) == []  # "7 8" and "8" never occurred before
+    d.extend([1, 2, 3])
+    assert d.propose(2) == [7, 8]  # the latest "1 2 3" was followed by 7 8, not the earlier by 9
+    assert d.propose(9) == [7, 8, 1, 2, 3] and d.propose(0) == []
+    d.extend([4, 2, 3])  # "4 2 3" is new; the latest earlier "2 3" came before 4
+    assert d.propose(3) == [4, 2, 3]
+    short = NgramDrafter([1, 2, 1], max_ngram=3, min_ngram=1)
+    assert short.propose(3) == [2, 1]  # only a 1-gram recurs
 
 
 def test_continuous_stop_strings_and_eos_match_generate(model):
@@ -188,3 +260,5 @@ def test_models_the_engine_cannot_run_fall_back_to_generate(model):
     assert _gen(static, PROMPTS[:2]) == _gen(model, PROMPTS[:2])
     with pytest.raises(UserError, match="engine=fast: use auto, continuous or static"):
         HFBackend("smollm2-135m", BackendOptions(extra={"engine": "fast"}))
+    with pytest.raises(UserError, match="draft_tokens=-1: expected a whole number >= 0"):
+        HFBackend("smollm2-135m", BackendOptions(extra={"draft_tokens": "-1"}))

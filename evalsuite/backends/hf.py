@@ -35,6 +35,7 @@ GPU_BATCH_START = 64  # halved on OOM
 CPU_BATCH_TOKENS = 16384
 GPU_BATCH_TOKENS = 262144
 CPU_KV_BYTES = 2 * 2**30  # KV slots of the continuous engine on CPU
+DRAFT_TOKENS = 4  # prompt-lookup draft tokens a greedy row verifies per step (-M draft_tokens=0: off)
 
 
 class HFBackend(Backend):
@@ -66,6 +67,7 @@ class HFBackend(Backend):
         gpu = self.device.startswith("cuda")
         self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS))
         self.kv_cache_bytes = self._kv_budget(options.extra.get("kv_cache_gb"))
+        self._draft_tokens = _non_negative_int(options.extra.get("draft_tokens", DRAFT_TOKENS), "draft_tokens")
         self.engine = self._pick_engine(str(options.extra.get("engine", "auto")))
         # --batch-size: rows decoded together (continuous engine) or rows per static batch.
         auto = (GPU_ROWS if gpu else CPU_ROWS) if self.engine is not None else (GPU_BATCH_START if gpu else CPU_BATCH)
@@ -112,7 +114,8 @@ class HFBackend(Backend):
             if requested == "continuous":
                 raise UserError(f"-M engine=continuous: this model needs model.generate() ({why})")
             return None
-        return hf_engine.SlotEngine(self.model, self._eos(), CPU_ROWS, self.kv_cache_bytes, self.stats)
+        return hf_engine.SlotEngine(self.model, self._eos(), CPU_ROWS, self.kv_cache_bytes, self.stats,
+                                    draft_tokens=self._draft_tokens)
 
     def _kv_budget(self, gigabytes: Any) -> int:
         """Bytes the continuous engine may hold in KV slots: ``-M kv_cache_gb``, else 2 GiB on CPU
@@ -318,6 +321,16 @@ def _as_list(value: Any) -> list[int]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0:
+        raise UserError(f"-M {name}={value}: expected a whole number >= 0")
+    return number
 
 
 def _pick_device(requested: str, torch: Any) -> str:

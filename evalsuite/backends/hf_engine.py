@@ -19,8 +19,14 @@ Prefill goes through the model's own cache and mask code (a standard
 ``DynamicCache``), one prompt at a time, optionally continuing from the KV of
 a few-shot prefix that a subtask's prompts share.  Decode attention is the
 registered attention function ``evalsuite_slots``: exactly transformers'
-SDPA path unless a decode step of this engine passes its plan.  Greedy
-outputs equal ``model.generate``'s (tests compare them).
+SDPA path unless a decode step of this engine passes its plan.
+
+Greedy rows speculate (prompt-lookup decoding): a step also feeds a row the
+tokens that followed the latest earlier occurrence of its last few tokens
+and keeps those the model itself predicts.  A step costs the weights once
+plus a read of each row's KV, so checking 4 guesses costs little more than
+decoding 1, and chain-of-thought answers, which restate their question, keep
+most of them.  Greedy outputs equal ``model.generate``'s (tests compare them).
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class Row:
     generator: torch.Generator | None = None  # sampling only
     bucket: "Bucket | None" = None
     prefix: "Prefix | None" = None  # shared KV before the slot's own columns
+    drafter: "NgramDrafter | None" = None  # greedy rows, when speculation is on
 
 
 class Prefix:
@@ -199,89 +206,133 @@ class Bucket:
 
 @dataclass
 class Part:
-    """One bucket's share of a decode step: batch rows ``start:stop``, attending ``span`` own columns."""
+    """One bucket's share of a decode step: its rows ``start:stop`` (their tokens ``first:last``), each
+    with up to ``width`` query tokens, attending ``span`` own columns."""
 
     bucket: Bucket
     start: int
     stop: int
+    first: int
+    last: int
+    width: int  # the most query tokens of a row in this part (1 without drafts)
     span: int
-    mask: torch.Tensor  # additive, [rows, 1, 1, span]
-    write_at: torch.Tensor  # each row's column for this step's key/value
-    merged: bool  # some row continues a shared prefix: its part needs the log-sum-exp
+    mask: torch.Tensor  # additive, [rows, 1, 1 or heads/kv_heads * width, span]
+    slots: torch.Tensor  # per token: its row's slot
+    columns: torch.Tensor  # per token: the column its key/value goes to
+    padded: torch.Tensor | None  # per padded query [rows * width]: its token (pads repeat the row's first)
+    unpadded: torch.Tensor | None  # per token: its place among the padded queries
+    lengths: torch.Tensor  # the rows' own columns before this step
+    groups: list[tuple["Prefix", torch.Tensor]]  # rows (part-local) continuing each shared prefix
 
 
 class Step:
-    """The plan of one decode step over all live rows, ordered bucket by bucket."""
+    """The plan of one decode step over all live rows, ordered bucket by bucket.
 
-    def __init__(self, cache: "SlotCache") -> None:
+    Each row feeds its last token and, when speculating, its draft tokens;
+    the step's tokens are packed into one sequence ``[1, T]`` (a row's tokens
+    are contiguous), so the model's projections and MLP compute no padding.
+    Only attention pads a bucket's rows to its longest run of queries, which
+    costs little: it is bound by reading the KV, once per row.
+    """
+
+    def __init__(self, cache: "SlotCache", queries: Sequence[int] | None = None) -> None:
         self.parts: list[Part] = []
         self.kv_heads = cache.kv_heads
-        positions, rows = [], []
-        start = 0
+        positions = []
+        start = first = 0
         for bucket in cache.live_buckets():
             n = len(bucket.rows)
-            lengths = bucket.lengths[:n]
-            span = int(lengths.max()) + 1
-            visible = torch.arange(span, device=cache.device)[None, :] <= lengths[:, None]
-            # Additive float mask: on CPU, SDPA runs ~2x faster with it than with a boolean one.
-            mask = torch.zeros(visible.shape, dtype=cache.dtype, device=cache.device)
-            mask.masked_fill_(~visible, torch.finfo(cache.dtype).min)
-            merged = any(r.prefix for r in bucket.rows)
-            self.parts.append(Part(bucket, start, start + n, span, mask[:, None, None, :], lengths.clone(), merged))
-            offsets = torch.tensor([r.prefix.length if r.prefix else 0 for r in bucket.rows], device=cache.device)
-            positions.append(lengths + offsets)
-            rows += bucket.rows
-            start += n
-        self.positions = torch.cat(positions)[:, None]  # [B, 1]: each row's own next position
+            q = torch.tensor(queries[start : start + n] if queries else [1] * n, device=cache.device)
+            part, part_positions = self._plan(cache, bucket, start, first, q)
+            self.parts.append(part)
+            positions.append(part_positions)
+            start, first = part.stop, part.last
+        self.positions = torch.cat(positions)[None, :]  # [1, T]: each token's own position
+        self.attended = sum((p.stop - p.start) * p.span + sum(g.length for g, _ in p.groups) for p in self.parts)
+
+    @staticmethod
+    def _plan(cache: "SlotCache", bucket: Bucket, start: int, first: int, q: torch.Tensor) -> tuple[Part, torch.Tensor]:
+        """A bucket's Part, its rows feeding ``q[i]`` tokens from token ``first`` on, and those tokens' positions."""
+        device, n = cache.device, len(q)
+        width, tokens = int(q.max()), int(q.sum())
+        lengths = bucket.lengths[:n].clone()
+        span = int((lengths + q).max())
+        starts = torch.cumsum(q, 0) - q  # each row's first token, within the part
+        row = torch.repeat_interleave(torch.arange(n, device=device), q)  # per token: its row
+        offset = torch.arange(tokens, device=device) - starts[row]  # per token: its place in its row
+        # Query j of a row sees its own columns up to length + j.
+        limit = lengths[:, None] + torch.arange(width, device=device)[None, :]  # [n, width]
+        visible = torch.arange(span, device=device)[None, None, :] <= limit[:, :, None]
+        # Additive float mask: on CPU, SDPA runs ~2x faster with it than with a boolean one.
+        mask = torch.zeros(visible.shape, dtype=cache.dtype, device=device)
+        mask.masked_fill_(~visible, torch.finfo(cache.dtype).min)
+        padded = unpadded = None
+        if width == 1:
+            mask = mask[:, None]  # [n, 1, 1, span], shared by a row's heads
+        else:  # queries ordered (head, j) within a KV head
+            mask = mask.repeat(1, cache.heads // cache.kv_heads, 1)[:, None]
+            j = torch.arange(width, device=device)[None, :]
+            padded = (first + starts[:, None] + torch.where(j < q[:, None], j, 0)).reshape(-1)
+            unpadded = row * width + offset
         groups: dict[int, tuple[Prefix, list[int]]] = {}
-        for i, row in enumerate(rows):
-            if row.prefix is not None:
-                groups.setdefault(id(row.prefix), (row.prefix, []))[1].append(i)
-        self.groups = [(prefix, torch.tensor(idx, device=cache.device)) for prefix, idx in groups.values()]
-        self.attended = sum((p.stop - p.start) * p.span for p in self.parts) + sum(g.length for g, _ in self.groups)
+        for i, r in enumerate(bucket.rows):
+            if r.prefix is not None:
+                groups.setdefault(id(r.prefix), (r.prefix, []))[1].append(i)
+        shared = torch.tensor([r.prefix.length if r.prefix else 0 for r in bucket.rows], device=device)
+        part = Part(bucket, start, start + n, first, first + tokens, width, span, mask, row, lengths[row] + offset,
+                    padded, unpadded, lengths, [(prefix, torch.tensor(idx, device=device)) for prefix, idx in groups.values()])
+        return part, lengths[row] + offset + shared[row]
 
     def write(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Put this step's keys and values ``[1, kv_heads, T, head_dim]`` in each token's slot and column."""
         for p in self.parts:
-            rows = torch.arange(p.stop - p.start, device=key_states.device)
-            p.bucket.keys[layer][rows, :, p.write_at] = key_states[p.start : p.stop, :, 0]
-            p.bucket.values[layer][rows, :, p.write_at] = value_states[p.start : p.stop, :, 0]
+            p.bucket.keys[layer][p.slots, :, p.columns] = key_states[0, :, p.first : p.last].transpose(0, 1)
+            p.bucket.values[layer][p.slots, :, p.columns] = value_states[0, :, p.first : p.last].transpose(0, 1)
 
     def attend(self, layer: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
-        """Attention output ``[B, 1, heads, head_dim]`` of one-token queries ``[B, heads, 1, head_dim]``.
+        """Attention output ``[1, T, heads, head_dim]`` of the step's queries ``[1, heads, T, head_dim]``.
 
-        Queries are packed per KV head (``[B, kv_heads, heads/kv_heads, dim]``,
+        Queries are packed per KV head (``[rows, kv_heads, heads/kv_heads * width, dim]``,
         as transformers does for GQA); each bucket attends over its own columns;
         rows on a shared prefix then merge in the prefix's attention, computed
-        once per prefix for all its rows.
+        once per prefix and bucket for all its rows (by their log-sum-exp, as
+        FlashAttention merges blocks).
         """
-        batch, heads, _, dim = query.shape
+        _, heads, _, dim = query.shape
         kv = self.kv_heads
-        packed = query.reshape(batch, kv, heads // kv, dim)
-        out = torch.empty_like(packed)
-        lse = torch.empty(packed.shape[:-1], dtype=torch.float32, device=query.device) if self.groups else None
+        outs = []
         for p in self.parts:
-            keys = p.bucket.keys[layer][: p.stop - p.start, :, : p.span]
-            values = p.bucket.values[layer][: p.stop - p.start, :, : p.span]
-            q = packed[p.start : p.stop]
-            if p.merged:
-                out[p.start : p.stop], lse[p.start : p.stop] = attention_lse(q, keys, values, p.mask, scaling)
+            n, w = p.stop - p.start, p.width
+            if w == 1:
+                q = query[0, :, p.first : p.last].transpose(0, 1).reshape(n, kv, heads // kv, dim)
             else:
-                out[p.start : p.stop] = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=p.mask, scale=scaling)
-        for prefix, idx in self.groups:
-            n = len(idx)
-            # All rows' queries against the prefix at once: [1, kv, n * rep, dim].
-            q = packed[idx].transpose(0, 1).reshape(1, kv, -1, dim)
-            shared, shared_lse = attention_lse(q, prefix.keys[layer][None], prefix.values[layer][None], None, scaling)
-            shared = shared.reshape(kv, n, -1, dim).transpose(0, 1)
-            shared_lse = shared_lse.reshape(kv, n, -1).transpose(0, 1)
-            own, own_lse = out[idx], lse[idx]
-            total = torch.logaddexp(own_lse, shared_lse)
-            out[idx] = (own * (own_lse - total).exp()[..., None] + shared * (shared_lse - total).exp()[..., None]).to(out.dtype)
-        return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
+                q = query[0, :, p.padded].reshape(heads, n, w, dim).transpose(0, 1).reshape(n, kv, -1, dim)
+            keys = p.bucket.keys[layer][:n, :, : p.span]
+            values = p.bucket.values[layer][:n, :, : p.span]
+            if not p.groups:
+                out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=p.mask, scale=scaling)
+            else:
+                out, lse = attention_lse(q, keys, values, p.mask, scaling)
+                for prefix, idx in p.groups:
+                    m = len(idx)
+                    # All rows' queries against the prefix at once: [1, kv, m * queries, dim].
+                    shared, shared_lse = attention_lse(q[idx].transpose(0, 1).reshape(1, kv, -1, dim),
+                                                       prefix.keys[layer][None], prefix.values[layer][None], None, scaling)
+                    shared = shared.reshape(kv, m, -1, dim).transpose(0, 1)
+                    shared_lse = shared_lse.reshape(kv, m, -1).transpose(0, 1)
+                    total = torch.logaddexp(lse[idx], shared_lse)
+                    out[idx] = (out[idx] * (lse[idx] - total).exp()[..., None]
+                                + shared * (shared_lse - total).exp()[..., None]).to(out.dtype)
+            # [n, kv, heads/kv * w, dim] -> one row per token: [tokens, heads, dim]
+            out = out.reshape(n, heads, w, dim).transpose(1, 2).reshape(n * w, heads, dim)
+            outs.append(out if w == 1 else out[p.unpadded])
+        return torch.cat(outs)[None]
 
-    def advance(self) -> None:
+    def advance(self, accepted: Sequence[int]) -> None:
+        """Move each row's length past its last token and the ``accepted[i]`` draft tokens that follow it."""
+        counts = torch.tensor(accepted, device=self.positions.device) + 1
         for p in self.parts:
-            p.bucket.lengths[: p.stop - p.start] += 1
+            p.bucket.lengths[: p.stop - p.start] = p.lengths + counts[p.start : p.stop]
 
 
 def attention_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
@@ -313,6 +364,7 @@ class SlotCache(Cache):
         super().__init__(layers=[])
         cfg = model.config
         self.n_layers = cfg.num_hidden_layers
+        self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.dtype, self.device = model.dtype, model.device
@@ -348,12 +400,13 @@ class SlotCache(Cache):
         for width in [w for w, b in self.buckets.items() if not b.rows]:
             del self.buckets[width]
 
-    def begin_step(self) -> Step:
-        self.step = Step(self)
+    def begin_step(self, queries: Sequence[int] | None = None) -> Step:
+        """Plan a step in which live row i feeds ``queries[i]`` tokens (1 each by default)."""
+        self.step = Step(self, queries)
         return self.step
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's key/value ``[B, kv_heads, 1, head_dim]`` at each row's own column."""
+        """Write this step's keys/values ``[1, kv_heads, T, head_dim]`` at each token's own column."""
         self.step.write(layer_idx, key_states, value_states)
         return key_states, value_states  # attention reads the slots through the step
 
@@ -405,6 +458,44 @@ class Sampling:
         return [int(torch.multinomial(probs[b], 1, generator=row.generator)) for b, row in enumerate(rows)]
 
 
+class NgramDrafter:
+    """Prompt-lookup drafts for one greedy row (Saxena, "Prompt Lookup Decoding", 2023; transformers'
+    ``prompt_lookup_num_tokens``, vLLM's ``ngram`` speculator).
+
+    The draft is what followed the latest earlier occurrence of the row's last
+    ``n`` tokens (``n`` from ``max_ngram`` down to ``min_ngram``) in its prompt
+    and completion.  A greedy step verifies the draft exactly: a draft token is
+    kept only while it equals the model's argmax, so the output is the one
+    token-by-token decoding gives.  Chain-of-thought answers restate their
+    question, and small models loop; both are found here.
+    """
+
+    def __init__(self, prompt: Sequence[int], max_ngram: int = 3, min_ngram: int = 2) -> None:
+        self.sizes = range(max_ngram, min_ngram - 1, -1)
+        self.seq: list[int] = []
+        # Per n: an n-gram -> the index just after its latest occurrence that has a next token.
+        self.index: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in self.sizes}
+        self.extend(prompt)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.seq.append(token)
+            end = len(self.seq) - 1  # the n-grams ending before this token now have a successor
+            for n, index in self.index.items():
+                if end >= n:
+                    index[tuple(self.seq[end - n : end])] = end
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to ``limit`` draft tokens (none when no n-gram recurs)."""
+        if limit <= 0:
+            return []
+        for n in self.sizes:
+            end = self.index[n].get(tuple(self.seq[-n:]))
+            if end is not None:
+                return self.seq[end : end + limit]
+        return []
+
+
 class Finisher:
     """Decides when a row ends: an EOS token, a stop string in its text, or its token limit."""
 
@@ -429,23 +520,27 @@ class SlotEngine:
     """Runs prompts through a transformers model with continuous batching.
 
     At most ``max_rows`` rows decode together, and their slots hold at most
-    ``kv_bytes`` of KV (rows x slot width); a prompt waits until both allow it.  The KV of the last ``prefix_slots`` shared prefixes is kept.
+    ``kv_bytes`` of KV (rows x slot width); a prompt waits until both allow
+    it.  The KV of the last ``prefix_slots`` shared prefixes is kept.  With
+    ``draft_tokens`` > 0, greedy rows speculate: each step also verifies up to
+    that many prompt-lookup draft tokens per row (:class:`NgramDrafter`).
     Sets the model's attention implementation to ``evalsuite_slots`` (SDPA
     outside this engine's decode steps).
     """
 
     def __init__(self, model: Any, eos: set[int], max_rows: int, kv_bytes: int, stats: Counter[str] | None = None,
-                 prefix_slots: int = 2) -> None:
+                 prefix_slots: int = 2, draft_tokens: int = 0) -> None:
         self.model, self.eos = model, eos
         self.max_rows, self.kv_bytes = max_rows, kv_bytes
+        self.draft_tokens = draft_tokens
         model.set_attn_implementation(SLOT_ATTENTION)
         self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self.prefix_slots = prefix_slots
         # For tests and benches: prefills (and their tokens, ms), prefix_prefills, decode_steps (and
-        # their ms), row_steps (rows x steps), attended (KV columns read, padding included), kv_used.
+        # their ms), row_steps (rows x steps), attended (KV columns read, padding included), kv_used,
+        # drafted and accepted (draft tokens proposed and kept).
         self.stats: Counter[str] = Counter() if stats is None else stats
-
     # -- prefill ---------------------------------------------------------------
 
     def _prefix(self, prefix: Sequence[int]) -> tuple[Any, Prefix]:
@@ -504,29 +599,47 @@ class SlotEngine:
                     bucket = cache.bucket(len(prompts[index]) - shared + max_new_tokens)
                     for j in range(n):
                         row = Row(index, j, generator=sampling.generator(prompts[index], j, self.model.device), prefix=prefix)
-                        row.tokens.append(sampling.choose(logits[None], [row])[0])
+                        if self.draft_tokens and row.generator is None:
+                            row.drafter = NgramDrafter(prompts[index])
                         bucket.add(row, past)
+                        self._extend(row, sampling.choose(logits[None], [row]), finisher)
                     del past
-                    yield from self._retire(bucket.rows[-n:], finisher, done, n)
+                    yield from self._retire(bucket.rows[-n:], done, n)
                 if not cache.live_count():
                     continue
                 rows = cache.live_rows()
                 start = time.perf_counter()
-                step = cache.begin_step()
-                ids = torch.tensor([[r.tokens[-1]] for r in rows], device=self.model.device)
+                drafts = [r.drafter.propose(min(self.draft_tokens, max_new_tokens - len(r.tokens) - 1)) if r.drafter else []
+                          for r in rows]
+                step = cache.begin_step([1 + len(d) for d in drafts])
+                ids = torch.tensor([[t for r, d in zip(rows, drafts) for t in (r.tokens[-1], *d)]], device=self.model.device)
                 # Any 4-D mask makes transformers skip building one; the step carries the real masks.
                 out = self.model(input_ids=ids, position_ids=step.positions, attention_mask=_NO_MASK, use_cache=True,
-                                 logits_to_keep=1, slot_step=step, **{self.cache_kw: cache})
-                step.advance()
+                                 logits_to_keep=0, slot_step=step, **{self.cache_kw: cache})
                 cache.step = None
+                logits = out.logits[0]  # [T, vocab]
+                firsts = torch.tensor([0] + [1 + len(d) for d in drafts[:-1]]).cumsum(0)
+                accepted = []
+                for row, first, token, draft in zip(rows, firsts.tolist(), sampling.choose(logits[firsts], rows), drafts):
+                    new = [token]
+                    if draft:
+                        # Greedy verification: the argmax after each kept draft token, until a draft token differs.
+                        best = logits[first + 1 : first + 1 + len(draft)].argmax(-1).tolist()
+                        for guess, following in zip(draft, best):
+                            if guess != new[-1]:
+                                break
+                            new.append(following)
+                    accepted.append(len(new) - 1)
+                    self._extend(row, new, finisher)
+                step.advance(accepted)
                 self.stats["decode_ms"] += round(1000 * (time.perf_counter() - start))
                 self.stats["decode_steps"] += 1
                 self.stats["row_steps"] += len(rows)
                 self.stats["attended"] += step.attended
-                self.stats["kv_used"] += int(step.positions.sum()) + len(rows)
-                for row, token in zip(rows, sampling.choose(out.logits[:, -1], rows)):
-                    row.tokens.append(token)
-                yield from self._retire(rows, finisher, done, n)
+                self.stats["kv_used"] += int(step.positions.sum()) + int(ids.shape[1])
+                self.stats["drafted"] += sum(map(len, drafts))
+                self.stats["accepted"] += sum(accepted)
+                yield from self._retire(rows, done, n)
                 cache.release_empty()
 
     def _admits(self, cache: SlotCache, n: int, reach: int) -> bool:
@@ -537,11 +650,20 @@ class SlotEngine:
         kv_tokens = self.kv_bytes // cache.bytes_per_token
         return live + n <= self.max_rows and cache.reserved_tokens() + n * width_class(reach) <= kv_tokens
 
-    def _retire(self, rows: list[Row], finisher: Callable[[Row], str | None], done: dict[int, list[Row]],
-                n: int) -> Iterator[tuple[int, list[Row]]]:
+    @staticmethod
+    def _extend(row: Row, tokens: Sequence[int], finisher: Callable[[Row], str | None]) -> None:
+        """Append a step's new tokens to a row, up to the one that finishes it."""
+        for token in tokens:
+            row.tokens.append(token)
+            row.finish = finisher(row)
+            if row.finish is not None:
+                break
+        if row.drafter is not None and row.finish is None:
+            row.drafter.extend(tokens)
+
+    def _retire(self, rows: list[Row], done: dict[int, list[Row]], n: int) -> Iterator[tuple[int, list[Row]]]:
         """Free the slots of finished rows; yield prompts whose n rows are all done."""
         for row in rows:
-            row.finish = finisher(row)
             if row.finish is None:
                 continue
             row.bucket.remove(row)
