@@ -111,6 +111,21 @@ class RunDir:
             latest[(record.task, record.sample_id)] = record
         return list(latest.values())
 
+    def compact(self) -> None:
+        """Rewrite samples.jsonl with only each sample's latest record, if earlier ones were superseded
+        (a generation written before its score, a resumed or rescored run); atomic (rename)."""
+        path = self.path / SAMPLES_FILE
+        records = self.samples()
+        if not path.is_file() or path.read_bytes().count(b"\n") == len(records):
+            return
+        self.close()
+        tmp = path.with_name(SAMPLES_FILE + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("".join(record.model_dump_json() + "\n" for record in records))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
     def truncate_torn_tail(self) -> None:
         """Drop a partial last line before appending to it on resume."""
         path = self.path / SAMPLES_FILE

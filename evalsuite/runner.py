@@ -180,6 +180,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     # Replicas lost mid-run go on record.
     prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
     rundir.write_provenance(prov)
+    rundir.compact()
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir
 
@@ -395,14 +396,25 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
 
 
 class _Scorer:
-    """Buffers generated samples, scores them in the task's chunk size, writes records."""
+    """Buffers generated samples, scores them in the task's chunk size, writes records.
+
+    When a task scores in batches (a sandbox, an LLM judge: minutes per batch),
+    each generation is also written at once with status ``generated``, so an
+    interruption while a batch is scored loses nothing (``--resume`` scores it);
+    the scored record written later supersedes it (the latest record wins).
+    """
 
     def __init__(self, task: Task, rundir: RunDir, progress: RunProgress, generate_only: bool) -> None:
         self.task, self.rundir, self.progress, self.generate_only = task, rundir, progress, generate_only
-        self.pending: list[tuple[Sample, Any, Response, float]] = []
+        self.write_ahead = not generate_only and task.score_chunk > 1
+        # (sample, prompt, response, started, already on disk as generated)
+        self.pending: list[tuple[Sample, Any, Response, float, bool]] = []
 
-    def add(self, sample: Sample, prompt: Any, response: Response, started: float) -> None:
-        self.pending.append((sample, prompt, response, started))
+    def add(self, sample: Sample, prompt: Any, response: Response, started: float, stored: bool = False) -> None:
+        if self.write_ahead and not stored:
+            self.rundir.append([self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)])
+            stored = True
+        self.pending.append((sample, prompt, response, started, stored))
         tokens = getattr(response, "completion_tokens", 0)
         self.progress.advance(self.task.name, tokens=tokens)
         if self.generate_only or len(self.pending) >= self.task.score_chunk:
@@ -411,7 +423,7 @@ class _Scorer:
     def rescore(self, records: list[tuple[Sample, SampleResult]]) -> None:
         """Score stored generations without generating again."""
         for sample, prev in records:
-            self.add(sample, prev.prompt, prev.output or prev.loglikelihood, time.monotonic())
+            self.add(sample, prev.prompt, prev.output or prev.loglikelihood, time.monotonic(), stored=True)
         self.flush()
 
     def flush(self, unscored: bool = False) -> None:
@@ -419,22 +431,24 @@ class _Scorer:
         ``generated`` (generation stopped: ``--resume`` scores them)."""
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch = self.pending
         if self.generate_only or unscored:
+            batch = [entry for entry in batch if not entry[4]]
             scores = [Score(status=ScoreStatus.GENERATED)] * len(batch)
         else:
-            try:
-                scores = list(self.task.score([(s, r) for s, _, r, _ in batch]))
+            try:  # an interruption in here leaves the batch pending, for flush(unscored=True)
+                scores = list(self.task.score([(s, r) for s, _, r, _, _ in batch]))
             except UserError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the generations, mark them
                 scores = [Score(status=ScoreStatus.SCORING_ERROR, detail=f"{type(exc).__name__}: {exc}")] * len(batch)
+        self.pending = []
         failed = sum(s.status not in (ScoreStatus.SCORED, ScoreStatus.GENERATED) for s in scores)
         if failed:
             self.progress.add_errors(self.task.name, failed)
         self.rundir.append(
             self._record(sample, prompt, response, score, started)
-            for (sample, prompt, response, started), score in zip(batch, scores)
+            for (sample, prompt, response, started, _), score in zip(batch, scores)
         )
 
     def write_error(self, sample: Sample, prompt: Any, error: str, started: float) -> None:
@@ -603,5 +617,6 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
         rundir.close()
         if judge is not None:
             judge.close()
+    rundir.compact()
     rundir.write_results(summarize(prov, tasks, rundir.samples()))
     return rundir

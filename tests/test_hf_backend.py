@@ -159,7 +159,7 @@ def _speculating(model, requests, draft_tokens, rows=None):
         out = _by_engine(model, requests, "continuous", rows)
     finally:
         model.engine.draft_tokens = saved
-    return out, {k: model.stats[k] - before.get(k, 0) for k in ("decode_steps", "drafted", "accepted")}
+    return out, {k: model.stats[k] - before.get(k, 0) for k in ("decode_steps", "drafted", "accepted", "prefix_prefills")}
 
 
 def test_prompt_lookup_speculation_changes_no_greedy_output(model, data_dir):
@@ -178,6 +178,7 @@ def test_prompt_lookup_speculation_changes_no_greedy_output(model, data_dir):
     assert [o.model_dump() for o in plain] == [o.model_dump() for o in _by_engine(model, requests, "static")]
     assert {r for o in plain for r in o.finish_reasons} >= {"stop", "length"}
     assert off["drafted"] == 0 and 0 < on["accepted"] < on["drafted"]  # some drafts kept, some rejected
+    assert on["prefix_prefills"] > 0  # drafting rows also attended a shared prefix
     assert on["decode_steps"] < off["decode_steps"]
 
 

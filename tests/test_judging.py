@@ -232,12 +232,19 @@ def test_killed_judged_run_resumes_without_rejudging(mtbench_args, tmp_path):
     run = log.parent
     judged_before = log.read_text().count("\n")
     assert 2 <= judged_before < 4 and not (run / "results.json").exists(), "the kill must land mid-judging"
+    # The answers were written before judging began: the kill lost none of them.
+    kept = RunDir(run).samples()
+    assert len(kept) == 2 and {r.score.status for r in kept} == {ScoreStatus.GENERATED}
+    assert all(r.output.completions for r in kept)
 
     resumed = evalsuite("run", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 4  # every judgment asked exactly once
     assert RunDir(run).results().tasks == RunDir(full).results().tasks
+    # Finished runs keep one line per sample: the superseded "generated" lines are compacted away.
+    for done in (run, full):
+        assert (done / "samples.jsonl").read_text().count("\n") == len(RunDir(done).samples()) == 2
 
 
 def test_pairwise_against_another_runs_answers(mtbench_args, tmp_path, data_dir):
