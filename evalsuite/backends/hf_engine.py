@@ -39,6 +39,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -260,6 +261,7 @@ class Step:
         starts = torch.cumsum(q, 0) - q  # each row's first token, within the part
         row = torch.repeat_interleave(torch.arange(n, device=device), q)  # per token: its row
         offset = torch.arange(tokens, device=device) - starts[row]  # per token: its place in its row
+        columns = lengths[row] + offset  # per token: where its key/value goes
         # Query j of a row sees its own columns up to length + j.
         limit = lengths[:, None] + torch.arange(width, device=device)[None, :]  # [n, width]
         visible = torch.arange(span, device=device)[None, None, :] <= limit[:, :, None]
@@ -279,9 +281,9 @@ class Step:
             if r.prefix is not None:
                 groups.setdefault(id(r.prefix), (r.prefix, []))[1].append(i)
         shared = torch.tensor([r.prefix.length if r.prefix else 0 for r in bucket.rows], device=device)
-        part = Part(bucket, start, start + n, first, first + tokens, width, span, mask, row, lengths[row] + offset,
+        part = Part(bucket, start, start + n, first, first + tokens, width, span, mask, row, columns,
                     padded, unpadded, lengths, [(prefix, torch.tensor(idx, device=device)) for prefix, idx in groups.values()])
-        return part, lengths[row] + offset + shared[row]
+        return part, columns + shared[row]
 
     def write(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """Put this step's keys and values ``[1, kv_heads, T, head_dim]`` in each token's slot and column."""
@@ -618,9 +620,10 @@ class SlotEngine:
                                  logits_to_keep=0, slot_step=step, **{self.cache_kw: cache})
                 cache.step = None
                 logits = out.logits[0]  # [T, vocab]
-                firsts = torch.tensor([0] + [1 + len(d) for d in drafts[:-1]]).cumsum(0)
+                firsts = list(accumulate(1 + len(d) for d in drafts[:-1]))  # each row's first token
+                firsts.insert(0, 0)
                 accepted = []
-                for row, first, token, draft in zip(rows, firsts.tolist(), sampling.choose(logits[firsts], rows), drafts):
+                for row, first, token, draft in zip(rows, firsts, sampling.choose(logits[firsts], rows), drafts):
                     new = [token]
                     if draft:
                         # Greedy verification: the argmax after each kept draft token, until a draft token differs.
