@@ -94,14 +94,35 @@ class RunDir:
         A torn last line (the process died mid-write) is ignored; a bad line
         anywhere else is an error.
         """
+        return self._latest()[0]
+
+    def compact(self) -> list[SampleResult]:
+        """Rewrite samples.jsonl with only each sample's latest record, if earlier ones were superseded
+        (a generation written before its score, a resumed or rescored run); atomic (rename).
+        Returns :meth:`samples`."""
+        records, lines = self._latest()
+        if lines == len(records):
+            return records
+        self.close()
+        path = self.path / SAMPLES_FILE
+        tmp = path.with_name(SAMPLES_FILE + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("".join(record.model_dump_json() + "\n" for record in records))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return records
+
+    def _latest(self) -> tuple[list[SampleResult], int]:
+        """(the latest record per sample, the number of complete lines read)."""
         path = self.path / SAMPLES_FILE
         if not path.is_file():
-            return []
+            return [], 0
         latest: dict[tuple[str, str], SampleResult] = {}
         text = path.read_text(encoding="utf-8")
         # Every write ends with a newline, so text after the last one is torn.
-        complete = text[: text.rfind("\n") + 1]
-        for lineno, line in enumerate(complete.splitlines(), 1):
+        lines = text[: text.rfind("\n") + 1].splitlines()
+        for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -109,22 +130,7 @@ class RunDir:
             except ValidationError as exc:
                 raise UserError(f"{path}:{lineno}: not a valid sample record ({exc.errors()[0]['msg']})") from None
             latest[(record.task, record.sample_id)] = record
-        return list(latest.values())
-
-    def compact(self) -> None:
-        """Rewrite samples.jsonl with only each sample's latest record, if earlier ones were superseded
-        (a generation written before its score, a resumed or rescored run); atomic (rename)."""
-        path = self.path / SAMPLES_FILE
-        records = self.samples()
-        if not path.is_file() or path.read_bytes().count(b"\n") == len(records):
-            return
-        self.close()
-        tmp = path.with_name(SAMPLES_FILE + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write("".join(record.model_dump_json() + "\n" for record in records))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return list(latest.values()), len(lines)
 
     def truncate_torn_tail(self) -> None:
         """Drop a partial last line before appending to it on resume."""

@@ -180,8 +180,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
     # Replicas lost mid-run go on record.
     prov = prov.model_copy(update={"finished_at": _now(), "ray": _ray_info(backend)})
     rundir.write_provenance(prov)
-    rundir.compact()
-    rundir.write_results(summarize(prov, tasks, rundir.samples()))
+    rundir.write_results(summarize(prov, tasks, rundir.compact()))
     return rundir
 
 
@@ -617,6 +616,5 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
         rundir.close()
         if judge is not None:
             judge.close()
-    rundir.compact()
-    rundir.write_results(summarize(prov, tasks, rundir.samples()))
+    rundir.write_results(summarize(prov, tasks, rundir.compact()))
     return rundir
