@@ -177,6 +177,7 @@ class ModelInfo(Record):
     parameters: int | None = None
     chat_template: bool = False
     chat_template_hash: str | None = None
+    linear_kernel: str | None = None  # local models: "onednn" or "aten" (PyTorch's default) for linear layers
     server: ServerInfo | None = None  # served models (openai, vllm backends)
 
 

@@ -263,3 +263,28 @@ def test_models_the_engine_cannot_run_fall_back_to_generate(model):
         HFBackend("smollm2-135m", BackendOptions(extra={"engine": "fast"}))
     with pytest.raises(UserError, match="draft_tokens=-1: expected a whole number >= 0"):
         HFBackend("smollm2-135m", BackendOptions(extra={"draft_tokens": "-1"}))
+
+
+def test_onednn_linears_pack_in_place_and_change_no_greedy_output(model, data_dir):
+    """CPU float32 linears run through oneDNN by default; PyTorch's own kernels (-M linear=aten) give the same text."""
+    import torch
+
+    inner = model.model
+    assert model.info.linear_kernel == "onednn"
+    mlp = inner.model.layers[0].mlp.up_proj
+    assert mlp.weight.is_mkldnn and mlp.packed_weight is mlp.weight  # replaced, not duplicated
+    assert inner.lm_head.weight is inner.model.embed_tokens.weight and not inner.lm_head.weight.is_mkldnn  # tied
+    assert inner.lm_head.packed_weight.is_mkldnn
+    aten = HFBackend("smollm2-135m", BackendOptions(extra={"linear": "aten"}))
+    assert aten.info.linear_kernel == "aten" and not hasattr(aten.model.lm_head, "packed_weight")
+    assert aten.info.parameters == model.info.parameters
+    ids = torch.tensor([model.tokenizer("The capital of France is")["input_ids"]])
+    with torch.inference_mode():
+        ours, theirs = model.model(input_ids=ids).logits, aten.model(input_ids=ids).logits
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-3) and not torch.equal(ours, theirs)
+    requests = _bbh_requests(data_dir, ["date_understanding", "navigate", "sports_understanding"], 2, max_new_tokens=64)
+    assert _by_engine(model, requests, "continuous") == _by_engine(aten, requests, "continuous")
+    with pytest.raises(UserError, match="linear=mkl: use auto, onednn or aten"):
+        HFBackend("smollm2-135m", BackendOptions(extra={"linear": "mkl"}))
+    with pytest.raises(UserError, match="linear=onednn: needs a float32 model on the CPU"):
+        HFBackend("smollm2-135m", BackendOptions(dtype="bfloat16", extra={"linear": "onednn"}))

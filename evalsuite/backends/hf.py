@@ -68,6 +68,7 @@ class HFBackend(Backend):
         self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS))
         self.kv_cache_bytes = self._kv_budget(options.extra.get("kv_cache_gb"))
         self._draft_tokens = _non_negative_int(options.extra.get("draft_tokens", DRAFT_TOKENS), "draft_tokens")
+        self.linear_kernel = self._pick_linear(str(options.extra.get("linear", "auto")))
         self.engine = self._pick_engine(str(options.extra.get("engine", "auto")))
         # --batch-size: rows decoded together (continuous engine) or rows per static batch.
         auto = (GPU_ROWS if gpu else CPU_ROWS) if self.engine is not None else (GPU_BATCH_START if gpu else CPU_BATCH)
@@ -87,6 +88,7 @@ class HFBackend(Backend):
             parameters=sum(p.numel() for p in self.model.parameters()),
             chat_template=self.use_chat,
             chat_template_hash=sha256_text(self.tokenizer.chat_template) if has_template else None,
+            linear_kernel=self.linear_kernel,
         )
 
     # -- loading -----------------------------------------------------------
@@ -116,6 +118,19 @@ class HFBackend(Backend):
             return None
         return hf_engine.SlotEngine(self.model, self._eos(), CPU_ROWS, self.kv_cache_bytes, self.stats,
                                     draft_tokens=self._draft_tokens)
+
+    def _pick_linear(self, requested: str) -> str:
+        """``onednn`` when the model's float32 CPU linears run through oneDNN (evalsuite.backends.onednn_linear),
+        else ``aten``; ``-M linear=aten`` keeps PyTorch's default, ``-M linear=onednn`` insists."""
+        from evalsuite.backends import onednn_linear
+
+        if requested not in ("auto", "onednn", "aten"):
+            raise UserError(f"-M linear={requested}: use auto, onednn or aten")
+        if requested != "aten" and onednn_linear.pack_linears(self.model):
+            return "onednn"
+        if requested == "onednn":
+            raise UserError("-M linear=onednn: needs a float32 model on the CPU and a PyTorch built with oneDNN")
+        return "aten"
 
     def _kv_budget(self, gigabytes: Any) -> int:
         """Bytes the continuous engine may hold in KV slots: ``-M kv_cache_gb``, else 2 GiB on CPU
