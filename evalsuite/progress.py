@@ -9,6 +9,12 @@ without one, so a CI log shows life even while no sample finishes::
 
     bbh: 12/27 (44%) · elapsed 0:41 · ETA 0:52 · 85.3 tok/s · 0 errors
 
+Tokens/s counts completion tokens.  A backend that counts them as it goes
+(``Backend.live_tokens``: local models) moves it before the first sample
+finishes and adds the prompt tokens it prefills, so a long prefill shows too::
+
+    bbh: 0/27 (0%) · elapsed 0:20 · ETA ? · 0.0 tok/s · prefill 571 tok/s · 0 errors
+
 :func:`status` is the same for one-off waits (loading a model, starting a
 server): a spinner on a terminal; otherwise a line once it has lasted a
 second, every ``PLAIN_INTERVAL_S`` seconds while it lasts and at the end.
@@ -19,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +38,10 @@ from rich.text import Text
 PLAIN_INTERVAL_S = float(os.environ.get("EVALSUITE_PROGRESS_INTERVAL", "10"))
 PLAIN_STEP = 0.05  # a plain line at every 5 % of a task as well
 STATUS_GRACE_S = 1.0  # a plain status() line waits this long: a quick step (or error) shows only its outcome
+
+
+# A backend's running (prompt tokens, completion tokens), as Backend.live_tokens returns them.
+LiveTokens = Callable[[], tuple[int, int]]
 
 
 def stderr_console() -> Console:
@@ -54,8 +64,14 @@ class TaskCounts:
     done: int
     started_done: int  # already done when the task started (resume)
     t0: float = field(default_factory=time.monotonic)
-    tokens: int = 0
+    tokens: int = 0  # completion tokens of finished samples
     errors: int = 0
+    live: LiveTokens | None = None  # the backend's running (prompt, completion) token counts
+    live_start: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.live is not None:
+            self.live_start = self.live()
 
     @property
     def elapsed(self) -> float:
@@ -68,23 +84,44 @@ class TaskCounts:
             return None
         return self.elapsed / fresh * (self.total - self.done)
 
+    def _live_rates(self) -> tuple[float, float] | None:
+        """(prompt, completion) tokens/s since the task started, from the backend's live counts."""
+        if self.live is None or self.elapsed <= 0:
+            return None
+        prompt, completion = self.live()
+        return (prompt - self.live_start[0]) / self.elapsed, (completion - self.live_start[1]) / self.elapsed
+
     @property
     def tokens_per_s(self) -> float:
+        """Completion tokens per second of this session."""
+        live = self._live_rates()
+        if live is not None:
+            return live[1]
         return self.tokens / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def prefill_per_s(self) -> float | None:
+        """Prompt tokens prefilled per second, where the backend counts them live."""
+        live = self._live_rates()
+        return None if live is None else live[0]
+
+    def rates(self) -> str:
+        """``85.3 tok/s``, plus ``· prefill 571 tok/s`` where the backend counts prompt tokens live."""
+        prefill = self.prefill_per_s
+        return f"{self.tokens_per_s:.1f} tok/s" + (f" · prefill {prefill:.0f} tok/s" if prefill is not None else "")
 
     def line(self, name: str) -> str:
         pct = f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
         eta = "done" if self.done >= self.total else f"ETA {_clock(self.eta)}"
         errors = f"{self.errors} error{'s' if self.errors != 1 else ''}"
         return (f"{name}: {self.done}/{self.total} ({pct}) · elapsed {_clock(self.elapsed)} · {eta} · "
-                f"{self.tokens_per_s:.1f} tok/s · {errors}")
+                f"{self.rates()} · {errors}")
 
 
 class _TokensPerSecond(ProgressColumn):
     def render(self, task: Any) -> Text:
         counts: TaskCounts | None = task.fields.get("counts")
-        rate = counts.tokens_per_s if counts else 0.0
-        return Text(f"{rate:6.1f} tok/s", style="progress.data.speed")
+        return Text(counts.rates() if counts else "   0.0 tok/s", style="progress.data.speed")
 
 
 class _Errors(ProgressColumn):
@@ -144,9 +181,10 @@ class RunProgress:
         if self.progress is not None:
             self.progress.stop()
 
-    def start_task(self, name: str, total: int, completed: int) -> None:
+    def start_task(self, name: str, total: int, completed: int, live: LiveTokens | None = None) -> None:
+        """Show task ``name`` with ``completed`` of ``total`` samples done; ``live`` counts tokens as they go."""
         with self._lock:
-            self.counts[name] = TaskCounts(total=total, done=completed, started_done=completed)
+            self.counts[name] = TaskCounts(total=total, done=completed, started_done=completed, live=live)
             self._current = name
             if self.progress is not None:
                 self.ids[name] = self.progress.add_task(name, total=total, completed=completed, counts=self.counts[name])

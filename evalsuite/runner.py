@@ -40,7 +40,7 @@ from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.judging.judge import Judge, load_judge
-from evalsuite.progress import RunProgress, status
+from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
     Message,
@@ -168,7 +168,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                     samples = limit_samples(task.samples, config.limit)
                     respond = source.responder(name) if source else _generator(task, backend)
                     _run_task(task, samples, respond, rundir, done, progress, config.generate_only,
-                              request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk)
+                              request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk,
+                              live=backend.live_tokens if backend is not None and backend.live_tokens() is not None else None)
         finally:
             rundir.close()
             if judge is not None:
@@ -240,9 +241,10 @@ def _run_task(
     progress: RunProgress,
     generate_only: bool,
     request_chunk: int | None,
+    live: LiveTokens | None = None,
 ) -> None:
     todo, rescore = _partition(task, samples, done, generate_only)
-    progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore))
+    progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore), live=live)
 
     scorer = _Scorer(task, rundir, progress, generate_only)
     scorer.rescore(rescore)  # generated before a crash or by --generate-only

@@ -139,8 +139,11 @@ def test_continuous_batching_equals_static_batches_and_one_by_one(model, data_di
     requests = _bbh_requests(data_dir, ["navigate", "snarks", "word_sorting", "object_counting"], 2)[:7]
     before = dict(model.stats)
     continuous = _by_engine(model, requests, "continuous", rows=2)
-    stats = {k: model.stats[k] - before.get(k, 0) for k in ("prefills", "row_steps", "accepted", "prefix_prefills")}
+    keys = ("prefills", "row_steps", "accepted", "prefix_prefills", "generated", "prefill_tokens")
+    stats = {k: model.stats[k] - before.get(k, 0) for k in keys}
+    live = model.live_tokens()
     static = _by_engine(model, requests, "static")
+    static_live = model.live_tokens()
     single = [_by_engine(model, [r], "static")[0] for r in requests]
     assert [o.model_dump() for o in continuous] == [o.model_dump() for o in static] == [o.model_dump() for o in single]
     assert {r for o in continuous for r in o.finish_reasons} >= {"length"}
@@ -149,6 +152,10 @@ def test_continuous_batching_equals_static_batches_and_one_by_one(model, data_di
     assert stats["prefills"] == 7  # the first token comes from the prefill
     assert stats["row_steps"] + stats["accepted"] == produced - 7
     assert stats["prefix_prefills"] == 3  # once per subtask with two prompts
+    # Live token counts (progress polls them): every generated token, and each prompt token prefilled once.
+    prompt_tokens = sum(o.prompt_tokens for o in continuous)
+    assert stats["generated"] == produced and stats["prefill_tokens"] < prompt_tokens
+    assert static_live[1] - live[1] == produced and 0 < static_live[0] - live[0] <= prompt_tokens
 
 
 def _speculating(model, requests, draft_tokens, rows=None):

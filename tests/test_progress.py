@@ -13,10 +13,13 @@ import select
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import _command, _env
 
 PLAIN = re.compile(
-    r"^bbh: (\d+)/(\d+) \((\d+)%\) · elapsed \d+:\d\d · (ETA (\d+:\d\d|\?)|done) · [\d.]+ tok/s · (\d+) errors?$"
+    r"^bbh: (\d+)/(\d+) \((\d+)%\) · elapsed \d+:\d\d · (ETA (\d+:\d\d|\?)|done) · ([\d.]+) tok/s"
+    r"(?: · prefill (\d+) tok/s)? · (\d+) errors?$"
 )
 
 
@@ -47,10 +50,27 @@ def test_piped_stderr_gets_plain_progress_lines_while_the_run_goes(data_dir, tmp
     assert counts == sorted(counts) and counts[-1] == 27 and {int(m.group(2)) for _, m in progress} == {27}
     assert progress[-1][1].group(4) == "done"
     # Failed generations are counted as they happen.
-    assert int(progress[-1][1].group(6)) >= 1
-    assert any(int(m.group(6)) == 0 for _, m in progress)
-    # No terminal control codes in a log.
+    assert int(progress[-1][1].group(8)) >= 1
+    assert any(int(m.group(8)) == 0 for _, m in progress)
+    # No terminal control codes in a log; the mock counts no tokens as it goes, so no prefill rate.
     assert not any("\x1b[" in line for line in lines)
+    assert all(m.group(7) is None for _, m in progress)
+
+
+@pytest.mark.model
+def test_a_local_model_shows_tokens_per_second_before_any_sample_finishes(data_dir, tmp_path):
+    """The HF backend counts prompt and completion tokens as it goes, so the rates move during a long prefill
+    and decode, not only when samples finish."""
+    args = ["run", "--model", "smollm2-135m", "--tasks", "bbh", "--limit", "1", "-T", "subtasks=navigate,snarks,word_sorting",
+            "--data-dir", str(data_dir), "-o", str(tmp_path)]
+    proc = subprocess.run(_command(args), capture_output=True, text=True, timeout=300,
+                          env=_env({"EVALSUITE_PROGRESS_INTERVAL": "1"}))
+    assert proc.returncode == 0, proc.stderr
+    progress = [m for m in map(PLAIN.match, proc.stderr.splitlines()) if m]
+    before_any = [m for m in progress if m.group(1) == "0" and m.group(7) is not None]
+    assert any(int(m.group(7)) > 0 for m in before_any), proc.stderr  # prompt tokens prefilled
+    assert any(float(m.group(6)) > 0 for m in before_any), proc.stderr  # tokens decoded, none returned yet
+    assert progress[-1].group(4) == "done" and float(progress[-1].group(6)) > 0
 
 
 def test_terminal_gets_a_live_bar_and_a_loading_line(data_dir, tmp_path):

@@ -85,6 +85,15 @@ class Backend(abc.ABC):
     def effective_batch_size(self) -> int | str:
         return "n/a"
 
+    def live_tokens(self) -> tuple[int, int] | None:
+        """(prompt tokens, completion tokens) generation has processed so far, counted as they go.
+
+        None (the default) when the backend learns them only as each request
+        returns, as a remote server's responses do.  Progress polls this from
+        another thread, so tokens/s moves before the first sample finishes.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model and any worker processes."""
 

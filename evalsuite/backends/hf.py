@@ -144,6 +144,10 @@ class HFBackend(Backend):
             return self.torch.cuda.mem_get_info(self.torch.device(self.device))[0] // 2
         return CPU_KV_BYTES
 
+    def live_tokens(self) -> tuple[int, int]:
+        """Prompt tokens prefilled and tokens generated so far (the engine counts per step, static batches per batch)."""
+        return self.stats["prefill_tokens"], self.stats["generated"]
+
     def _eos(self) -> set[int]:
         return set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
@@ -226,6 +230,7 @@ class HFBackend(Backend):
                 ids = self.torch.tensor([prefix], device=self.device)
                 self._prefix_kv = self.model(input_ids=ids, use_cache=True).past_key_values
             self.stats["prefix_prefills"] += 1
+            self.stats["prefill_tokens"] += len(prefix)
             self._prefix_key = key
         return copy.deepcopy(self._prefix_kv)
 
@@ -260,9 +265,12 @@ class HFBackend(Backend):
             kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        self.stats["generate_calls"] += 1
         new = out[:, width:].tolist()
-        return [self._output(len(p), new[row * config.n : (row + 1) * config.n], config.stop) for row, p in enumerate(prompts)]
+        outputs = [self._output(len(p), new[row * config.n : (row + 1) * config.n], config.stop) for row, p in enumerate(prompts)]
+        self.stats["generate_calls"] += 1
+        self.stats["prefill_tokens"] += sum(len(p) - shared for p in rows)
+        self.stats["generated"] += sum(o.completion_tokens + o.finish_reasons.count("eos") for o in outputs)  # as the engine counts
+        return outputs
 
     def _output(self, prompt_tokens: int, sequences: list[list[int]], stops: Sequence[str]) -> ModelOutput:
         """A ModelOutput from the new token ids of each of a prompt's completions.

@@ -541,7 +541,7 @@ class SlotEngine:
         self.prefix_slots = prefix_slots
         # For tests and benches: prefills (and their tokens, ms), prefix_prefills, decode_steps (and
         # their ms), row_steps (rows x steps), attended (KV columns read, padding included), kv_used,
-        # drafted and accepted (draft tokens proposed and kept).
+        # drafted and accepted (draft tokens proposed and kept), generated (tokens appended to rows).
         self.stats: Counter[str] = Counter() if stats is None else stats
     # -- prefill ---------------------------------------------------------------
 
@@ -604,7 +604,7 @@ class SlotEngine:
                         if self.draft_tokens and row.generator is None:
                             row.drafter = NgramDrafter(prompts[index])
                         bucket.add(row, past)
-                        self._extend(row, sampling.choose(logits[None], [row]), finisher)
+                        self.stats["generated"] += self._extend(row, sampling.choose(logits[None], [row]), finisher)
                     del past
                     yield from self._retire(bucket.rows[-n:], done, n)
                 if not cache.live_count():
@@ -633,7 +633,7 @@ class SlotEngine:
                                 break
                             new.append(following)
                     accepted.append(len(new) - 1)
-                    self._extend(row, new, finisher)
+                    self.stats["generated"] += self._extend(row, new, finisher)
                 step.advance(accepted)
                 self.stats["decode_ms"] += round(1000 * (time.perf_counter() - start))
                 self.stats["decode_steps"] += 1
@@ -654,8 +654,9 @@ class SlotEngine:
         return live + n <= self.max_rows and cache.reserved_tokens() + n * width_class(reach) <= kv_tokens
 
     @staticmethod
-    def _extend(row: Row, tokens: Sequence[int], finisher: Callable[[Row], str | None]) -> None:
-        """Append a step's new tokens to a row, up to the one that finishes it."""
+    def _extend(row: Row, tokens: Sequence[int], finisher: Callable[[Row], str | None]) -> int:
+        """Append a step's new tokens to a row, up to the one that finishes it; returns how many."""
+        before = len(row.tokens)
         for token in tokens:
             row.tokens.append(token)
             row.finish = finisher(row)
@@ -663,6 +664,7 @@ class SlotEngine:
                 break
         if row.drafter is not None and row.finish is None:
             row.drafter.extend(tokens)
+        return len(row.tokens) - before
 
     def _retire(self, rows: list[Row], done: dict[int, list[Row]], n: int) -> Iterator[tuple[int, list[Row]]]:
         """Free the slots of finished rows; yield prompts whose n rows are all done."""
