@@ -11,8 +11,9 @@ Part 1, the batching plan (small: --small-subtasks x --small-per-subtask prompts
 
 Part 2, the 64-prompt bench of issue 12 (8 subtasks x 8 items, chat-rendered,
 greedy, 256 new tokens, BBH stops):
-  continuous HF engine tok/s, with and without prompt-lookup drafts (and
-  static batches, unless --skip-static);
+  continuous HF engine tok/s, with and without prompt-lookup drafts, with
+  PyTorch's default MKL linears instead of oneDNN (-M linear=aten, a second
+  model load), and static batches, unless --skip-static;
   `evalsuite run` through the default local path (runner overhead included);
   raw vLLM tok/s on the same token ids, when the vLLM venv exists
   ($EVALSUITE_VLLM_PYTHON, default ~/.cache/evalsuite/vllm-venv-0.32.0): the
@@ -165,6 +166,11 @@ def part2(backend: HFBackend, args: argparse.Namespace) -> None:
     if not args.skip_no_draft:
         plain_s, plain, plain_tokens = timed(backend, reqs, "continuous", draft_tokens=0)
         rates["plain"] = report("HF continuous, no drafts", plain_s, plain_tokens, plain, cont)
+    if not args.skip_aten:
+        aten = HFBackend("smollm2-135m", BackendOptions(extra={"linear": "aten"}))
+        aten_s, aten_texts, aten_tokens = timed(aten, reqs, "continuous")
+        rates["aten"] = report("HF continuous, MKL linears", aten_s, aten_tokens, aten_texts, cont)
+        aten.close()
     if not args.skip_static:
         static_s, static, static_tokens = timed(backend, reqs, "static", batch_size=hf.CPU_BATCH)
         rates["static"] = report("HF static batches", static_s, static_tokens, static, cont)
@@ -183,6 +189,8 @@ def part2(backend: HFBackend, args: argparse.Namespace) -> None:
               + (f"; evalsuite run / vLLM: {rates['run'] / rates['vllm']:.2f}x" if "run" in rates else ""))
     if "plain" in rates:
         print(f"  prompt-lookup drafts bought {rates['hf'] / rates['plain']:.2f}x")
+    if "aten" in rates:
+        print(f"  oneDNN linears bought {rates['hf'] / rates['aten']:.2f}x over PyTorch's default (MKL)")
     if "static" in rates:
         print(f"  HF continuous / HF static: {rates['hf'] / rates['static']:.2f}x")
 
@@ -199,6 +207,7 @@ def main() -> None:
     parser.add_argument("--skip-small", action="store_true", help="skip part 1")
     parser.add_argument("--skip-static", action="store_true", help="part 2 without the static engine (slow)")
     parser.add_argument("--skip-no-draft", action="store_true", help="part 2 without the no-speculation run")
+    parser.add_argument("--skip-aten", action="store_true", help="part 2 without the MKL-linears run")
     parser.add_argument("--skip-run", action="store_true", help="part 2 without the `evalsuite run` path")
     parser.add_argument("--skip-vllm", action="store_true", help="part 2 without raw vLLM")
     args = parser.parse_args()
