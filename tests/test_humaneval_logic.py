@@ -115,6 +115,15 @@ def test_digest_equality_follows_python_equality():
     assert digest(nums + [2**60]) == digest([float(v) for v in nums] + [float(2**60)])
     assert digest(nums + [0.5]) != digest(nums + [0.5000001])
     assert digest(nums + [2**53 + 1]) != digest(nums + [float(2**53 + 1)])  # not equal in Python either
+    inf, nan = float("inf"), float("nan")
+    assert digest(nums + [inf, -inf]) == digest([float(v) for v in nums] + [inf, -inf]) != digest(nums + [0, 0])
+    assert digest([nan] + nums) != digest([0.0] + nums) and digest(nums + [nan]) != digest(nums + [0.0])
+    assert digest([10**400] + nums) != digest([10**400 + 1] + nums)  # beyond floats: item by item
+    # ... and long lists of strings a packed lengths-plus-text path (HumanEval/14's prefixes)
+    words = [str(i) for i in range(100)]
+    assert digest(words) == digest(list(words)) != digest(tuple(words))
+    assert digest(["ab", "c"] + words) != digest(["a", "bc"] + words)  # same text, other split
+    assert digest(words + ["x"]) != digest(words + [None]) and digest(words + ["\udc80"]) != digest(words + ["?"])
     big = list(range(10_000))
     assert first_mismatch("HumanEval/99", [[0]], [Digest(digest(big))], [big], 0.0) is None
     assert first_mismatch("HumanEval/99", [[0]], [big[:-1]], [Digest(digest(big))], 0.0) == 0

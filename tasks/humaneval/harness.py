@@ -41,7 +41,8 @@ KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass")
 
 _SCALARS = frozenset((type(None), bool, int, float, str))
 _NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, floats, str
-_NUMBERS = (int, float, bool)
+_NUMBER_TYPES = frozenset((int, float, bool))
+_INF = float("inf")
 _EXACT = 2 ** 53
 
 
@@ -91,15 +92,20 @@ def _canon(x, h):
 def _flat(x):
     """The canonical bytes of a sequence of scalars in one piece, or None.
 
-    Numbers below 2**53 in magnitude are exact as doubles and equal numbers give
-    equal doubles, so a long run of them is hashed as packed doubles; the condition
-    depends only on the values, so equal sequences always take the same path."""
+    Long runs take one of two packed forms, each chosen by a condition on the
+    values alone, so equal sequences always take the same path: strings as their
+    lengths plus their concatenation (which together determine the list, as
+    ``==`` does; HumanEval/14's outputs are lists of thousands of prefixes), and
+    numbers below 2**53 in magnitude, exact as doubles, as packed doubles."""
     if len(x) > 64:
-        try:
-            if all(type(v) in _NUMBERS and -_EXACT < v < _EXACT for v in x):
+        first = type(x[0])
+        if first is str and all(type(v) is str for v in x):
+            return b"Z" + array("q", map(len, x)).tobytes() + "".join(x).encode("utf-8", "surrogatepass")
+        if first in _NUMBER_TYPES and _NUMBER_TYPES.issuperset(map(type, x)):
+            # In C loops: a finite sum rules out NaN and infinities, so min and max bound every value.
+            total = sum(x)
+            if total == total and -_INF < total < _INF and -_EXACT < min(x) and max(x) < _EXACT:
                 return b"D" + array("d", x).tobytes()
-        except TypeError:
-            pass
     parts = [_scalar(v) for v in x]  # otherwise the same bytes as _canon item by item
     return None if None in parts else b"".join(parts)
 
