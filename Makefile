@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_LIMIT ?= 1
 # The demo's engine, chosen on idle 2-core measurements of this very demo
-# (27/27 identical completions): in-process transformers takes 106 s (4 s load,
-# continuous batching with prompt-lookup drafts; 156 s without drafts) against
-# 189 s for the managed vLLM server (31 s start, 50.6 tok/s on the one core vLLM
+# (27/27 identical completions): in-process transformers evaluates in 87-111 s on
+# this shared VM (continuous batching, prompt-lookup drafts, oneDNN linears) against 189 s
+# for the managed vLLM server (31 s start, 50.6 tok/s on the one core vLLM
 # computes on), and needs no 3.4 GB vLLM venv.
 # `make demo DEMO_MODEL=vllm:smollm2-135m` runs it on vLLM (its venv is built first).
 DEMO_MODEL ?= smollm2-135m
