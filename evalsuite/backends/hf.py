@@ -54,6 +54,10 @@ class HFBackend(Backend):
         self.device = _pick_device(options.device, torch)
         self.dtype = _pick_dtype(options.dtype, self.device, torch)
         self.stats: Counter[str] = Counter()  # forward passes etc., for tests and benches
+        # -M options are checked before the model loads, so a typo costs no wait.
+        engine = _choice(options, "engine", ("auto", "continuous", "static"))
+        linear = _choice(options, "linear", ("auto", "onednn", "aten"))
+        self._draft_tokens = _non_negative_int(options.extra.get("draft_tokens", DRAFT_TOKENS), "draft_tokens")
         resolved = resolve_model(model)
         self.model, self.tokenizer = self._load(resolved.loadable)
         self.tokenizer.padding_side = "left"
@@ -67,9 +71,8 @@ class HFBackend(Backend):
         gpu = self.device.startswith("cuda")
         self.max_batch_tokens = int(options.extra.get("max_batch_tokens", GPU_BATCH_TOKENS if gpu else CPU_BATCH_TOKENS))
         self.kv_cache_bytes = self._kv_budget(options.extra.get("kv_cache_gb"))
-        self._draft_tokens = _non_negative_int(options.extra.get("draft_tokens", DRAFT_TOKENS), "draft_tokens")
-        self.linear_kernel = self._pick_linear(str(options.extra.get("linear", "auto")))
-        self.engine = self._pick_engine(str(options.extra.get("engine", "auto")))
+        self.linear_kernel = self._pick_linear(linear)
+        self.engine = self._pick_engine(engine)
         # --batch-size: rows decoded together (continuous engine) or rows per static batch.
         auto = (GPU_ROWS if gpu else CPU_ROWS) if self.engine is not None else (GPU_BATCH_START if gpu else CPU_BATCH)
         self.batch_size = int(options.batch_size) if options.batch_size != "auto" else auto
@@ -107,8 +110,6 @@ class HFBackend(Backend):
         """A SlotEngine (continuous batching) unless ``-M engine=static`` or the model needs ``model.generate``."""
         from evalsuite.backends import hf_engine  # imports torch
 
-        if requested not in ("auto", "continuous", "static"):
-            raise UserError(f"-M engine={requested}: use auto, continuous or static")
         if requested == "static":
             return None
         why = hf_engine.supports(self.model)
@@ -124,8 +125,6 @@ class HFBackend(Backend):
         else ``aten``; ``-M linear=aten`` keeps PyTorch's default, ``-M linear=onednn`` insists."""
         from evalsuite.backends import onednn_linear
 
-        if requested not in ("auto", "onednn", "aten"):
-            raise UserError(f"-M linear={requested}: use auto, onednn or aten")
         if requested != "aten" and onednn_linear.pack_linears(self.model):
             return "onednn"
         if requested == "onednn":
@@ -344,6 +343,14 @@ def _as_list(value: Any) -> list[int]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _choice(options: BackendOptions, key: str, allowed: tuple[str, ...]) -> str:
+    """``-M key=value`` if ``value`` is one of ``allowed`` (default: the first); raises UserError otherwise."""
+    value = str(options.extra.get(key, allowed[0]))
+    if value not in allowed:
+        raise UserError(f"-M {key}={value}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
+    return value
 
 
 def _non_negative_int(value: Any, name: str) -> int:
