@@ -1,11 +1,11 @@
 """float32 linear layers on CPU through oneDNN, with weights packed once.
 
 PyTorch's float32 ``F.linear`` on CPU calls MKL's sgemm, and MKL picks its
-kernels by CPU vendor: on AMD it leaves AVX-512 unused.  oneDNN, which ships
-inside the same PyTorch wheel (``torch.compile``'s CPU freezing pass uses
-this very op), picks them by instruction set.  On the 2-core AMD EPYC (Zen 4)
-machine CI uses, all of SmolLM2-135M's linear layers plus its LM head took
-(``bench/bench_generation.py`` measures the effect end to end):
+code paths by CPU vendor.  oneDNN, which ships inside the same PyTorch wheel
+(``torch.compile``'s CPU freezing pass uses this very op), picks them by
+instruction set.  On the 2-core AMD EPYC (Zen 4) machine CI uses, all of
+SmolLM2-135M's linear layers plus its LM head took (``bench/bench_generation.py``
+measures the effect end to end):
 
     tokens per call     1      48     128    880
     MKL (ms)           52     122     259   1495
