@@ -84,31 +84,15 @@ class TaskCounts:
             return None
         return self.elapsed / fresh * (self.total - self.done)
 
-    def _live_rates(self) -> tuple[float, float] | None:
-        """(prompt, completion) tokens/s since the task started, from the backend's live counts."""
-        if self.live is None or self.elapsed <= 0:
-            return None
-        prompt, completion = self.live()
-        return (prompt - self.live_start[0]) / self.elapsed, (completion - self.live_start[1]) / self.elapsed
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Completion tokens per second of this session."""
-        live = self._live_rates()
-        if live is not None:
-            return live[1]
-        return self.tokens / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def prefill_per_s(self) -> float | None:
-        """Prompt tokens prefilled per second, where the backend counts them live."""
-        live = self._live_rates()
-        return None if live is None else live[0]
-
     def rates(self) -> str:
-        """``85.3 tok/s``, plus ``· prefill 571 tok/s`` where the backend counts prompt tokens live."""
-        prefill = self.prefill_per_s
-        return f"{self.tokens_per_s:.1f} tok/s" + (f" · prefill {prefill:.0f} tok/s" if prefill is not None else "")
+        """Completion tokens per second of this session (``85.3 tok/s``), plus ``· prefill 571 tok/s``
+        where the backend counts tokens live."""
+        elapsed = self.elapsed
+        if self.live is None or elapsed <= 0:
+            return f"{self.tokens / elapsed if elapsed > 0 else 0.0:.1f} tok/s"
+        prompt, completion = self.live()
+        return (f"{(completion - self.live_start[1]) / elapsed:.1f} tok/s"
+                f" · prefill {(prompt - self.live_start[0]) / elapsed:.0f} tok/s")
 
     def line(self, name: str) -> str:
         pct = f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
