@@ -109,9 +109,14 @@ def _oom_kills():
 # ---------------------------------------------------------------- child side
 # Defaults bind the real builtins at definition time, so a program that
 # monkeypatches ``builtins.type`` or ``json.dumps`` cannot fool the encoder.
-def encode_value(x, _depth=0, _count=None, _type=type, _len=len, _list=list,
+def encode_value(x, _depth=0, _count=None, _type=type, _len=len, _list=list, _set=set, _map=map,
                  _float_hex=float.hex, _int_hex=int.__format__, _id=id):
-    """Tagged JSON: keeps tuple/list/set/frozenset apart and floats exact."""
+    """Tagged JSON: keeps tuple/list/set/frozenset apart and floats exact.
+
+    A container whose items are all exact ints, floats, strs or bools is sent
+    as ``[tag, payloads, kind]`` (payloads as the scalar tags carry them):
+    HumanEval+ outputs are mostly such lists, and the compact form is ~3x
+    cheaper to encode and parse than a node per item."""
     if _count is None:
         _count = [0]
     _count[0] += 1
@@ -130,7 +135,20 @@ def encode_value(x, _depth=0, _count=None, _type=type, _len=len, _list=list,
         return ["s", str.__str__(x)]
     if t is list or t is tuple or t is set or t is frozenset:
         tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[t]
-        return [tag, [encode_value(v, _depth + 1, _count) for v in t.__iter__(x)]]
+        if _count[0] + t.__len__(x) > MAX_NODES:  # every item is a node at least
+            raise ValueError("result value too deep or too large")
+        items = _list(t.__iter__(x))
+        kinds = _set(_map(_type, items))
+        if _len(kinds) == 1 and _depth < MAX_DEPTH:
+            kind = kinds.pop()
+            if kind is int or kind is float or kind is str or kind is bool:
+                _count[0] += _len(items)
+                if kind is int:
+                    return [tag, [_int_hex(v, "x") for v in items], "i"]
+                if kind is float:
+                    return [tag, [_float_hex(v) for v in items], "f"]
+                return [tag, items, "s" if kind is str else "b"]  # exact strs and bools are JSON as they are
+        return [tag, [encode_value(v, _depth + 1, _count) for v in items]]
     if t is dict:
         return ["d", [[encode_value(k, _depth + 1, _count), encode_value(v, _depth + 1, _count)]
                       for k, v in dict.items(x)]]

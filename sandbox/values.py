@@ -1,8 +1,9 @@
 """Host-side decoding of ``result_var`` values sent by the trampoline.
 
 The in-container encoder (``executor.encode_value``) accepts only exact plain
-builtins and tags every node, so tuples, lists, sets and frozensets stay
-distinct and floats round-trip bit-exactly via ``float.hex``.
+builtins and tags every node (a container of one scalar kind as a whole), so
+tuples, lists, sets and frozensets stay distinct and floats round-trip
+bit-exactly via ``float.hex``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 MAX_DEPTH = 210
+_EXACT = {"s": frozenset((str,)), "b": frozenset((bool,))}
 
 
 class BadValue(ValueError):
@@ -38,7 +40,10 @@ def decode(node: Any, _depth: int = 0) -> Any:
                 raise BadValue("malformed str")
             return node[1]
         if tag in ("l", "t", "S", "F"):
-            items = [decode(v, _depth + 1) for v in node[1]]
+            if len(node) == 3:  # items all of one scalar kind: [tag, payloads, kind]
+                items = _scalars(node[1], node[2])
+            else:
+                items = [decode(v, _depth + 1) for v in node[1]]
             return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](items)
         if tag == "d":
             return {decode(k, _depth + 1): decode(v, _depth + 1) for k, v in node[1]}
@@ -47,3 +52,16 @@ def decode(node: Any, _depth: int = 0) -> Any:
             raise
         raise BadValue(f"malformed value node: {exc}") from exc
     raise BadValue(f"unknown value tag {tag!r:.20}")
+
+
+def _scalars(payloads: Any, kind: Any) -> list[Any]:
+    """The items of a compact container: payloads as the scalar tags carry them."""
+    if type(payloads) is not list:
+        raise BadValue("malformed compact container")
+    if kind == "i":
+        return [int(v, 16) for v in payloads]  # TypeError for a non-str payload
+    if kind == "f":
+        return [float.fromhex(v) for v in payloads]
+    if kind in ("s", "b") and _EXACT[kind].issuperset(map(type, payloads)):
+        return payloads
+    raise BadValue(f"malformed compact container of kind {kind!r:.20}")

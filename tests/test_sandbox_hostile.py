@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from evalsuite.sandbox import ExecJob, ExecStatus
+from sandbox.values import BadValue, decode
 
 from tests.sandbox_fixtures import SECRET_NAME, SECRET_VALUE, make_sandbox, run1, sb, sb1  # noqa: F401
 
@@ -133,6 +134,33 @@ def test_result_values_round_trip_exactly(sb):
     assert v["big"] == 10 ** 5000 and v["neg"] == -(2 ** 70)
     assert v["none"] is None and v["bool"] is True and type(v["bool"]) is bool
     assert v[(1, "k")] == "tuple key" and v["text"] == "h\u00e9\n\x00"
+
+
+def test_containers_of_one_scalar_kind_round_trip_exactly(sb):
+    # Such containers travel in a compact form ([tag, payloads, kind]); kinds,
+    # container types and float bits must survive it as they do node by node.
+    r = run1(sb, src("""
+        result = [[1, -2, 10 ** 400], (0.5, -0.0, float("nan")), {"a", "\\ud800"}, frozenset({True}),
+                  [True, False], [True, 1], [1.0, 1], (), [[1, 2], [3.5]]]
+    """), result_var="result")
+    assert r.status is PASSED, r
+    ints, floats, strs, bools, flags, bool_int, float_int, empty, nested = r.value
+    assert ints == [1, -2, 10 ** 400] and {type(v) for v in ints} == {int}
+    assert type(floats) is tuple and floats[0] == 0.5 and math.copysign(1, floats[1]) == -1 and math.isnan(floats[2])
+    assert strs == {"a", "\ud800"} and type(strs) is set
+    assert bools == frozenset({True}) and type(next(iter(bools))) is bool
+    assert flags == [True, False] and {type(v) for v in flags} == {bool}
+    assert [type(v) for v in bool_int] == [bool, int] and [type(v) for v in float_int] == [float, int]
+    assert empty == () and nested == [[1, 2], [3.5]] and type(nested[1][0]) is float
+    r = run1(sb, "class I(int):\n    pass\nresult = [I(1), I(2)]", result_var="result")
+    assert r.status is FAILED and "not a plain builtin" in r.detail
+
+
+@pytest.mark.parametrize("node", [["l", ["1", 2], "i"], ["l", [1], "s"], ["l", [0], "b"], ["t", "ab", "s"],
+                                  ["l", ["x"], "z"], ["l", ["zz"], "i"], ["S", [[]], "s"], ["l", [1.5], "f"]])
+def test_malformed_compact_containers_are_rejected(node):
+    with pytest.raises(BadValue):
+        decode(node)
 
 
 def test_missing_result_var_fails(sb):

@@ -42,6 +42,7 @@ KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass")
 _SCALARS = frozenset((type(None), bool, int, float, str))
 _NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, floats, str
 _NUMBER_TYPES = frozenset((int, float, bool))
+_FLOAT = frozenset((float,))
 _INF = float("inf")
 _EXACT = 2 ** 53
 
@@ -120,7 +121,7 @@ def digest(x):
 def is_floats(x):
     """EvalPlus's ``is_floats``: such outputs get the atol check, so never digested."""
     t = type(x)
-    return t is float or ((t is list or t is tuple) and len(x) > 0 and all(type(v) is float for v in x))
+    return t is float or ((t is list or t is tuple) and len(x) > 0 and _FLOAT.issuperset(map(type, x)))
 
 
 def size(x, limit):
@@ -133,6 +134,9 @@ def size(x, limit):
             n += len(v)
         elif t is list or t is tuple or t is set or t is frozenset:
             n += len(v)
+            if _NUMBER_TYPES.issuperset(map(type, v)):  # each counts one, as if popped
+                n += len(v)
+                continue
             stack.extend(v)
         elif t is dict:
             n += len(v)
@@ -161,10 +165,9 @@ def _conv(x, depth=0):
     if depth > MAX_DEPTH:
         raise TypeError("output nested more than %d levels deep" % MAX_DEPTH)
     if t is list or t is tuple:
-        for v in x:
-            if type(v) not in _SCALARS:
-                return t([_conv(v, depth + 1) for v in x])
-        return x
+        if _SCALARS.issuperset(map(type, x)):  # the common case, checked in one C loop
+            return x
+        return t([_conv(v, depth + 1) for v in x])
     if t is dict:
         return {_conv(k, depth + 1): _conv(v, depth + 1) for k, v in x.items()}
     if t is set or t is frozenset:
