@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -40,6 +41,16 @@ def _use_sandbox_hosts(ctx: click.Context, param: click.Parameter, value: str | 
         os.environ[HOSTS_ENV] = value  # read by the sandbox wherever a task opens one
 
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what backends accept (torch.device forms; mps where torch has it)
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--device is checked before any task data or model loads (torch would fail only after the load)."""
+    if not DEVICE.fullmatch(value):
+        raise UserError(f"--device '{value}' is not a device: use auto, cpu, cuda or cuda:N")
+    return value
+
+
 sandbox_hosts_option = click.option(
     "--sandbox-hosts", callback=_use_sandbox_hosts, expose_value=False, metavar="URL[#workers=N],...",
     help="Docker engines that run model-written code: unix://, ssh://USER@HOST, tcp://HOST:2376#tls=CERT_DIR, "
@@ -61,7 +72,7 @@ def cli() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Samples per subtask.")
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--batch-size", default="auto", show_default=True, help="Integer or 'auto'.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=_check_device, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", default="auto", show_default=True, help="auto, float32, bfloat16 or float16.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Local mirror of benchmark files (else $EVALSUITE_DATA_DIR, else the HF hub).")

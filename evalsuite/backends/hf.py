@@ -364,10 +364,24 @@ def _non_negative_int(value: Any, name: str) -> int:
 
 
 def _pick_device(requested: str, torch: Any) -> str:
+    """The device the model goes to; a bad or absent one fails here, before the load."""
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device '{requested}' is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda requested but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError("--device mps requested but MPS is not available")
+    elif device.type != "cpu":
+        raise UserError(f"--device '{requested}': the hf backend runs on cpu, cuda or cuda:N")
     return requested
 
 

@@ -87,7 +87,10 @@ from evalsuite.multiple_choice import choice_score
 from evalsuite.prompting import Turn, assemble, select_shots
 from evalsuite.records import GenerationConfig, MetricValue, Sample, SampleResult, Score, TaskResult
 from evalsuite.selfconsistency import sampling_config, vote_score
-from evalsuite.task import ChoiceRequest, GenerateRequest, Task, TaskContext, TaskFactory, per_item, task
+from evalsuite.task import (
+    ChoiceRequest, GenerateRequest, NonNegativeFloat, NonNegativeInt, PositiveInt, Task, TaskContext, TaskFactory,
+    per_item, task,
+)
 from evalsuite.templates import task_templates
 from tasks.agieval.answers import (
     LETTERS,
@@ -127,16 +130,16 @@ def build(
     ctx: TaskContext,
     group: Literal["all", "en", "zh", "orca"] = "all",
     variant: Literal["zeroshot", "fewshot", "cot"] = "zeroshot",
-    shots: int | None = None,
+    shots: NonNegativeInt | None = None,
     subsets: list[str] | None = None,
     scoring: Literal["generate", "loglikelihood"] = "generate",
     choice_format: Literal["letter", "text"] = "letter",
     shot_selection: Literal["fixed", "random"] = "fixed",
     fewshot_as_chat: bool = False,
     normalize_options: bool = True,
-    self_consistency: int = 1,
-    temperature: float = 0.7,
-    max_new_tokens: int | None = None,
+    self_consistency: PositiveInt = 1,
+    temperature: NonNegativeFloat = 0.7,
+    max_new_tokens: PositiveInt | None = None,
 ) -> Task:
     name = "agieval" if group == "all" else f"agieval_{group}"
     chosen = subsets or GROUPS[group]

@@ -35,7 +35,9 @@ from evalsuite.multiple_choice import choice_score
 from evalsuite.prompting import Turn, assemble
 from evalsuite.records import GenerationConfig, Sample, Score
 from evalsuite.selfconsistency import sampling_config, vote_score
-from evalsuite.task import ChoiceRequest, GenerateRequest, Task, TaskContext, per_item, task
+from evalsuite.task import (
+    ChoiceRequest, GenerateRequest, NonNegativeFloat, NonNegativeInt, PositiveInt, Task, TaskContext, per_item, task,
+)
 from evalsuite.templates import sha256_text, task_templates
 from tasks.bbh.extract import BINARY_WORDS, Format, answer_format, answer_span, extract, is_correct, options, read
 
@@ -72,12 +74,12 @@ STOPS = ["\n\nQ:", "\nQ:"]
 def bbh(
     ctx: TaskContext,
     variant: Literal["cot", "fewshot", "zeroshot", "mc"] = "cot",
-    shots: int | None = None,
+    shots: NonNegativeInt | None = None,
     subtasks: list[str] | None = None,
     fewshot_as_chat: bool = False,
-    max_new_tokens: int | None = None,
-    self_consistency: int = 1,
-    temperature: float = 0.7,
+    max_new_tokens: PositiveInt | None = None,
+    self_consistency: PositiveInt = 1,
+    temperature: NonNegativeFloat = 0.7,
 ) -> Task:
     cot = variant == "cot"
     mc = variant == "mc"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from evalsuite.task import Task, TaskContext, task
+from evalsuite.task import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Task, TaskContext, task
 from tasks.humaneval.build import MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR, build
 
 Mode = Literal["auto", "completion", "instruct"]
@@ -40,13 +40,13 @@ Mode = Literal["auto", "completion", "instruct"]
 def humaneval(
     ctx: TaskContext,
     mode: Mode = "auto",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int | None = None,
+    n: PositiveInt = 1,
+    temperature: NonNegativeFloat = 0.0,
+    top_p: Probability = 1.0,
+    max_new_tokens: PositiveInt | None = None,
     k: list[int] | None = None,
-    timeout_s: float = 5.0,
-    workers: int | None = None,
+    timeout_s: PositiveFloat = 5.0,
+    workers: PositiveInt | None = None,
 ) -> Task:
     return build(ctx, plus=False, variant="full", mode=mode, n=n, temperature=temperature, top_p=top_p,
                  max_new_tokens=max_new_tokens, k=k, timeout_s=timeout_s, workers=workers)
@@ -61,14 +61,14 @@ def humaneval_plus(
     ctx: TaskContext,
     variant: Literal["full", "mini", "noextreme"] = "full",
     mode: Mode = "auto",
-    n: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int | None = None,
+    n: PositiveInt = 1,
+    temperature: NonNegativeFloat = 0.0,
+    top_p: Probability = 1.0,
+    max_new_tokens: PositiveInt | None = None,
     k: list[int] | None = None,
-    min_time_limit: float = MIN_TIME_LIMIT_S,
-    time_limit_factor: float = TIME_LIMIT_FACTOR,
-    workers: int | None = None,
+    min_time_limit: PositiveFloat = MIN_TIME_LIMIT_S,
+    time_limit_factor: PositiveFloat = TIME_LIMIT_FACTOR,
+    workers: PositiveInt | None = None,
 ) -> Task:
     return build(ctx, plus=True, variant=variant, mode=mode, n=n, temperature=temperature, top_p=top_p,
                  max_new_tokens=max_new_tokens, k=k, min_time_limit=min_time_limit,

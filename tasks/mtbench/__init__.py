@@ -46,7 +46,7 @@ from evalsuite.records import (
     SubtaskResult,
     TaskResult,
 )
-from evalsuite.task import Task, TaskContext, task
+from evalsuite.task import NonNegativeFloat, PositiveInt, Task, TaskContext, task
 from tasks.mtbench.calls import MTBenchJudging
 from tasks.mtbench.data import (
     ANSWER_FILES,
@@ -72,8 +72,8 @@ def mtbench(
     grading: Literal["single", "pairwise"] = "single",
     baseline: str = "gpt-3.5-turbo",
     categories: list[str] | None = None,
-    max_new_tokens: int = 1024,
-    temperature: float | None = None,
+    max_new_tokens: PositiveInt = 1024,
+    temperature: NonNegativeFloat | None = None,
 ) -> Task:
     for c in categories or ():
         if c not in CATEGORIES:

@@ -51,7 +51,7 @@ from evalsuite.records import (
     SubtaskResult,
     TaskResult,
 )
-from evalsuite.task import Task, TaskContext, stratified_order, task
+from evalsuite.task import NonNegativeFloat, PositiveInt, Task, TaskContext, stratified_order, task
 from tasks.mtbench.calls import MTBenchJudging
 from tasks.mtbench.data import NEED_REF_CATS, REFERENCES, Question, answers, judge_prompts, questions
 
@@ -217,8 +217,8 @@ def agreement_metrics(results: Sequence[SampleResult]) -> dict[str, MetricValue]
 def mtbench_human_agreement(
     ctx: TaskContext,
     data: str | None = None,
-    max_new_tokens: int = 2048,
-    temperature: float = 0.0,
+    max_new_tokens: PositiveInt = 2048,
+    temperature: NonNegativeFloat = 0.0,
 ) -> Task:
     source = DataSource("mtbench", ctx.data_dir, hub_id=None)
     if not source.local:

@@ -34,7 +34,7 @@ from evalsuite.judging.judge import require_judge
 from evalsuite.metrics import aggregate_means
 from evalsuite.prompting import assemble
 from evalsuite.records import GenerationConfig, Message, ModelOutput, Sample, SampleResult, Score, ScoreStatus, TaskResult
-from evalsuite.task import GenerateRequest, Task, TaskContext, task
+from evalsuite.task import GenerateRequest, NonNegativeFloat, PositiveInt, Probability, Task, TaskContext, task
 from evalsuite.templates import task_templates
 
 PROMPTS_FILE = "Evaluation prompts.yaml"
@@ -57,10 +57,10 @@ SCORE_CHUNK = 4  # beginnings per judge batch (4 x n two-turn judge conversation
 )
 def tinystories(
     ctx: TaskContext,
-    n: int = 10,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 512,
+    n: PositiveInt = 10,
+    temperature: NonNegativeFloat = 1.0,
+    top_p: Probability = 1.0,
+    max_new_tokens: PositiveInt = 512,
     mode: Literal["auto", "completion", "instruct"] = "auto",
 ) -> Task:
     if n < 1:

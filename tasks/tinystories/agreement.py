@@ -42,7 +42,7 @@ from evalsuite.records import (
     SubtaskResult,
     TaskResult,
 )
-from evalsuite.task import GenerateRequest, Task, TaskContext, stratified_order, task
+from evalsuite.task import GenerateRequest, NonNegativeFloat, PositiveInt, Task, TaskContext, stratified_order, task
 from evalsuite.templates import task_templates
 
 SCORES_FILE = "human_scores/2025-04-30-manual-scores.csv"
@@ -69,7 +69,8 @@ def _csv(source: DataSource, name: str) -> list[dict[str, str]]:
 
 
 @task("Agreement of a rubric judge (the evaluated model) with human scores of 450 TinyStories completions")
-def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: int = 2048, temperature: float = 0.0) -> Task:
+def tinystories_human_agreement(ctx: TaskContext, max_new_tokens: PositiveInt = 2048,
+                                temperature: NonNegativeFloat = 0.0) -> Task:
     source = DataSource("tinystories", ctx.data_dir, hub_id=None)
     if not source.local:
         raise UserError("tinystories_human_agreement: pass --data-dir DIR (or set EVALSUITE_DATA_DIR) where "
