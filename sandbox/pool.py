@@ -206,4 +206,4 @@ def classify(raw: dict[str, Any], nonce: str, timeout_s: float) -> tuple[ExecSta
         return ExecStatus.FAILED, f"program killed by {_signal_name(sig)}", None
     return (ExecStatus.FAILED,
             f"program exited (code {exit_code}) before running to completion "
-            "(sys.exit/os._exit/atexit?)", None)
+            "(sys.exit/os._exit/atexit, or its result could not be reported)", None)

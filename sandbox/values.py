@@ -8,9 +8,11 @@ bit-exactly via ``float.hex``.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 MAX_DEPTH = 210
+MAX_SAME_HASH = 32
 _EXACT = {"s": frozenset((str,)), "b": frozenset((bool,))}
 
 
@@ -44,14 +46,28 @@ def decode(node: Any, _depth: int = 0) -> Any:
                 items = _scalars(node[1], node[2])
             else:
                 items = [decode(v, _depth + 1) for v in node[1]]
+            if tag in ("S", "F"):
+                _check_hashes(items)
             return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](items)
         if tag == "d":
-            return {decode(k, _depth + 1): decode(v, _depth + 1) for k, v in node[1]}
+            pairs = [(decode(k, _depth + 1), decode(v, _depth + 1)) for k, v in node[1]]
+            _check_hashes([k for k, _ in pairs])
+            return dict(pairs)
     except (TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, BadValue):
             raise
         raise BadValue(f"malformed value node: {exc}") from exc
     raise BadValue(f"unknown value tag {tag!r:.20}")
+
+
+def _check_hashes(keys: list[Any]) -> None:
+    """Refuse set or dict keys of which many share one hash value.
+
+    Building a set or dict costs time quadratic in such a group (ints that
+    differ by multiples of 2**61 - 1 all hash alike), so a forged report could
+    stall the host; values a program really returned never look like this."""
+    if len(keys) > MAX_SAME_HASH and max(Counter(map(hash, keys)).values()) > MAX_SAME_HASH:
+        raise BadValue(f"more than {MAX_SAME_HASH} set or dict keys share one hash value")
 
 
 def _scalars(payloads: Any, kind: Any) -> list[Any]:

@@ -179,6 +179,10 @@ PLUS_CASES = [
     # ...and get the float tolerance like a float (EvalPlus 0.3.1's type(out) == type(exp) rejects
     # a top-level np.float64 that is close but not equal: see the README's decision)
     ("HumanEval/2", "    import numpy as np\n    return np.float64(number % 1.0 + 1e-9)\n", "passed", "passed"),
+    # a 0-d numpy array passes EvalPlus's `assert out == exp`; a larger one has no truth value there
+    ("HumanEval/2", "    import numpy as np\n    return np.array(number % 1.0)\n", "passed", "passed"),
+    ("HumanEval/8", "    import numpy as np\n    p = 1\n    for n in numbers:\n        p *= n\n"
+                    "    return np.array((sum(numbers), p))\n", "failed", "skipped"),
     # a generator never equals the expected list (in EvalPlus neither)
     ("HumanEval/29", "    return (s for s in strings if s.startswith(prefix))\n", "failed", "skipped"),
     # swallowing the per-input alarm does not escape the time limit

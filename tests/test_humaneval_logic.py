@@ -115,6 +115,8 @@ def test_digest_equality_follows_python_equality():
     assert digest(nums + [2**60]) == digest([float(v) for v in nums] + [float(2**60)])
     assert digest(nums + [0.5]) != digest(nums + [0.5000001])
     assert digest(nums + [2**53 + 1]) != digest(nums + [float(2**53 + 1)])  # not equal in Python either
+    assert digest(nums + [-0.0]) == digest(nums + [0]) == digest(nums + [0.0])  # -0.0 == 0, as short lists have it
+    assert digest([0.5] * 100 + [-0.0]) == digest([0.5] * 100 + [0])
     inf, nan = float("inf"), float("nan")
     assert digest(nums + [inf, -inf]) == digest([float(v) for v in nums] + [inf, -inf]) != digest(nums + [0, 0])
     assert digest([nan] + nums) != digest([0.0] + nums) and digest(nums + [nan]) != digest(nums + [0.0])
@@ -372,6 +374,23 @@ def test_harness_renders_any_value_in_one_bounded_line():
     assert harness.render(10 ** 5000) == "<int of about 5001 digits>"
     assert harness.render(list(range(1000)), 20) == "[0, 1, 2, 3, 4, 5..."
     assert harness.call_text("f", [[1, 2], "x"]) == "f([1, 2], 'x')"
+
+
+def test_harness_keeps_each_output_as_it_was_returned():
+    # The solution keeps its returned lists and changes them later (as a thread
+    # it started could): EvalPlus compares at return, so the harness copies then.
+    kept = []
+
+    def leaky(x):
+        for old in kept:
+            old.append(999)
+            old[0] = "changed"
+        out, nested = [x, x], [[x], {"k": [x]}]
+        kept.extend([out, nested[0], nested[1]["k"]])
+        return out if x < 2 else nested
+
+    res = _run(leaky, [[1], [2], [3]], [1.0] * 3)
+    assert res["out"] == [[1, 1], [[2], {"k": [2]}], [[3], {"k": [3]}]]
 
 
 def test_harness_sends_large_outputs_as_digests():

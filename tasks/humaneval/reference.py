@@ -27,7 +27,7 @@ from evalsuite.backends.models import cache_dir
 from evalsuite.sandbox import ExecJob, ExecStatus, Sandbox
 from tasks.humaneval.execution import RESULT_VAR, Digest, IoSpec, run_io, run_jobs, trusted_program
 
-VERSION = "6"  # bump when the harness, the digest, the timing or the cache layout changes
+VERSION = "7"  # bump when the harness, the digest, the timing or the cache layout changes
 GT_INPUT_LIMIT_S = 60.0  # per input while computing expected outputs
 GT_JOB_TIMEOUT_S = 300.0
 RECORD_TIMEOUT_S = 60.0

@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from evalsuite.sandbox import ExecJob, ExecStatus, Sandbox
 from tasks.humaneval import harness
-from tasks.humaneval.execution import RESULT_VAR, IoOutcome, IoSpec, blob, run_io, run_jobs, trusted_program
-from tasks.humaneval.oracle import first_mismatch
+from tasks.humaneval.execution import DIGEST_OVER, RESULT_VAR, Digest, IoOutcome, IoSpec, blob, run_io, run_jobs, trusted_program
+from tasks.humaneval.oracle import FIND_ZERO_TASK, first_mismatch
 from tasks.humaneval.reference import Calls, Expected
 
 Verdict = dict[str, Any]
@@ -34,9 +36,9 @@ JOB_SLACK_S = 5.0  # interpreter start and result encoding, on top of the input 
 BASE_SLACK_S = 2.0  # a HumanEval job: the solution's top-level code, encoding the outputs
 REPLAY_CASES = 256  # completions per replay job
 REPLAY_BYTES = 4 << 20  # pickled returned values per replay job
-# What EvalPlus's in-process ``out == exp`` can never accept (iterators compare
-# unequal to lists, an ndarray has no truth value): a mismatch, whatever it holds.
-NEVER_EQUAL_KINDS = {"iterator", "range", "ndarray"}
+# What EvalPlus's in-process ``out == exp`` can never accept (iterators and
+# ranges compare unequal to lists): a mismatch, whatever it holds.
+NEVER_EQUAL_KINDS = {"iterator", "range"}
 
 
 @dataclass(frozen=True)
@@ -184,20 +186,67 @@ def judge_plus(
 def _io_verdict(p: Problem, split: str, outcome: IoOutcome, exp: Expected) -> tuple[str, str]:
     inputs, want = getattr(p, f"{split}_input"), exp.outputs[split]
     try:
-        bad = first_mismatch(p.task_id, inputs, outcome.outputs, want, p.atol)
-        never = [i for i, (tag, _) in outcome.kinds.items() if tag in NEVER_EQUAL_KINDS]
+        outputs, never = _as_evalplus_sees(p.task_id, outcome, want)
+        bad = first_mismatch(p.task_id, inputs, outputs, want, p.atol)
         if never and (bad is None or min(never) < bad):
             bad = min(never)
             tag, what = outcome.kinds[bad]
+            what = f"numpy array ({what})" if tag == "ndarray" else what or tag
             return "failed", (f"{split} input {bad}: {harness.call_text(p.entry_point, inputs[bad])} returned a "
-                              f"{what or tag}, which never equals the expected {harness.render(want[bad], 60)}")
+                              f"{what}, which does not equal the expected {_shown(want[bad], 60)}")
         if bad is None and outcome.status is ExecStatus.PASSED:
             return "passed", ""
         if bad is not None and bad < len(outcome.outputs):  # a wrong output before any crash
             return "failed", (f"{split} input {bad}: {harness.call_text(p.entry_point, inputs[bad])} returned "
-                              f"{harness.render(outcome.outputs[bad])}, expected {harness.render(want[bad])}")
+                              f"{_shown(outcome.outputs[bad])}, expected {_shown(want[bad])}")
         if outcome.status is ExecStatus.PASSED:  # ran fine but returned too few outputs
             return "failed", f"{split}: harness returned {len(outcome.outputs)} of {len(want)} outputs"
         return outcome.status.value, f"{split} {outcome.detail}"
     except Exception as exc:  # noqa: BLE001 - a fault of ours: this completion only, and not retryable
         return "scoring_error", f"{split}: {type(exc).__name__}: {exc}"
+
+
+def _shown(value: Any, width: int = 100) -> str:
+    """An output for a detail line; one sent as a digest is described, not shown."""
+    if isinstance(value, Digest):
+        return f"a value of over {DIGEST_OVER} elements and characters"
+    return harness.render(value, width)
+
+
+def _as_evalplus_sees(task_id: str, outcome: IoOutcome, want: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """(outputs for the oracle, indexes of outputs that fail whatever they hold).
+
+    EvalPlus asserts ``out == exp`` on the returned object itself, so an
+    ndarray passes iff that comparison (numpy's, broadcasting) has a truth
+    value and it is true: a 0-d or one-element array equal to the expected
+    value (its tolerance branch first asserts ``type(out) == type(exp)``)."""
+    outputs, never = list(outcome.outputs), []
+    for i, (tag, info) in sorted(outcome.kinds.items()):
+        if tag in NEVER_EQUAL_KINDS:
+            never.append(i)
+        elif tag == "ndarray" and i < len(want):
+            array = _array(outputs[i], info)
+            if array is not None and task_id == FIND_ZERO_TASK and array.size == 1:
+                outputs[i] = array.reshape(-1)[0].item()  # its oracle evaluates the polynomial at it
+            elif array is not None and _truthy_equal(array, want[i]):
+                outputs[i] = want[i]
+            else:
+                never.append(i)
+    return outputs, never
+
+
+def _array(value: Any, dtype: str) -> np.ndarray | None:
+    """The array a solution returned, rebuilt from its values, or None (sent as a digest: large)."""
+    if isinstance(value, Digest):
+        return None
+    try:
+        return np.array(value, dtype=np.dtype(dtype))
+    except Exception:  # noqa: BLE001 - values the dtype cannot hold were not that array
+        return None
+
+
+def _truthy_equal(array: np.ndarray, expected: Any) -> bool:
+    try:
+        return bool(array == expected)  # raises for an ambiguous (multi-element) or empty result
+    except Exception:  # noqa: BLE001 - no truth value, or values numpy cannot compare: not equal
+        return False
