@@ -121,7 +121,8 @@ def _flat(x):
             # In C loops: a finite sum rules out NaN and infinities, so min and max bound every value.
             total = sum(x)
             if total == total and -_INF < total < _INF and -_EXACT < min(x) and max(x) < _EXACT:
-                return b"D" + array("d", map(_PLUS_ZERO, x)).tobytes()  # -0.0 == 0: one form
+                # -0.0 == 0, so zeros pack as +0.0 (the map only when a zero is there: it costs)
+                return b"D" + array("d", map(_PLUS_ZERO, x) if 0 in x else x).tobytes()
     parts = [_scalar(v) for v in x]  # otherwise the same bytes as _canon item by item
     return None if None in parts else b"".join(parts)
 
