@@ -218,8 +218,7 @@ class Part:
     width: int  # the most query tokens of a row in this part (1 without drafts)
     span: int
     mask: torch.Tensor  # additive, [rows, 1, 1 or heads/kv_heads * width, span]
-    slots: torch.Tensor  # per token: its row's slot
-    columns: torch.Tensor  # per token: the column its key/value goes to
+    kv_rows: torch.Tensor  # per (token, KV head): where its key/value goes in the bucket's [capacity * kv_heads * width, head_dim]
     padded: torch.Tensor | None  # per padded query [rows * width]: its token (pads repeat the row's first)
     unpadded: torch.Tensor | None  # per token: its place among the padded queries
     lengths: torch.Tensor  # the rows' own columns before this step
@@ -268,6 +267,9 @@ class Step:
         # Additive float mask: on CPU, SDPA runs ~2x faster with it than with a boolean one.
         mask = torch.zeros(visible.shape, dtype=cache.dtype, device=device)
         mask.masked_fill_(~visible, torch.finfo(cache.dtype).min)
+        # Live rows hold slots 0..n-1, so a token's slot is its row.
+        kv_rows = ((row[:, None] * cache.kv_heads + torch.arange(cache.kv_heads, device=device)) * bucket.width
+                   + columns[:, None]).reshape(-1)
         padded = unpadded = None
         if width == 1:
             mask = mask[:, None]  # [n, 1, 1, span], shared by a row's heads
@@ -281,15 +283,21 @@ class Step:
             if r.prefix is not None:
                 groups.setdefault(id(r.prefix), (r.prefix, []))[1].append(i)
         shared = torch.tensor([r.prefix.length if r.prefix else 0 for r in bucket.rows], device=device)
-        part = Part(bucket, start, start + n, first, first + tokens, width, span, mask, row, columns,
+        part = Part(bucket, start, start + n, first, first + tokens, width, span, mask, kv_rows,
                     padded, unpadded, lengths, [(prefix, torch.tensor(idx, device=device)) for prefix, idx in groups.values()])
         return part, columns + shared[row]
 
     def write(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        """Put this step's keys and values ``[1, kv_heads, T, head_dim]`` in each token's slot and column."""
+        """Put this step's keys and values ``[1, kv_heads, T, head_dim]`` in each token's slot and column.
+
+        ``index_copy_``/``index_select`` here and in ``attend``, not advanced
+        indexing: on CPU the latter took 10-25x longer at these sizes (its
+        TensorIterator wakes the thread pool for a few kilobytes)."""
+        dim = key_states.shape[-1]
         for p in self.parts:
-            p.bucket.keys[layer][p.slots, :, p.columns] = key_states[0, :, p.first : p.last].transpose(0, 1)
-            p.bucket.values[layer][p.slots, :, p.columns] = value_states[0, :, p.first : p.last].transpose(0, 1)
+            for store, states in ((p.bucket.keys, key_states), (p.bucket.values, value_states)):
+                rows = states[0, :, p.first : p.last].transpose(0, 1).reshape(-1, dim)  # [(token, kv head), dim]
+                store[layer].view(-1, dim).index_copy_(0, p.kv_rows, rows)
 
     def attend(self, layer: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
         """Attention output ``[1, T, heads, head_dim]`` of the step's queries ``[1, heads, T, head_dim]``.
@@ -308,7 +316,7 @@ class Step:
             if w == 1:
                 q = query[0, :, p.first : p.last].transpose(0, 1).reshape(n, kv, heads // kv, dim)
             else:
-                q = query[0, :, p.padded].reshape(heads, n, w, dim).transpose(0, 1).reshape(n, kv, -1, dim)
+                q = query[0].index_select(1, p.padded).reshape(heads, n, w, dim).transpose(0, 1).reshape(n, kv, -1, dim)
             keys = p.bucket.keys[layer][:n, :, : p.span]
             values = p.bucket.values[layer][:n, :, : p.span]
             if not p.groups:
@@ -318,16 +326,17 @@ class Step:
                 for prefix, idx in p.groups:
                     m = len(idx)
                     # All rows' queries against the prefix at once: [1, kv, m * queries, dim].
-                    shared, shared_lse = attention_lse(q[idx].transpose(0, 1).reshape(1, kv, -1, dim),
+                    shared, shared_lse = attention_lse(q.index_select(0, idx).transpose(0, 1).reshape(1, kv, -1, dim),
                                                        prefix.keys[layer][None], prefix.values[layer][None], None, scaling)
                     shared = shared.reshape(kv, m, -1, dim).transpose(0, 1)
                     shared_lse = shared_lse.reshape(kv, m, -1).transpose(0, 1)
-                    total = torch.logaddexp(lse[idx], shared_lse)
-                    out[idx] = (out[idx] * (lse[idx] - total).exp()[..., None]
-                                + shared * (shared_lse - total).exp()[..., None]).to(out.dtype)
+                    own, own_lse = out.index_select(0, idx), lse.index_select(0, idx)
+                    total = torch.logaddexp(own_lse, shared_lse)
+                    out.index_copy_(0, idx, (own * (own_lse - total).exp()[..., None]
+                                             + shared * (shared_lse - total).exp()[..., None]).to(out.dtype))
             # [n, kv, heads/kv * w, dim] -> one row per token: [tokens, heads, dim]
             out = out.reshape(n, heads, w, dim).transpose(1, 2).reshape(n * w, heads, dim)
-            outs.append(out if w == 1 else out[p.unpadded])
+            outs.append(out if w == 1 else out.index_select(0, p.unpadded))
         return torch.cat(outs)[None]
 
     def advance(self, accepted: Sequence[int]) -> None:
@@ -622,13 +631,15 @@ class SlotEngine:
                 logits = out.logits[0]  # [T, vocab]
                 firsts = list(accumulate(1 + len(d) for d in drafts[:-1]))  # each row's first token
                 firsts.insert(0, 0)
+                chosen = sampling.choose(logits.index_select(0, torch.tensor(firsts, device=logits.device)), rows)
+                # Greedy verification reads the argmax after each draft token (one pass over all positions).
+                best = logits.argmax(-1).tolist() if any(drafts) else []
                 accepted = []
-                for row, first, token, draft in zip(rows, firsts, sampling.choose(logits[firsts], rows), drafts):
+                for row, first, token, draft in zip(rows, firsts, chosen, drafts):
                     new = [token]
                     if draft:
-                        # Greedy verification: the argmax after each kept draft token, until a draft token differs.
-                        best = logits[first + 1 : first + 1 + len(draft)].argmax(-1).tolist()
-                        for guess, following in zip(draft, best):
+                        # Keep draft tokens while each equals the model's argmax before it.
+                        for guess, following in zip(draft, best[first + 1 : first + 1 + len(draft)]):
                             if guess != new[-1]:
                                 break
                             new.append(following)
