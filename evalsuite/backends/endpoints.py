@@ -12,8 +12,10 @@ a row is drained: requests go elsewhere while a health check polls it back.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import json
+import math
 import re
 import sys
 import time
@@ -201,9 +203,11 @@ class EndpointPool:
             status = reply.status
             retryable = status in RETRY_STATUS or status >= 500
             reason = f"HTTP {status} from {ep.url}{path}: {_error_message(reply)}"
+            # a 503 says when to come back as often as a 429 does
+            retry_after = _retry_after(reply)
             if status >= 500:
-                raise self._failed(ep, reason, retryable=True, status=status)
-            raise CallFailed(reason, retryable=retryable, status=status, retry_after=_retry_after(reply))
+                raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
+            raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
             result = parse(reply.json())
         except Unsupported as exc:
@@ -223,11 +227,13 @@ class EndpointPool:
             raise CallFailed("every endpoint is drained: " + ", ".join(e.url for e in self.endpoints), retryable=True)
         return min(healthy, key=lambda e: e.outstanding)
 
-    def _failed(self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None) -> CallFailed:
+    def _failed(
+        self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ) -> CallFailed:
         ep.failures += 1
         if ep.failures >= self.settings.drain_after and not ep.drained and len(self.endpoints) > 1:
             self.drain(ep, reason)
-        return CallFailed(reason, retryable=retryable, status=status)
+        return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
 
     def drain(self, ep: Endpoint, reason: str) -> None:
         """Send no more requests to ``ep`` until its health check passes."""
@@ -276,21 +282,33 @@ class Reply:
 
 
 def _retry_after(reply: Reply) -> float | None:
-    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header."""
-    ms = reply.headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
+    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header;
+    None where the header is absent or is no finite time (garbage, "nan", a
+    date in the year 99999), so a bad header falls back to the backoff."""
+    ms = _finite(reply.headers.get("retry-after-ms"))
+    if ms is not None:
+        return max(0.0, ms / 1000)
     value = reply.headers.get("retry-after")
     if not value:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_tz(value)
-        return max(0.0, email.utils.mktime_tz(when) - time.time()) if when else None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT (RFC 9110 5.6.7)
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _finite(value: str | None) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _error_message(reply: Reply) -> str:
@@ -304,7 +322,7 @@ def _error_message(reply: Reply) -> str:
         msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else data.get("message") or data.get("detail")
         if msg:
             return _one_line(str(msg))[:500]
-    return _one_line(json.dumps(data))[:300]
+    return _one_line(json.dumps(data))[:300] if data else reply.reason  # "{}" says nothing
 
 
 def _one_line(text: str) -> str:
