@@ -82,3 +82,72 @@ def test_a_garbage_http_date_fails_the_sample_not_the_run():
     out, posts = generate_one(Reply(429, {}, {"Retry-After": "Sun, 06 Nov 99999999 08:49:37 GMT"}))
     assert isinstance(out, RequestFailure) and "HTTP 429" in out.reason and "Too Many Requests" in out.reason
     assert len(posts) == 2  # retried once, as told
+
+
+@pytest.mark.parametrize("reply, reason", [
+    (chat(None), "no content (finish_reason stop)"),
+    (chat(None, "length", reasoning_content="Let me think..."), "no content after reasoning (raise max_new_tokens)"),
+    (chat(None, "content_filter"), "content filter withheld the completion"),
+    (chat("The answer is", "content_filter"), "content filter withheld the completion"),
+    (chat(None, "tool_calls", tool_calls=[{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),
+     "called a tool instead of answering"),
+    (chat("Sure,", "stop", tool_calls=[{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),
+     "called a tool instead of answering"),
+    ({**chat("yes"), "choices": [{**chat("yes")["choices"][0], "index": 0}, {**chat("no")["choices"][0], "index": 1}]},
+     "returned 2 completions for n=1"),
+])
+def test_a_choice_without_an_answer_is_a_generation_error_not_an_empty_completion(reply, reason):
+    out, posts = generate_one(Reply(body=reply))
+    assert isinstance(out, RequestFailure) and reason in out.reason
+    assert len(posts) == 1  # the server would answer the same again: no retry
+
+
+@pytest.mark.parametrize("reply", [
+    {"object": "chat.completion"}, {**chat("yes"), "choices": []}, {**chat("yes"), "choices": None},
+    {**chat("yes"), "choices": ["yes"]}, {**chat("yes"), "choices": [{"index": 0, "message": None}]},
+    chat("half an answer", "abort"), [1, 2], "yes",
+])
+def test_a_reply_without_usable_choices_is_retried_then_a_generation_error(reply):
+    out, posts = generate_one(Reply(body=reply))
+    assert isinstance(out, RequestFailure) and "malformed reply" in out.reason and "after 2 attempts" in out.reason
+    assert len(posts) == 2
+
+
+def test_choices_out_of_order_are_put_in_index_order_and_repeated_indices_fail():
+    def reply(indices):
+        return Reply(body=completion("a", "b", "c") | {
+            "choices": [{"index": i, "text": t, "finish_reason": "length"} for i, t in zip(indices, "abc")]})
+
+    out, _ = generate_one(reply([2, 0, 1]), prompt="x", n=3, temperature=1.0, seed=1)
+    assert out.completions == ["b", "c", "a"]
+    out, posts = generate_one(reply([0, 0, 1]), prompt="x", n=3, temperature=1.0, seed=1)
+    assert isinstance(out, RequestFailure) and "indices [0, 0, 1] for n=3" in out.reason and len(posts) == 1
+
+
+def test_content_parts_reasoning_and_missing_usage_still_give_the_answer():
+    parts = chat([{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "Yes"}, {"type": "text", "text": "."}])
+    out, _ = generate_one(Reply(body=parts))
+    assert out.completions == ["Yes."]
+    out, _ = generate_one(Reply(body=chat("Yes", reasoning_content="The user wants yes.")))
+    assert out.completions == ["Yes"] and out.finish_reasons == ["stop"]
+    no_usage = completion("Yes")
+    del no_usage["usage"]
+    out, _ = generate_one(Reply(body=no_usage), prompt="x")
+    assert out.completions == ["Yes"] and (out.prompt_tokens, out.completion_tokens) == (0, 0)
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(body=b"<html><body>Gateway login</body></html>", headers={"Content-Type": "text/html"}),
+    Reply(body=b'{"choices": [{"index": 0, "text": "\\xff\\xfe'),
+    Reply(body=b'{"choices": [{"index": 0, "text": "\xff\xfe", "finish_reason": "stop"}]}'),
+    Reply(body=completion("Yes, that is the whole answer."), cut_after=20),
+])
+def test_a_body_that_is_not_the_api_json_is_retried_then_a_generation_error(reply):
+    out, posts = generate_one(reply, prompt="x")
+    assert isinstance(out, RequestFailure) and "after 2 attempts" in out.reason and len(posts) == 2
+
+
+@pytest.mark.parametrize("status, attempts", [(400, 1), (401, 1), (403, 1), (404, 1), (422, 1), (408, 2), (429, 2), (500, 2), (503, 2)])
+def test_client_errors_are_not_retried_and_server_errors_are(status, attempts):
+    out, posts = generate_one(Reply(status, {"error": {"message": "nope"}}), prompt="x")
+    assert isinstance(out, RequestFailure) and out.reason.startswith(f"HTTP {status} ") and len(posts) == attempts

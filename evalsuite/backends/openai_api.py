@@ -296,15 +296,9 @@ class OpenAIBackend(Backend):
             body["seed"] = cfg.seed
 
         def parse(data: Any) -> ModelOutput:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            if len(choices) != cfg.n:
-                raise Unsupported(f"the server returned {len(choices)} completions for n={cfg.n}: it does not support n")
             texts, reasons = [], []
-            for c in choices:
-                text = c["text"] if path == "/completions" else c["message"]["content"] or ""
-                if not isinstance(text, str):
-                    raise MalformedReply("a choice without text")
-                text, cut = cut_at_stop(text, cfg.stop)  # for servers that ignore stop strings
+            for c in _ordered_choices(data, cfg.n, "completions"):
+                text, cut = cut_at_stop(_choice_text(c, chat=path != "/completions"), cfg.stop)  # for servers that ignore stop strings
                 texts.append(text)
                 reasons.append("stop" if cut else _finish_reason(c))
             usage = data.get("usage") or {}
@@ -399,11 +393,8 @@ class OpenAIBackend(Backend):
         n = len(ctx)
 
         def parse(data: Any) -> LoglikelihoodResult:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            if len(choices) != len(conts):
-                raise MalformedReply(f"{len(choices)} choices for {len(conts)} prompts")
             sums, greedy = [], []
-            for choice, cont in zip(choices, conts):
+            for choice, cont in zip(_ordered_choices(data, len(conts), "prompts"), conts):
                 lps, top = choice["logprobs"]["token_logprobs"], choice["logprobs"]["top_logprobs"]
                 span = range(n, n + len(cont))
                 if len(lps) < n + len(cont) or any(lps[k] is None for k in span):
@@ -491,6 +482,56 @@ class LocalTokenizer(Tokenizer):
 
     def render(self, messages: list[Message]) -> str:
         return render_prompt(self.tok, messages)[0]
+
+
+def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
+    """The reply's choices in index order, exactly ``count`` of them (indices 0..count-1).
+
+    Raises ``MalformedReply`` (retried) for a reply without choices, and
+    ``Unsupported`` (not retried: the server answers so every time) for the
+    wrong number of choices or indices that repeat or skip one."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise MalformedReply("a reply without choices")
+    indices = [c.get("index", k) for k, c in enumerate(choices)]
+    asked = f"n={count}" if what == "completions" else f"{count} {what}"
+    if len(choices) != count:
+        raise Unsupported(f"the server returned {len(choices)} {what} for {asked}"
+                          + (": it does not support n" if what == "completions" and count > 1 else ""))
+    if not all(isinstance(i, int) for i in indices) or sorted(indices) != list(range(count)):
+        raise Unsupported(f"the server returned choices with indices {indices} for {asked}")
+    return sorted(choices, key=lambda c: c.get("index", 0))
+
+
+def _choice_text(choice: dict[str, Any], chat: bool) -> str:
+    """The answer in one choice; raises ``Unsupported`` where there is none to score.
+
+    A choice the content filter cut, a tool call (no tools are offered) or a
+    message with reasoning but no content (``content: null``) is no answer: it
+    becomes a ``generation_error``, never an empty completion scored as wrong.
+    vLLM's "abort" (the server dropped the request) is retried."""
+    reason = choice.get("finish_reason")
+    if reason == "abort":
+        raise MalformedReply("the server aborted the request (finish_reason abort)")
+    if reason == "content_filter":
+        raise Unsupported("the server's content filter withheld the completion (finish_reason content_filter)")
+    if not chat:
+        text = choice.get("text")
+    else:
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedReply("a choice without a message")
+        if reason in ("tool_calls", "function_call") or message.get("tool_calls") or message.get("function_call"):
+            raise Unsupported(f"the model called a tool instead of answering (finish_reason {reason})")
+        text = message.get("content")
+        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, ...]
+            text = "".join(p.get("text") or "" for p in text if isinstance(p, dict) and p.get("type") == "text")
+        if text is None:
+            thought = " after reasoning (raise max_new_tokens)" if message.get("reasoning_content") or message.get("reasoning") else ""
+            raise Unsupported(f"the server returned no content{thought} (finish_reason {reason})")
+    if not isinstance(text, str):
+        raise MalformedReply("a choice without text")
+    return text
 
 
 def _finish_reason(choice: dict[str, Any]) -> str:
