@@ -151,3 +151,12 @@ def test_a_body_that_is_not_the_api_json_is_retried_then_a_generation_error(repl
 def test_client_errors_are_not_retried_and_server_errors_are(status, attempts):
     out, posts = generate_one(Reply(status, {"error": {"message": "nope"}}), prompt="x")
     assert isinstance(out, RequestFailure) and out.reason.startswith(f"HTTP {status} ") and len(posts) == attempts
+
+
+def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
+    stops = ["\n\nQ:", "", "Answer", "\n\nQ:", "###", "</s>", "two"]
+    out, posts = generate_one(Reply(body=completion("one two three")), prompt="x", stop=stops)
+    assert posts[0]["stop"] == ["\n\nQ:", "Answer", "###", "</s>"]  # at most 4, none empty, no repeats
+    assert out.completions == ["one "] and out.finish_reasons == ["stop"]  # "two" still cuts, here
+    out, posts = generate_one(Reply(body=completion("one two")), prompt="x", stop=[""])
+    assert "stop" not in posts[0] and out.completions == ["one two"]

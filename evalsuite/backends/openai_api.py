@@ -81,6 +81,7 @@ OPTIONS = {
     "tokenizer": "HF id or folder of the served model's tokenizer (prefill=completions, scoring)",
 }
 PROBE_TEXT = "The capital of France is"
+MAX_STOP_STRINGS = 4  # OpenAI's limit; vLLM takes any number
 
 
 @dataclass(frozen=True)
@@ -290,8 +291,10 @@ class OpenAIBackend(Backend):
             body["top_p"] = cfg.top_p
         if cfg.n != 1:
             body["n"] = cfg.n
-        if cfg.stop:
-            body["stop"] = list(cfg.stop)
+        stops = list(dict.fromkeys(s for s in cfg.stop if s))  # an empty stop string is refused, or ends every completion at once
+        if stops:
+            # OpenAI refuses more than 4 (HTTP 400); cut_at_stop below applies the rest
+            body["stop"] = stops if self.is_vllm else stops[:MAX_STOP_STRINGS]
         if cfg.seed is not None:
             body["seed"] = cfg.seed
 
