@@ -17,6 +17,7 @@ from evalsuite.backends.base import BackendOptions, GenerateRequest, RequestFail
 from evalsuite.backends.endpoints import CallFailed, EndpointPool, PoolSettings, _retry_after
 from evalsuite.backends.openai_api import OpenAIBackend
 from evalsuite.records import GenerationConfig, Message
+from tests.conftest import evalsuite
 from tests.openai_stub import Reply, StubServer, chat, completion
 
 CHAT = [Message(role="user", content="Say yes.")]
@@ -160,3 +161,53 @@ def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
     assert out.completions == ["one "] and out.finish_reasons == ["stop"]  # "two" still cuts, here
     out, posts = generate_one(Reply(body=completion("one two")), prompt="x", stop=[""])
     assert "stop" not in posts[0] and out.completions == ["one two"]
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://host:abc/v1", "not a valid URL"), ("http://host:99999/v1", "not a valid URL"), ("http://host:0/v1", "no valid port"),
+    ("http://[::1/v1", "not a valid URL"), ("http:///v1", "has no host"), ("https://", "has no host"),
+    ("http://host/v1?api-version=1", "query string"), ("http://host/v1#x", "query string"),
+    ("host:8000/v1", "must start with http"), ("ftp://user:hunter2@host/v1", "must start with http"),
+    ("http://user:hunter2@host/v1", "recorded in run.json"),
+])
+def test_a_malformed_base_url_is_one_error_line_without_the_password(url, message, tmp_path):
+    res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={url}", "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "hunter2" not in res.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option, message", [
+    ("timeout=nan", "finite"), ("requests_per_s=inf", "finite"), ("tokens_per_min=-5", "positive"),
+    ("concurrency=2.5", "whole number"), ("concurrency=0", "positive"), ("max_retries=-1", "at least 0"),
+    ("drain_after=many", "whole number"), ("timout=5", "did you mean timeout"),
+])
+def test_bad_pool_options_are_one_error_line_before_any_request(option, message, tmp_path):
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={stub.base_url}", "-M", option,
+                        "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and stub.requests == []
+
+
+def test_basic_auth_from_openai_base_url_is_sent_but_never_recorded(monkeypatch):
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        host = stub.base_url.removeprefix("http://")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://evaluator:p%40ss@{host}/")
+        b = OpenAIBackend("stub", BackendOptions(extra={"loglikelihood": "off"}))
+        try:
+            assert dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=2))]))[0].completions == ["x"]
+        finally:
+            b.close()
+    assert {h.get("Authorization") for _, _, h, _ in stub.requests} == {"Basic ZXZhbHVhdG9yOnBAc3M="}  # evaluator:p@ss
+    assert "p@ss" not in b.info.model_dump_json() and "p%40ss" not in b.info.model_dump_json()
+
+
+def test_a_url_given_twice_is_one_endpoint():
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        b = backend(stub, base_url=f"{stub.base_url},{stub.base_url}/, {stub.base_url}")
+        b.close()
+    assert [e.url for e in b.pool.endpoints] == [stub.base_url]

@@ -12,6 +12,7 @@ a row is drained: requests go elsewhere while a health check polls it back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import email.utils
 import json
@@ -20,13 +21,15 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from evalsuite.errors import UserError
 
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
@@ -57,6 +60,7 @@ class Endpoint:
     drained: bool = False
     drains: int = 0  # times drained so far: health checks back off
     served: int = 0
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # basic auth from user:password@ in the URL given
 
     @property
     def root(self) -> str:
@@ -76,6 +80,43 @@ class PoolSettings:
     max_retry_wait: float = 60.0  # cap on one backoff, Retry-After included
 
 
+def check_url(url: str, *, credentials_allowed: bool) -> None:
+    """Raise ``UserError`` unless ``url`` is an http(s) URL with a host and a valid
+    port, and no query or fragment (the API path is appended to it).  A
+    ``user:password@`` is refused where the URL would be recorded in run.json;
+    the error never repeats the password."""
+    shown = _without_credentials(url)
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:  # "host:abc", "host:99999", "[::1"
+        raise UserError(f"base_url {shown!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UserError(f"base_url {shown!r} must start with http:// or https://")
+    if not port_ok:
+        raise UserError(f"base_url {shown!r} has no valid port (1-65535)")
+    if not parts.hostname:
+        raise UserError(f"base_url {shown!r} has no host")
+    if parts.query or parts.fragment:
+        raise UserError(f"base_url {shown!r} must not have a query string or fragment: the API path is appended to it")
+    if (parts.username or parts.password) and not credentials_allowed:
+        raise UserError(f"base_url {shown!r} carries a user name or password, and -M values are recorded in run.json: "
+                        "give the URL in $OPENAI_BASE_URL instead, or a key with -M api_key_env=NAME")
+
+
+def _without_credentials(url: str) -> str:
+    return re.sub(r"(//)[^/@]*@", r"\1***@", url.strip())
+
+
+def _credentials(url: str) -> dict[str, str]:
+    """The HTTP basic-auth header for the URL's user:password@, which ``clean_url`` drops."""
+    parts = urlsplit(url.strip())
+    if not (parts.username or parts.password):
+        return {}
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
 def clean_url(url: str) -> str:
     """The URL without user:password@ (never recorded) or a trailing slash."""
     parts = urlsplit(url.strip())
@@ -88,9 +129,10 @@ class EndpointPool:
     """Spreads calls over endpoints; all methods run on one event loop."""
 
     def __init__(self, urls: list[str], settings: PoolSettings, headers: dict[str, str] | None = None) -> None:
-        self.endpoints = [Endpoint(clean_url(u)) for u in urls]
-        self.settings = settings
         self._headers = headers or {}
+        # an API key (Bearer) wins over a URL's user:password
+        self.endpoints = [Endpoint(clean_url(u), headers={} if "Authorization" in self._headers else _credentials(u)) for u in urls]
+        self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._rps = AsyncLimiter(settings.requests_per_s, 1) if settings.requests_per_s else None
@@ -117,8 +159,8 @@ class EndpointPool:
             )
         return self._session
 
-    async def _fetch(self, method: str, url: str, body: Any) -> "Reply":
-        async with self.session().request(method, url, json=body) as r:
+    async def _fetch(self, method: str, url: str, body: Any, headers: dict[str, str] | None = None) -> "Reply":
+        async with self.session().request(method, url, json=body, headers=headers) as r:
             return Reply(r.status, r.headers, await r.read(), r.reason or "")
 
     async def aclose(self) -> None:
@@ -192,7 +234,7 @@ class EndpointPool:
             try:
                 # wait_for bounds the whole reply: a server that trickles bytes
                 # slower than the read timeout would otherwise never time out.
-                reply = await asyncio.wait_for(self._fetch(method, url, body), self.settings.timeout)
+                reply = await asyncio.wait_for(self._fetch(method, url, body, ep.headers), self.settings.timeout)
             except asyncio.TimeoutError:
                 raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
             except (aiohttp.ClientError, OSError) as exc:
@@ -258,7 +300,7 @@ class EndpointPool:
     async def healthy(self, ep: Endpoint) -> bool:
         """GET <base>/models answers 200 with JSON (any OpenAI-compatible server)."""
         try:
-            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None), min(10.0, self.settings.timeout))
+            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), min(10.0, self.settings.timeout))
             return reply.status == 200 and isinstance(reply.json(), dict)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ from evalsuite.backends.base import (
     render_prompt,
     split_continuations,
 )
-from evalsuite.backends.endpoints import CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported
+from evalsuite.backends.endpoints import (
+    CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported, check_url, clean_url,
+)
 from evalsuite.backends.event_loop import EventLoopThread
 from evalsuite.backends.response_cache import ResponseCache, deterministic_body, model_identity
 from evalsuite.errors import UserError, unknown_name
@@ -103,12 +106,16 @@ class OpenAISettings:
         for key in extra:
             if key not in OPTIONS:
                 raise unknown_name("-M option", key, set(OPTIONS) | set(also_known))
-        urls = base_urls or [u for u in str(extra.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).split(",") if u.strip()]
+        recorded = "base_url" in extra  # -M values go into run.json; $OPENAI_BASE_URL does not
+        urls = base_urls or [u.strip() for u in str(extra.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).split(",") if u.strip()]
         if not urls:
             raise UserError("no server to send requests to: pass -M base_url=http://HOST:PORT/v1 (or set OPENAI_BASE_URL)")
         for url in urls:
-            if not url.strip().startswith(("http://", "https://")):
-                raise UserError(f"base_url {url!r} must start with http:// or https://")
+            check_url(url, credentials_allowed=not recorded)
+        unique: dict[str, str] = {}
+        for url in urls:
+            unique.setdefault(clean_url(url), url)  # a URL given twice (or with and without a "/") is one endpoint
+        urls = list(unique.values())
         mode = str(extra.get("loglikelihood", "auto"))
         if mode not in ("auto", "on", "off"):
             raise UserError(f"-M loglikelihood must be auto, on or off, got {mode!r}")
@@ -563,7 +570,9 @@ def _number(extra: dict[str, Any], key: str, default: Any, kind: type, minimum: 
     try:
         value = kind(extra[key])
     except ValueError:
-        raise UserError(f"-M {key} must be a number, got {extra[key]!r}") from None
+        raise UserError(f"-M {key} must be {'a whole' if kind is int else 'a'} number, got {extra[key]!r}") from None
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats
+        raise UserError(f"-M {key} must be a finite number, got {extra[key]!r}")
     if (value < minimum) if minimum is not None else (value <= 0):
         raise UserError(f"-M {key} must be {'at least ' + str(minimum) if minimum is not None else 'positive'}, got {extra[key]!r}")
     return value
