@@ -211,3 +211,19 @@ def test_a_url_given_twice_is_one_endpoint():
         b = backend(stub, base_url=f"{stub.base_url},{stub.base_url}/, {stub.base_url}")
         b.close()
     assert [e.url for e in b.pool.endpoints] == [stub.base_url]
+
+
+def test_an_error_page_that_echoes_the_api_key_never_puts_it_in_the_reason(monkeypatch):
+    def echo(method, path, body):
+        key = next(h for _, p, h, _ in stub.requests if p == path)["Authorization"]
+        return Reply(400, {"error": {"message": f"Invalid header 'Authorization: {key}'"}})
+
+    stub = StubServer(echo)
+    monkeypatch.setenv("EVAL_KEY", "sk-live-0123456789")
+    with stub.running():
+        b = backend(stub, api_key_env="EVAL_KEY")
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=2))]))[0]
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and out.reason.endswith("Invalid header 'Authorization: Bearer ***'")

@@ -130,6 +130,9 @@ class EndpointPool:
 
     def __init__(self, urls: list[str], settings: PoolSettings, headers: dict[str, str] | None = None) -> None:
         self._headers = headers or {}
+        # what no reason may repeat: the API key and URL passwords (a proxy's error page may echo them)
+        self._secrets = {v.split(" ", 1)[-1] for v in self._headers.values() if v} | {
+            p for u in urls if (p := urlsplit(u.strip()).password)} - {""}
         # an API key (Bearer) wins over a URL's user:password
         self.endpoints = [Endpoint(clean_url(u), headers={} if "Authorization" in self._headers else _credentials(u)) for u in urls]
         self.settings = settings
@@ -206,6 +209,8 @@ class EndpointPool:
         except CallFailed as exc:
             if attempts > 1:
                 exc.reason = f"{exc.reason} (after {attempts} attempts)"
+            for secret in self._secrets:
+                exc.reason = exc.reason.replace(secret, "***")
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
