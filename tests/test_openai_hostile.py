@@ -8,6 +8,7 @@ reason (never a scored empty answer), or one ``error:`` line before any work.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 import httpx
@@ -227,3 +228,34 @@ def test_an_error_page_that_echoes_the_api_key_never_puts_it_in_the_reason(monke
         finally:
             b.close()
     assert isinstance(out, RequestFailure) and out.reason.endswith("Invalid header 'Authorization: Bearer ***'")
+
+
+def test_the_cache_key_follows_every_decoding_parameter_and_nothing_else(tmp_path, monkeypatch):
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    base = {"max_new_tokens": 8, "temperature": 0.0}
+    changed = [{"max_new_tokens": 9}, {"stop": ["\n"]}, {"stop": ["\n", "Q:"]}, {"temperature": 0.7, "seed": 1},
+               {"temperature": 0.7, "seed": 2}, {"temperature": 0.7, "top_p": 0.5, "seed": 1}, {"temperature": 0.7, "seed": 1, "n": 2}]
+
+    def posts_for(cfgs, prompt="x", **extra):
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "off", **extra},
+                                                 response_cache=str(tmp_path)))
+        try:
+            before = len(stub.posts())
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(stub, "reply", lambda _m, _p, body: Reply(body=completion(*["x"] * body.get("n", 1))))
+                out = dict(b.generate([GenerateRequest(prompt, GenerationConfig(**{**base, **c})) for c in cfgs]))
+            assert not any(isinstance(o, RequestFailure) for o in out.values())
+            return len(stub.posts()) - before
+        finally:
+            b.close()
+
+    with stub.running():
+        assert posts_for([{}] + changed) == 1 + len(changed)
+        assert posts_for([{}] + changed) == 0  # all deterministic (greedy or seeded): all cached
+        assert posts_for([{}], prompt="x ") == 1  # one byte of prompt more
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+        assert posts_for([{}], base_url=stub.base_url + "/", concurrency="3", timeout="99") == 0  # nothing that changes the answer
+        assert posts_for([{"temperature": 0.7}]) == 1 and posts_for([{"temperature": 0.7}]) == 1  # unseeded: never cached
+        with sqlite3.connect(tmp_path / "responses.sqlite") as db:  # a stored reply this version cannot read
+            db.execute("UPDATE responses SET response = '{\"choices\": 7}'")
+        assert posts_for([{}]) == 1 and posts_for([{}]) == 0

@@ -366,8 +366,11 @@ class OpenAIBackend(Backend):
         cacheable = self.cache is not None and (deterministic_body(body) if deterministic is None else deterministic)
         if cacheable:
             hit = self.cache.get(self._identity, {"path": path, **body})
-            if hit is not None:
-                result = parse(hit)
+            try:
+                result = None if hit is None else parse(hit)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):  # a stored reply this version cannot read
+                result = None
+            if result is not None:
                 return (result.model_copy(update={"cached": True}) if hasattr(result, "cached") else result), None
         raw: list[Any] = []
 
