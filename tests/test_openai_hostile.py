@@ -259,3 +259,18 @@ def test_the_cache_key_follows_every_decoding_parameter_and_nothing_else(tmp_pat
         with sqlite3.connect(tmp_path / "responses.sqlite") as db:  # a stored reply this version cannot read
             db.execute("UPDATE responses SET response = '{\"choices\": 7}'")
         assert posts_for([{}]) == 1 and posts_for([{}]) == 0
+
+
+@pytest.mark.parametrize("option, message", [
+    ("startup_timeout=soon", "startup_timeout must be a number"), ("startup_timeout=-1", "startup_timeout must be positive"),
+    ("startup_timeout=nan", "finite"), ("vllm_args=--served-model-name \"x", "not shell words"),
+    ("max_model_len=abc", "max_model_len must be a number of tokens"), ("gpu_memory_utilization=1.5", "at most 1"),
+    ("gpu_memory_utilization=0", "positive"), ("kv_cache_space=lots", "kv_cache_space must be a whole number"),
+    ("enforce_eager=maybe", "enforce_eager must be true or false"), ("data_parallel=0", "at least 1"),
+])
+def test_bad_vllm_options_are_one_error_line_before_the_server_starts(option, message, tmp_path):
+    # no interpreter to start: an option that slipped through would fail with another message, never start vLLM
+    res = evalsuite("run", "--model", "vllm:smollm2-135m", "-M", option, "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path),
+                    env={"EVALSUITE_VLLM_PYTHON": str(tmp_path / "no-python")})
+    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
