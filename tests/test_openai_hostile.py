@@ -8,6 +8,7 @@ reason (never a scored empty answer), or one ``error:`` line before any work.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import time
 
@@ -17,6 +18,7 @@ import pytest
 from evalsuite.backends.base import BackendOptions, GenerateRequest, RequestFailure
 from evalsuite.backends.endpoints import CallFailed, EndpointPool, PoolSettings, _retry_after
 from evalsuite.backends.openai_api import OpenAIBackend
+from evalsuite.errors import UserError
 from evalsuite.records import GenerationConfig, Message
 from tests.conftest import evalsuite
 from tests.openai_stub import Reply, StubServer, chat, completion
@@ -274,3 +276,44 @@ def test_bad_vllm_options_are_one_error_line_before_the_server_starts(option, me
                     env={"EVALSUITE_VLLM_PYTHON": str(tmp_path / "no-python")})
     assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_pool_with_every_endpoint_down_is_one_error_line_naming_each(tmp_path):
+    urls = [f"http://127.0.0.1:{_closed_port()}/v1" for _ in range(2)]
+    res = evalsuite("run", "--model", "openai:stub", "-M", "base_url=" + ",".join(urls), "--tasks", "bbh", "--limit", "1",
+                    "-o", str(tmp_path))
+    lines = [line for line in res.stderr.strip().splitlines() if not line.startswith("loading model")]  # the progress line
+    assert res.returncode == 2 and len(lines) == 1, res.stderr  # no "draining" line for a run that never starts
+    assert lines[0].startswith("error: cannot reach any of the 2 endpoints: ") and all(u in lines[0] for u in urls)
+
+
+def test_an_endpoint_serving_another_model_is_named():
+    right, wrong = StubServer(lambda *_: Reply(body=completion("x"))), StubServer(lambda *_: Reply(body=completion("x")), ["other"])
+    with right.running(), wrong.running():
+        with pytest.raises(UserError) as exc:
+            backend(right, base_url=f"{right.base_url},{wrong.base_url}")
+    assert str(exc.value) == f"model 'stub' is not served at {wrong.base_url} (it serves: other)"
+
+
+def test_an_endpoint_down_at_start_is_drained_once_and_the_others_serve(capfd):
+    live = StubServer(lambda *_: Reply(body=completion("x")))
+    down = f"http://127.0.0.1:{_closed_port()}/v1"
+    with live.running():
+        b = backend(live, base_url=f"{down},{live.base_url}")
+        try:
+            out = dict(b.generate([GenerateRequest(str(i), GenerationConfig(max_new_tokens=2)) for i in range(6)]))
+            dead = b.pool.endpoints[0]
+            assert dead.drained and dead.drains == 1 and dead.served == 0 and len(b.pool._watchers) == 1
+        finally:
+            b.close()
+    assert all(o.completions == ["x"] and o.endpoint == live.base_url for o in out.values())
+    assert [line for line in capfd.readouterr().err.splitlines() if "draining" in line] == [
+        f"evalsuite: draining endpoint {down} (connection to {down} failed: Cannot connect to host "
+        f"{down.removeprefix('http://').removesuffix('/v1')} ssl:default [Connect call failed ('127.0.0.1', {down.split(':')[2][:-3]})] "
+        "(after 3 attempts))"]

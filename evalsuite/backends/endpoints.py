@@ -144,6 +144,7 @@ class EndpointPool:
         # 0.5 s, 1 s, 2 s, ... plus up to 1 s of jitter, so clients that failed together do not retry together
         self._backoff = wait_exponential(multiplier=0.5, max=settings.max_retry_wait) + wait_random(0, 1)
         self.calls = 0  # HTTP requests sent, retries included
+        self.auto_drain = True  # drain an endpoint after drain_after failures in a row
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session of every endpoint, created on the loop that uses it.
@@ -278,12 +279,14 @@ class EndpointPool:
         self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
     ) -> CallFailed:
         ep.failures += 1
-        if ep.failures >= self.settings.drain_after and not ep.drained and len(self.endpoints) > 1:
+        if self.auto_drain and ep.failures >= self.settings.drain_after and len(self.endpoints) > 1:
             self.drain(ep, reason)
         return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
 
     def drain(self, ep: Endpoint, reason: str) -> None:
-        """Send no more requests to ``ep`` until its health check passes."""
+        """Send no more requests to ``ep`` until its health check passes (one watcher per drain)."""
+        if ep.drained:
+            return
         ep.drained = True
         ep.drains += 1
         print(f"evalsuite: draining endpoint {ep.url} ({reason})", file=sys.stderr)

@@ -183,6 +183,7 @@ class OpenAIBackend(Backend):
         """(model name, its /models entry, server version); drains unreachable endpoints."""
         listings: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, str] = {}
+        self.pool.auto_drain = False  # each endpoint is asked once here; the unreachable ones are drained below
         for ep in self.pool.endpoints:
             try:
                 listings[ep.url], _ = await self.pool.call(
@@ -195,8 +196,11 @@ class OpenAIBackend(Backend):
                 if exc.status in (404, 405):
                     raise UserError(f"no OpenAI-compatible API at {ep.url}: {exc.reason} (a base_url usually ends in /v1)") from None
                 errors[ep.url] = exc.reason
+        self.pool.auto_drain = True
         if not listings:
-            raise UserError(f"cannot reach the server: {next(iter(errors.values()))}")
+            if len(errors) == 1:
+                raise UserError(f"cannot reach the server: {next(iter(errors.values()))}")
+            raise UserError(f"cannot reach any of the {len(errors)} endpoints: {'; '.join(errors.values())}")
         for ep in self.pool.endpoints:
             if ep.url in errors:
                 self.pool.drain(ep, errors[ep.url])
@@ -206,8 +210,10 @@ class OpenAIBackend(Backend):
                 raise UserError(f"name the model: openai:NAME (the server serves {', '.join(sorted(map(str, served))) or 'no model list'})")
             model = str(next(iter(served)))
         entries = [next((m for m in listing if m.get("id") == model), None) for listing in listings.values()]
-        if any(e is None for e in entries):
-            raise UserError(f"model '{model}' is not served at {', '.join(listings)} (it serves: {', '.join(sorted(map(str, served)))})")
+        lacking = {url: sorted(str(m.get("id")) for m in listing) for (url, listing), e in zip(listings.items(), entries) if e is None}
+        if lacking:
+            raise UserError(f"model '{model}' is not served at " + "; ".join(
+                f"{url} (it serves: {', '.join(ids) or 'no model'})" for url, ids in lacking.items()))
         keep = ("id", "root", "parent", "max_model_len", "owned_by")
         entry = {k: v for k, v in entries[0].items() if k in keep and v is not None}
         roots = {e.get("root") for e in entries}
