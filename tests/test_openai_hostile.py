@@ -317,3 +317,21 @@ def test_an_endpoint_down_at_start_is_drained_once_and_the_others_serve(capfd):
         f"evalsuite: draining endpoint {down} (connection to {down} failed: Cannot connect to host "
         f"{down.removeprefix('http://').removesuffix('/v1')} ssl:default [Connect call failed ('127.0.0.1', {down.split(':')[2][:-3]})] "
         "(after 3 attempts))"]
+
+
+def test_a_server_that_takes_only_max_completion_tokens_gets_it():
+    def reply(method, path, body):
+        if "max_tokens" in body:  # OpenAI's words for its reasoning models
+            return Reply(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                         "Use 'max_completion_tokens' instead.", "param": "max_tokens"}})
+        return Reply(body=chat(f"{body['max_completion_tokens']} tokens"))
+
+    stub = StubServer(reply)
+    with stub.running():
+        b = backend(stub, concurrency="1")
+        try:
+            out = dict(b.generate([GenerateRequest(CHAT, GenerationConfig(max_new_tokens=7)) for _ in range(3)]))
+        finally:
+            b.close()
+    assert [out[i].completions for i in range(3)] == [["7 tokens"]] * 3
+    assert ["max_tokens" in body for body in stub.posts()] == [True, False, False, False]  # asked once, then remembered

@@ -189,7 +189,8 @@ class EndpointPool:
         """``method path`` with retries; returns the parsed reply and who sent it.
 
         ``path`` starts with ``/`` and is appended to the endpoint's URL (or to
-        its root when it starts with ``//``).  ``parse`` turns the JSON reply
+        its root when it starts with ``//``); ``body`` may be a function that
+        gives it, called at each attempt.  ``parse`` turns the JSON reply
         into a result and raises ``MalformedReply`` (or KeyError/TypeError) if
         the reply is not what the API specifies.  ``tokens`` is the estimated
         cost for the tokens/min limit.  Raises ``CallFailed`` after the last
@@ -240,7 +241,8 @@ class EndpointPool:
             try:
                 # wait_for bounds the whole reply: a server that trickles bytes
                 # slower than the read timeout would otherwise never time out.
-                reply = await asyncio.wait_for(self._fetch(method, url, body, ep.headers), self.settings.timeout)
+                payload = body() if callable(body) else body
+                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), self.settings.timeout)
             except asyncio.TimeoutError:
                 raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
             except (aiohttp.ClientError, OSError) as exc:

@@ -152,6 +152,7 @@ class OpenAIBackend(Backend):
         self.pool = EndpointPool(self.settings.base_urls, self.settings.pool, headers)
         self.cache = ResponseCache(options.response_cache) if options.response_cache else None
         self.capability_notes = {}
+        self.max_tokens_field = "max_tokens"  # or max_completion_tokens, once the server asks for it
         try:
             self.model, entry, version = self.loop.run(self._discover(model))
             self.is_vllm = version is not None or entry.get("owned_by") == "vllm"
@@ -357,6 +358,10 @@ class OpenAIBackend(Backend):
         try:
             result, endpoint = await self._call(path, body, parse)
         except CallFailed as exc:
+            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take
+            if "max_tokens" in body and exc.status == 400 and "max_completion_tokens" in exc.reason:
+                self.max_tokens_field = "max_completion_tokens"
+                return await self._send(path, body, parse)
             return RequestFailure(exc.reason)
         if isinstance(result, ModelOutput) and endpoint is not None and len(self.pool.endpoints) > 1:
             result = result.model_copy(update={"endpoint": endpoint.url})
@@ -385,10 +390,17 @@ class OpenAIBackend(Backend):
             raw.append(data)
             return result
 
-        result, endpoint = await self.pool.call("POST", path, body, keep, tokens=_token_estimate(body))
+        result, endpoint = await self.pool.call("POST", path, lambda: self._as_sent(body), keep, tokens=_token_estimate(body))
         if cacheable:
             self.cache.put(self._identity, {"path": path, **body}, raw[-1])
         return result, endpoint
+
+    def _as_sent(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body with the field name for max tokens the server takes, read when an
+        attempt starts: requests queued before the server named it send the right one."""
+        if "max_tokens" not in body or self.max_tokens_field == "max_tokens":
+            return body
+        return {(self.max_tokens_field if k == "max_tokens" else k): v for k, v in body.items()}
 
     @property
     def _identity(self) -> dict[str, Any]:
@@ -569,7 +581,7 @@ def _token_estimate(body: dict[str, Any]) -> int:
     prompt token plus every token it may generate."""
     prompt = body.get("prompt") or body.get("messages")
     size = sum(len(p) for p in prompt) if isinstance(prompt, list) and prompt and isinstance(prompt[0], list) else len(json.dumps(prompt)) // 4
-    return size + int(body.get("max_tokens", 0)) * int(body.get("n", 1))
+    return size + int(body.get("max_tokens") or body.get("max_completion_tokens") or 0) * int(body.get("n", 1))
 
 
 def _number(extra: dict[str, Any], key: str, default: Any, kind: type, minimum: float | None = None) -> Any:
