@@ -8,9 +8,11 @@ reason (never a scored empty answer), or one ``error:`` line before any work.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -335,3 +337,42 @@ def test_a_server_that_takes_only_max_completion_tokens_gets_it():
             b.close()
     assert [out[i].completions for i in range(3)] == [["7 tokens"]] * 3
     assert ["max_tokens" in body for body in stub.posts()] == [True, False, False, False]  # asked once, then remembered
+
+
+@pytest.fixture(scope="module")
+def bos_tokenizer(tmp_path_factory):
+    """SmolLM2's tokenizer made to add a BOS, with a chat template that writes one too (as Llama's do)."""
+    from evalsuite.backends.models import resolve_model
+
+    folder, source = tmp_path_factory.mktemp("bos-tokenizer"), Path(resolve_model("smollm2-135m").loadable)
+    tok = json.loads((source / "tokenizer.json").read_text())
+    bos = {"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}
+    tok["post_processor"] = {"type": "TemplateProcessing", "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+                             "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                             "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]}}}
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.model
+def test_a_prompt_rendered_here_reaches_a_server_that_adds_bos_with_one_bos(bos_tokenizer):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bos_tokenizer)
+    prompt = [Message(role="user", content="2+2?"), Message(role="assistant", content="A: Let's think step by step.")]
+    rendered = tok.apply_chat_template([m.model_dump() for m in prompt], tokenize=False, continue_final_message=True)
+    assert tok(rendered)["input_ids"][:2] == [1, 1]  # what sending the rendered text as it is would give
+    stub = StubServer(lambda *_: Reply(body=completion(" 4")))
+    with stub.running():
+        b = backend(stub, prefill="completions", tokenizer=str(bos_tokenizer))
+        try:
+            out = dict(b.generate([GenerateRequest(prompt, GenerationConfig(max_new_tokens=4))]))[0]
+        finally:
+            b.close()
+    (sent,) = stub.posts("/v1/completions")
+    assert out.completions == [" 4"] and "add_special_tokens" not in sent
+    assert tok(sent["prompt"])["input_ids"] == tok(rendered, add_special_tokens=False)["input_ids"]  # one BOS, as the template says

@@ -344,9 +344,12 @@ class OpenAIBackend(Backend):
             )
         if mode == "completions":
             assert isinstance(self.tokenizer, LocalTokenizer)
-            body["prompt"] = self.tokenizer.render(prompt)
+            text = self.tokenizer.render(prompt)
             if self.is_vllm:
                 body["add_special_tokens"] = False  # the chat template wrote them
+            else:  # a server that adds BOS itself (llama.cpp, TGI, ...) would otherwise begin with two
+                text = self.tokenizer.without_added_bos(text)
+            body["prompt"] = text
             return "/completions"
         body["messages"] = [m.model_dump() for m in prompt]
         if mode == "continue":
@@ -513,6 +516,14 @@ class LocalTokenizer(Tokenizer):
 
     def render(self, messages: list[Message]) -> str:
         return render_prompt(self.tok, messages)[0]
+
+    def without_added_bos(self, text: str) -> str:
+        """``text`` less a leading BOS that tokenizing it with special tokens adds
+        again (a chat template that writes ``{{ bos_token }}``), so a server that
+        tokenizes as transformers does sees exactly one BOS."""
+        bos = self.tok.bos_token
+        adds_bos = bool(bos) and self.tok("", add_special_tokens=True)["input_ids"][:1] == [self.tok.bos_token_id]
+        return text[len(bos):] if adds_bos and text.startswith(bos) else text
 
 
 def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
