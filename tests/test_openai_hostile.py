@@ -376,3 +376,24 @@ def test_a_prompt_rendered_here_reaches_a_server_that_adds_bos_with_one_bos(bos_
     (sent,) = stub.posts("/v1/completions")
     assert out.completions == [" 4"] and "add_special_tokens" not in sent
     assert tok(sent["prompt"])["input_ids"] == tok(rendered, add_special_tokens=False)["input_ids"]  # one BOS, as the template says
+
+
+def test_a_huge_reply_is_refused_as_it_arrives_without_a_retry():
+    huge = completion("x" * 300_000)  # 0.3 MB against a 0.25 MB limit
+    stub = StubServer(lambda *_: Reply(body=huge))
+
+    async def attempt() -> CallFailed:
+        pool = EndpointPool([stub.base_url], PoolSettings(max_reply_bytes=250_000))
+        try:
+            await pool.call("POST", "/completions", {})
+        except CallFailed as exc:
+            return exc
+        finally:
+            await pool.aclose()
+        raise AssertionError("no failure")
+
+    with stub.running():
+        exc = asyncio.run(attempt())
+        assert not exc.retryable and "larger than 250,000 bytes" in exc.reason and len(stub.posts()) == 1
+        out, _ = generate_one(Reply(body=huge), prompt="x")  # within the default limit: an answer
+        assert out.completions == ["x" * 300_000]

@@ -47,6 +47,10 @@ class MalformedReply(ValueError):
     """A 200 reply whose body is not the JSON the API specifies (retried)."""
 
 
+class ReplyTooLarge(ValueError):
+    """A body past ``PoolSettings.max_reply_bytes`` (not retried: it would come again)."""
+
+
 class Unsupported(ValueError):
     """A well-formed reply that shows the server cannot do what was asked
     (e.g. it ignores ``n``): asking again would not help, so it is not retried."""
@@ -78,6 +82,7 @@ class PoolSettings:
     drain_after: int = 3  # consecutive failures that drain an endpoint
     health_interval: float = 2.0  # seconds between health checks of a drained endpoint
     max_retry_wait: float = 60.0  # cap on one backoff, Retry-After included
+    max_reply_bytes: int = 256 * 2**20  # a bigger body is refused as it arrives, not held in memory
 
 
 def check_url(url: str, *, credentials_allowed: bool) -> None:
@@ -164,8 +169,14 @@ class EndpointPool:
         return self._session
 
     async def _fetch(self, method: str, url: str, body: Any, headers: dict[str, str] | None = None) -> "Reply":
+        limit = self.settings.max_reply_bytes
         async with self.session().request(method, url, json=body, headers=headers) as r:
-            return Reply(r.status, r.headers, await r.read(), r.reason or "")
+            data = bytearray()
+            async for chunk in r.content.iter_chunked(1 << 16):
+                data += chunk
+                if len(data) > limit:
+                    raise ReplyTooLarge(f"a reply from {url} larger than {limit:,} bytes")
+            return Reply(r.status, r.headers, bytes(data), r.reason or "")
 
     async def aclose(self) -> None:
         for w in self._watchers:
@@ -245,6 +256,8 @@ class EndpointPool:
                 reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), self.settings.timeout)
             except asyncio.TimeoutError:
                 raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
+            except ReplyTooLarge as exc:
+                raise CallFailed(str(exc), retryable=False) from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise self._failed(ep, f"connection to {ep.url} failed: {_one_line(str(exc)) or type(exc).__name__}", retryable=True) from None
             finally:
