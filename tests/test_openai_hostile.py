@@ -45,6 +45,11 @@ def generate_one(reply, prompt=CHAT, **config):
     return out[0], stub.posts()
 
 
+def _error_lines(stderr: str) -> list[str]:
+    """stderr less the progress lines a slow start prints ("loading model ...")."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith("loading model")]
+
+
 @pytest.mark.parametrize("header", [
     {"retry-after": "Sun, 06 Nov 99999999 08:49:37 GMT"}, {"retry-after": "Mon, 31 Feb 2020 00:00:00 GMT"},
     {"retry-after": "soon"}, {"retry-after": "nan"}, {"retry-after": "inf"}, {"retry-after-ms": "nan"},
@@ -177,8 +182,8 @@ def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
 ])
 def test_a_malformed_base_url_is_one_error_line_without_the_password(url, message, tmp_path):
     res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={url}", "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path))
-    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr
-    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "hunter2" not in res.stderr
+    (line,) = _error_lines(res.stderr)
+    assert res.returncode == 2 and line.startswith("error:") and message in line and "hunter2" not in res.stderr, res.stderr
     assert not any(tmp_path.iterdir())
 
 
@@ -192,8 +197,8 @@ def test_bad_pool_options_are_one_error_line_before_any_request(option, message,
     with stub.running():
         res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={stub.base_url}", "-M", option,
                         "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path))
-    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and stub.requests == []
+    (line,) = _error_lines(res.stderr)
+    assert res.returncode == 2 and line.startswith("error:") and message in line and stub.requests == [], res.stderr
 
 
 def test_basic_auth_from_openai_base_url_is_sent_but_never_recorded(monkeypatch):
@@ -276,8 +281,8 @@ def test_bad_vllm_options_are_one_error_line_before_the_server_starts(option, me
     # no interpreter to start: an option that slipped through would fail with another message, never start vLLM
     res = evalsuite("run", "--model", "vllm:smollm2-135m", "-M", option, "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path),
                     env={"EVALSUITE_VLLM_PYTHON": str(tmp_path / "no-python")})
-    assert res.returncode == 2 and res.stderr.startswith("error:") and message in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+    (line,) = _error_lines(res.stderr)
+    assert res.returncode == 2 and line.startswith("error:") and message in line and not any(tmp_path.iterdir()), res.stderr
 
 
 def _closed_port() -> int:
@@ -290,7 +295,7 @@ def test_a_pool_with_every_endpoint_down_is_one_error_line_naming_each(tmp_path)
     urls = [f"http://127.0.0.1:{_closed_port()}/v1" for _ in range(2)]
     res = evalsuite("run", "--model", "openai:stub", "-M", "base_url=" + ",".join(urls), "--tasks", "bbh", "--limit", "1",
                     "-o", str(tmp_path))
-    lines = [line for line in res.stderr.strip().splitlines() if not line.startswith("loading model")]  # the progress line
+    lines = _error_lines(res.stderr)
     assert res.returncode == 2 and len(lines) == 1, res.stderr  # no "draining" line for a run that never starts
     assert lines[0].startswith("error: cannot reach any of the 2 endpoints: ") and all(u in lines[0] for u in urls)
 
@@ -397,3 +402,17 @@ def test_a_huge_reply_is_refused_as_it_arrives_without_a_retry():
         assert not exc.retryable and "larger than 250,000 bytes" in exc.reason and len(stub.posts()) == 1
         out, _ = generate_one(Reply(body=huge), prompt="x")  # within the default limit: an answer
         assert out.completions == ["x" * 300_000]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("{tmp}", "Couldn't instantiate the backend tokenizer"), ("/no/such/folder", "no such folder"),
+    ("{tmp}/tokenizer_config.json", "cannot load tokenizer"),
+])
+def test_a_tokenizer_that_cannot_be_loaded_is_one_error_line(name, message, tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={stub.base_url}", "-M", f"tokenizer={name.format(tmp=tmp_path)}",
+                        "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path / "out"))
+    (line,) = _error_lines(res.stderr)
+    assert res.returncode == 2 and line.startswith("error: cannot load tokenizer") and message in line, res.stderr

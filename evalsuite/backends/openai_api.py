@@ -45,6 +45,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from evalsuite.backends.base import (
@@ -61,7 +62,7 @@ from evalsuite.backends.base import (
     split_continuations,
 )
 from evalsuite.backends.endpoints import (
-    CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported, check_url, clean_url,
+    CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported, _one_line, check_url, clean_url,
 )
 from evalsuite.backends.event_loop import EventLoopThread
 from evalsuite.backends.response_cache import ResponseCache, deterministic_body, model_identity
@@ -506,10 +507,12 @@ class LocalTokenizer(Tokenizer):
     def __init__(self, name: str, revision: str | None) -> None:
         from transformers import AutoTokenizer
 
+        if name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+            raise UserError(f"cannot load tokenizer '{name}': no such folder")
         try:
-            self.tok = AutoTokenizer.from_pretrained(name, revision=revision)
-        except OSError as exc:
-            raise UserError(f"cannot load tokenizer '{name}': {str(exc).splitlines()[0]}") from None
+            self.tok = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if name.startswith("~") else name, revision=revision)
+        except (OSError, ValueError, KeyError) as exc:  # a folder without a tokenizer is a ValueError
+            raise UserError(f"cannot load tokenizer '{name}': {_one_line(str(exc))[:300]}") from None
 
     def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
         return list(self.tok(text, add_special_tokens=add_special_tokens)["input_ids"])
