@@ -416,3 +416,14 @@ def test_a_tokenizer_that_cannot_be_loaded_is_one_error_line(name, message, tmp_
                         "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path / "out"))
     (line,) = _error_lines(res.stderr)
     assert res.returncode == 2 and line.startswith("error: cannot load tokenizer") and message in line, res.stderr
+
+
+def test_a_request_rate_below_one_per_second_is_a_rate_not_a_crash():
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        b = backend(stub, requests_per_s="0.5")
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=2))]))
+        finally:
+            b.close()
+    assert out[0].completions == ["x"] and b.pool._rps.max_rate == 1 and b.pool._rps.time_period == 2

@@ -143,7 +143,9 @@ class EndpointPool:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._rps = AsyncLimiter(settings.requests_per_s, 1) if settings.requests_per_s else None
+        rps = settings.requests_per_s
+        # one request every 1/rps seconds below 1/s: a bucket smaller than one request refuses every acquire
+        self._rps = (AsyncLimiter(rps, 1) if rps >= 1 else AsyncLimiter(1, 1 / rps)) if rps else None
         self._tpm = AsyncLimiter(settings.tokens_per_min, 60) if settings.tokens_per_min else None
         self._watchers: set[asyncio.Task] = set()
         # 0.5 s, 1 s, 2 s, ... plus up to 1 s of jitter, so clients that failed together do not retry together
