@@ -141,9 +141,12 @@ def test_content_parts_reasoning_and_missing_usage_still_give_the_answer():
     assert out.completions == ["Yes."]
     out, _ = generate_one(Reply(body=chat("Yes", reasoning_content="The user wants yes.")))
     assert out.completions == ["Yes"] and out.finish_reasons == ["stop"]
-    no_usage = completion("Yes")
-    del no_usage["usage"]
-    out, _ = generate_one(Reply(body=no_usage), prompt="x")
+    for usage in (None, [], "n/a", {"prompt_tokens": "many", "completion_tokens": -1}, {"prompt_tokens": None}):
+        reply = completion("Yes") | {"usage": usage}
+        out, _ = generate_one(Reply(body=reply), prompt="x")
+        assert out.completions == ["Yes"] and (out.prompt_tokens, out.completion_tokens) == (0, 0)
+    del reply["usage"]
+    out, _ = generate_one(Reply(body=reply), prompt="x")
     assert out.completions == ["Yes"] and (out.prompt_tokens, out.completion_tokens) == (0, 0)
 
 

@@ -319,12 +319,11 @@ class OpenAIBackend(Backend):
                 text, cut = cut_at_stop(_choice_text(c, chat=path != "/completions"), cfg.stop)  # for servers that ignore stop strings
                 texts.append(text)
                 reasons.append("stop" if cut else _finish_reason(c))
-            usage = data.get("usage") or {}
             return ModelOutput(
                 completions=texts,
                 finish_reasons=reasons,
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
+                prompt_tokens=_usage(data, "prompt_tokens"),
+                completion_tokens=_usage(data, "completion_tokens"),
             )
 
         return path, body, parse
@@ -577,6 +576,14 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
     if not isinstance(text, str):
         raise MalformedReply("a choice without text")
     return text
+
+
+def _usage(data: dict[str, Any], field: str) -> int:
+    """A token count from ``usage``; 0 where the server gives none or no count
+    (the counts are bookkeeping: an answer is not failed for them)."""
+    usage = data.get("usage")
+    value = usage.get(field) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _finish_reason(choice: dict[str, Any]) -> str:
