@@ -182,6 +182,8 @@ def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
     ("http://host/v1?api-version=1", "query string"), ("http://host/v1#x", "query string"),
     ("host:8000/v1", "must start with http"), ("ftp://user:hunter2@host/v1", "must start with http"),
     ("http://user:hunter2@host/v1", "recorded in run.json"),
+    ("http://host/v1/chat/completions", "names an endpoint: give the API root, without /chat/completions"),
+    ("http://host/v1/completions/", "without /completions"),
 ])
 def test_a_malformed_base_url_is_one_error_line_without_the_password(url, message, tmp_path):
     res = evalsuite("run", "--model", "openai:stub", "-M", f"base_url={url}", "--tasks", "bbh", "--limit", "1", "-o", str(tmp_path))

@@ -102,6 +102,9 @@ def check_url(url: str, *, credentials_allowed: bool) -> None:
         raise UserError(f"base_url {shown!r} has no valid port (1-65535)")
     if not parts.hostname:
         raise UserError(f"base_url {shown!r} has no host")
+    endpoint = re.search(r"/(chat/completions|completions|models)/?$", parts.path)
+    if endpoint:
+        raise UserError(f"base_url {shown!r} names an endpoint: give the API root, without /{endpoint.group(1)}")
     if parts.query or parts.fragment:
         raise UserError(f"base_url {shown!r} must not have a query string or fragment: the API path is appended to it")
     if (parts.username or parts.password) and not credentials_allowed:
