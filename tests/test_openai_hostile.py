@@ -45,6 +45,22 @@ def generate_one(reply, prompt=CHAT, **config):
     return out[0], stub.posts()
 
 
+def failed_call(stub: StubServer, settings: PoolSettings) -> CallFailed:
+    """The ``CallFailed`` of one POST /completions through a one-endpoint pool."""
+
+    async def attempt() -> CallFailed:
+        pool = EndpointPool([stub.base_url], settings)
+        try:
+            await pool.call("POST", "/completions", {})
+        except CallFailed as exc:
+            return exc
+        finally:
+            await pool.aclose()
+        raise AssertionError("no failure")
+
+    return asyncio.run(attempt())
+
+
 def _error_lines(stderr: str) -> list[str]:
     """stderr less the progress lines a slow start prints ("loading model ...")."""
     return [line for line in stderr.strip().splitlines() if not line.startswith("loading model")]
@@ -73,18 +89,8 @@ def test_retry_after_dates_without_a_zone_are_gmt(monkeypatch):
 def test_retry_after_of_a_429_or_a_503_reaches_the_backoff(status):
     stub = StubServer(lambda *_: Reply(status, {"error": {"message": "busy"}}, {"Retry-After": "7"}))
 
-    async def attempt() -> CallFailed:
-        pool = EndpointPool([stub.base_url], PoolSettings(max_retries=0))
-        try:
-            await pool.call("POST", "/completions", {})
-        except CallFailed as exc:
-            return exc
-        finally:
-            await pool.aclose()
-        raise AssertionError("no failure")
-
     with stub.running():
-        exc = asyncio.run(attempt())
+        exc = failed_call(stub, PoolSettings(max_retries=0))
     assert exc.retryable and exc.retry_after == 7 and exc.status == status
     assert exc.reason.endswith(": busy")
 
@@ -392,18 +398,8 @@ def test_a_huge_reply_is_refused_as_it_arrives_without_a_retry():
     huge = completion("x" * 300_000)  # 0.3 MB against a 0.25 MB limit
     stub = StubServer(lambda *_: Reply(body=huge))
 
-    async def attempt() -> CallFailed:
-        pool = EndpointPool([stub.base_url], PoolSettings(max_reply_bytes=250_000))
-        try:
-            await pool.call("POST", "/completions", {})
-        except CallFailed as exc:
-            return exc
-        finally:
-            await pool.aclose()
-        raise AssertionError("no failure")
-
     with stub.running():
-        exc = asyncio.run(attempt())
+        exc = failed_call(stub, PoolSettings(max_reply_bytes=250_000))
         assert not exc.retryable and "larger than 250,000 bytes" in exc.reason and len(stub.posts()) == 1
         out, _ = generate_one(Reply(body=huge), prompt="x")  # within the default limit: an answer
         assert out.completions == ["x" * 300_000]
