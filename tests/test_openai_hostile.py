@@ -130,6 +130,12 @@ def test_a_reply_without_usable_choices_is_retried_then_a_generation_error(reply
     assert len(posts) == 2
 
 
+def test_an_error_sent_with_status_200_keeps_the_servers_words():
+    out, posts = generate_one(Reply(body={"error": {"message": "Upstream provider\nreturned 502", "code": 502}}))
+    assert isinstance(out, RequestFailure) and len(posts) == 2
+    assert "an error with status 200: Upstream provider returned 502 (after 2 attempts)" in out.reason
+
+
 def test_choices_out_of_order_are_put_in_index_order_and_repeated_indices_fail():
     def reply(indices):
         return Reply(body=completion("a", "b", "c") | {

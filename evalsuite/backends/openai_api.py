@@ -535,6 +535,9 @@ def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
     ``Unsupported`` (not retried: the server answers so every time) for the
     wrong number of choices or indices that repeat or skip one."""
     choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices and isinstance(data, dict) and data.get("error"):  # gateways (OpenRouter, ...) send errors with 200
+        err = data["error"]
+        raise MalformedReply(f"an error with status 200: {_one_line(str(err.get('message') if isinstance(err, dict) else err))[:300]}")
     if not choices or not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
         raise MalformedReply("a reply without choices")
     indices = [c.get("index", k) for k, c in enumerate(choices)]
