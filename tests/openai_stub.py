@@ -40,9 +40,10 @@ def chat(content: str | None, finish_reason: str | None = "stop", **message: Any
 
 
 class StubServer:
-    def __init__(self, reply: Callable[[str, str, Any], Reply], models: list[str] | None = None) -> None:
+    def __init__(self, reply: Callable[[str, str, Any], Reply], models: list[str] | None = None, owned_by: str = "stub") -> None:
         self.reply = reply
         self.models = models or ["stub"]
+        self.owned_by = owned_by
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
 
     @property
@@ -68,7 +69,7 @@ class StubServer:
                 body = json.loads(raw) if raw else None
                 stub.requests.append((method, self.path, dict(self.headers), body))
                 if method == "GET" and self.path == "/v1/models":
-                    r = Reply(body={"object": "list", "data": [{"id": m, "object": "model", "owned_by": "stub"} for m in stub.models]})
+                    r = Reply(body={"object": "list", "data": [{"id": m, "object": "model", "owned_by": stub.owned_by} for m in stub.models]})
                 else:
                     r = stub.reply(method, self.path, body)
                 data = r.body if isinstance(r.body, bytes) else json.dumps(r.body).encode()

@@ -434,3 +434,16 @@ def test_a_request_rate_below_one_per_second_is_a_rate_not_a_crash():
         finally:
             b.close()
     assert out[0].completions == ["x"] and b.pool._rps.max_rate == 1 and b.pool._rps.time_period == 2
+
+
+def test_the_same_model_name_on_another_kind_of_server_is_another_cache_entry(tmp_path):
+    first, other = StubServer(lambda *_: Reply(body=completion("a"))), StubServer(lambda *_: Reply(body=completion("b")), owned_by="llamacpp")
+    with first.running(), other.running():
+        outs = []
+        for stub in (first, other, first):
+            b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "off"}, response_cache=str(tmp_path)))
+            try:
+                outs.append(dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=2))]))[0])
+            finally:
+                b.close()
+    assert [(o.completions, o.cached) for o in outs] == [(["a"], False), (["b"], False), (["a"], True)]

@@ -105,9 +105,12 @@ def deterministic_body(body: dict[str, Any]) -> bool:
 
 def model_identity(info: ModelInfo) -> dict[str, Any]:
     """What makes two models the same for caching: id, revision or file hash,
-    the server's model root, and the settings that change outputs."""
+    the server's model root, its kind and version (two servers may serve
+    different weights, or quantisations, under one name; an upgrade changes
+    kernels), and the settings that change outputs."""
     server = info.server
-    return {
+    served = {"owned_by": server.models_entry.get("owned_by"), "server_version": server.version} if server else {}
+    return {**served,
         "id": info.id,
         "backend": info.backend,
         "revision": info.revision,
