@@ -171,6 +171,10 @@ def test_content_parts_reasoning_and_missing_usage_still_give_the_answer():
 def test_a_body_that_is_not_the_api_json_is_retried_then_a_generation_error(reply):
     out, posts = generate_one(reply, prompt="x")
     assert isinstance(out, RequestFailure) and "after 2 attempts" in out.reason and len(posts) == 2
+    if reply.cut_after is None:
+        assert "not JSON (" in out.reason
+    if b"Gateway" in reply.body:
+        assert "not JSON (text/html): '<html><body>Gateway login</body></html>'" in out.reason
 
 
 @pytest.mark.parametrize("status, attempts", [(400, 1), (401, 1), (403, 1), (404, 1), (422, 1), (408, 2), (429, 2), (500, 2), (503, 2)])

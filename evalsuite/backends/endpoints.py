@@ -277,7 +277,13 @@ class EndpointPool:
                 raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
             raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
-            result = parse(reply.json())
+            data = reply.json()
+        except ValueError:  # an HTML login or error page, bytes that are not UTF-8, a cut body
+            kind = reply.headers.get("content-type", "no content type")
+            raise self._failed(ep, f"malformed reply from {ep.url}{path}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
+                               retryable=True) from None
+        try:
+            result = parse(data)
         except Unsupported as exc:
             raise CallFailed(f"{ep.url}{path}: {exc}", retryable=False) from None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # MalformedReply is a ValueError
