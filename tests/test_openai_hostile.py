@@ -451,3 +451,16 @@ def test_the_same_model_name_on_another_kind_of_server_is_another_cache_entry(tm
             finally:
                 b.close()
     assert [(o.completions, o.cached) for o in outs] == [(["a"], False), (["b"], False), (["a"], True)]
+
+
+def test_every_decoding_parameter_reaches_the_server():
+    cfg = {"max_new_tokens": 17, "temperature": 0.6, "top_p": 0.9, "n": 2, "seed": 11, "stop": ["\n"]}
+    out, (text,) = generate_one(Reply(body=completion("a", "b")), prompt="x", **cfg)
+    _, (chat_body,) = generate_one(lambda *_: Reply(body=completion("a", "b") | {
+        "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "length"} for i, t in enumerate("ab")]}),
+        **cfg)
+    sent = {"max_tokens": 17, "temperature": 0.6, "top_p": 0.9, "n": 2, "seed": 11, "stop": ["\n"], "model": "stub"}
+    assert text == {**sent, "prompt": "x"} and out.completions == ["a", "b"]
+    assert chat_body == {**sent, "messages": [{"role": "user", "content": "Say yes."}]}
+    _, (greedy,) = generate_one(Reply(body=completion("a")), prompt="x")
+    assert greedy == {"model": "stub", "prompt": "x", "max_tokens": 8, "temperature": 0.0}  # no top_p, n or seed to mislead
