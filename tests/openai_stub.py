@@ -44,6 +44,7 @@ class StubServer:
         self.reply = reply
         self.models = models or ["stub"]
         self.owned_by = owned_by
+        self.models_reply: Reply | None = None  # GET /v1/models: the model list unless set
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
 
     @property
@@ -69,7 +70,7 @@ class StubServer:
                 body = json.loads(raw) if raw else None
                 stub.requests.append((method, self.path, dict(self.headers), body))
                 if method == "GET" and self.path == "/v1/models":
-                    r = Reply(body={"object": "list", "data": [{"id": m, "object": "model", "owned_by": stub.owned_by} for m in stub.models]})
+                    r = stub.models_reply or Reply(body={"object": "list", "data": [{"id": m, "object": "model", "owned_by": stub.owned_by} for m in stub.models]})
                 else:
                     r = stub.reply(method, self.path, body)
                 data = r.body if isinstance(r.body, bytes) else json.dumps(r.body).encode()

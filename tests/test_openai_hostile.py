@@ -464,3 +464,22 @@ def test_every_decoding_parameter_reaches_the_server():
     assert chat_body == {**sent, "messages": [{"role": "user", "content": "Say yes."}]}
     _, (greedy,) = generate_one(Reply(body=completion("a")), prompt="x")
     assert greedy == {"model": "stub", "prompt": "x", "max_tokens": 8, "temperature": 0.0}  # no top_p, n or seed to mislead
+
+
+def test_a_redirect_is_not_followed_and_names_where_it_points():
+    target = StubServer(lambda *_: Reply(body=completion("x")))
+    with target.running():
+        moved = StubServer(lambda m, p, b: Reply(301, b"", {"Location": target.base_url.replace("/v1", "") + p}))
+        with moved.running():
+            b = backend(target)  # a pool call on a URL that starts to redirect mid-run
+            b.pool.endpoints[0].url = moved.base_url
+            try:
+                out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=2))]))[0]
+            finally:
+                b.close()
+            assert isinstance(out, RequestFailure) and out.reason == (
+                f"HTTP 301 from {moved.base_url}/completions: redirected to {target.base_url}/completions (give that URL as base_url)")
+            assert target.posts() == [] and len(moved.posts()) == 1  # neither followed as a GET nor retried
+            moved.models_reply = Reply(308, b"", {"Location": target.base_url + "/models"})
+            with pytest.raises(UserError, match=f"HTTP 308 from {moved.base_url}/models: redirected to {target.base_url}/models"):
+                backend(moved)

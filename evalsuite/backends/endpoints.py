@@ -175,7 +175,8 @@ class EndpointPool:
 
     async def _fetch(self, method: str, url: str, body: Any, headers: dict[str, str] | None = None) -> "Reply":
         limit = self.settings.max_reply_bytes
-        async with self.session().request(method, url, json=body, headers=headers) as r:
+        # no redirects: a POST redirected with 301/302 arrives as a GET, and the key would follow it
+        async with self.session().request(method, url, json=body, headers=headers, allow_redirects=False) as r:
             data = bytearray()
             async for chunk in r.content.iter_chunked(1 << 16):
                 data += chunk
@@ -267,6 +268,10 @@ class EndpointPool:
                 raise self._failed(ep, f"connection to {ep.url} failed: {_one_line(str(exc)) or type(exc).__name__}", retryable=True) from None
             finally:
                 ep.outstanding -= 1
+        if 300 <= reply.status < 400:
+            where = _without_credentials(reply.headers.get("location", "nowhere"))
+            raise CallFailed(f"HTTP {reply.status} from {ep.url}{path}: redirected to {where} (give that URL as base_url)",
+                             retryable=False, status=reply.status)
         if reply.status >= 400:
             status = reply.status
             retryable = status in RETRY_STATUS or status >= 500

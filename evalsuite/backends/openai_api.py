@@ -195,6 +195,8 @@ class OpenAIBackend(Backend):
                 if exc.status in (401, 403):
                     raise UserError(f"{ep.url} refused the API key (HTTP {exc.status}): set ${self.settings.api_key_env} "
                                     "or name another variable with -M api_key_env=NAME") from None
+                if exc.status is not None and 300 <= exc.status < 400:
+                    raise UserError(exc.reason) from None
                 if exc.status in (404, 405):
                     raise UserError(f"no OpenAI-compatible API at {ep.url}: {exc.reason} (a base_url usually ends in /v1)") from None
                 errors[ep.url] = exc.reason
