@@ -483,3 +483,18 @@ def test_a_redirect_is_not_followed_and_names_where_it_points():
             moved.models_reply = Reply(308, b"", {"Location": target.base_url + "/models"})
             with pytest.raises(UserError, match=f"HTTP 308 from {moved.base_url}/models: redirected to {target.base_url}/models"):
                 backend(moved)
+
+
+@pytest.mark.parametrize("key, sent", [("sk-secret123\n", "Bearer sk-secret123"), ("  sk-secret123\r\n", "Bearer sk-secret123"),
+                                       ("sk-sécret", None), ("sk-a\nb", None), ("   ", "")])
+def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refused(key, sent, monkeypatch):
+    monkeypatch.setenv("EVAL_KEY", key)
+    stub = StubServer(lambda *_: Reply(body=completion("x")))
+    with stub.running():
+        if sent is None:
+            with pytest.raises(UserError, match=r"\$EVAL_KEY holds a space, control or non-ASCII character") as exc:
+                backend(stub, api_key_env="EVAL_KEY")
+            assert "sk-" not in str(exc.value) and stub.requests == []
+            return
+        backend(stub, api_key_env="EVAL_KEY").close()
+    assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}

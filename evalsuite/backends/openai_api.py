@@ -147,7 +147,7 @@ class OpenAIBackend(Backend):
         endpoint answers, the model is not served, or the options are wrong."""
         self.options = options
         self.settings = OpenAISettings.parse(options.extra, base_urls, also_known)
-        key = os.environ.get(self.settings.api_key_env)
+        key = _api_key(self.settings.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.loop = EventLoopThread()
         self.pool = EndpointPool(self.settings.base_urls, self.settings.pool, headers)
@@ -581,6 +581,15 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
     if not isinstance(text, str):
         raise MalformedReply("a choice without text")
     return text
+
+
+def _api_key(variable: str) -> str | None:
+    """The key in ``$variable``, less the whitespace a key file's line end leaves;
+    raises ``UserError`` (never quoting it) where no HTTP header can carry it."""
+    key = (os.environ.get(variable) or "").strip()
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in key):
+        raise UserError(f"${variable} holds a space, control or non-ASCII character: it cannot be sent as an API key")
+    return key or None
 
 
 def _usage(data: dict[str, Any], field: str) -> int:
