@@ -498,3 +498,35 @@ def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refuse
             return
         backend(stub, api_key_env="EVAL_KEY").close()
     assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}
+
+
+def test_a_tokenize_reply_without_token_ids_fails_the_sample_not_the_run():
+    """A vLLM-like stub that passes the log-likelihood probe, then answers /tokenize with something else."""
+    from evalsuite.backends.base import ChoiceRequest
+    from evalsuite.backends.openai_api import PROBE_TEXT
+
+    words = (PROBE_TEXT + " Paris").split(" ")
+    tokens = [words[0]] + [" " + w for w in words[1:]]
+    offsets = [sum(map(len, tokens[:k])) for k in range(len(tokens))]
+    tokenize = {"tokens": list(range(len(tokens)))}
+
+    def reply(method, path, body):
+        if path == "/version":
+            return Reply(body={"version": "0.32.0"})
+        if path == "/tokenize":
+            return Reply(body=tokenize)
+        lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1), "text_offset": offsets, "top_logprobs": None}
+        return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length",
+                                        "logprobs": lp if body.get("echo") else {"token_logprobs": [-1.0]}}]})
+
+    stub = StubServer(reply)
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
+        try:
+            assert b.info.server.loglikelihood == "on"
+            for garbage in ({"count": 3}, {"tokens": "1 2 3"}, {"tokens": [1, "2"]}):
+                tokenize = garbage
+                (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4"])])).values()
+                assert isinstance(out, RequestFailure) and out.reason.startswith("tokenizing: malformed reply from ")
+        finally:
+            b.close()

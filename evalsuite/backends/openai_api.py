@@ -483,13 +483,23 @@ class ServerTokenizer(Tokenizer):
     def __init__(self, backend: OpenAIBackend) -> None:
         self.backend = backend
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _post(self, path: str, body: dict[str, Any], field: str, kind: type) -> Any:
+        """``field`` of the reply, checked to be a ``kind`` (a list of ints for
+        "tokens") inside the call, so a malformed reply is retried and then a
+        ``CallFailed``, never a crash of the run."""
+
+        def parse(data: Any) -> Any:
+            value = data[field]
+            if not isinstance(value, kind) or (kind is list and not all(isinstance(t, int) for t in value)):
+                raise MalformedReply(f"{field} is not a {'list of token ids' if kind is list else kind.__name__}")
+            return data
+
         body = {"model": self.backend.model, **body}
-        data, _ = self.backend.loop.run(self.backend._call(path, body, lambda d: d, deterministic=True))
-        return data
+        data, _ = self.backend.loop.run(self.backend._call(path, body, parse, deterministic=True))
+        return data[field]
 
     def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
-        return list(self._post("//tokenize", {"prompt": text, "add_special_tokens": add_special_tokens})["tokens"])
+        return self._post("//tokenize", {"prompt": text, "add_special_tokens": add_special_tokens}, "tokens", list)
 
     def render(self, messages: list[Message]) -> str:
         prefilled = messages[-1].role == "assistant"
@@ -498,8 +508,8 @@ class ServerTokenizer(Tokenizer):
             "add_generation_prompt": not prefilled,
             "continue_final_message": prefilled,
             "add_special_tokens": False,
-        })["tokens"]
-        return str(self._post("//detokenize", {"tokens": ids})["prompt"])
+        }, "tokens", list)
+        return self._post("//detokenize", {"tokens": ids}, "prompt", str)
 
 
 class LocalTokenizer(Tokenizer):
