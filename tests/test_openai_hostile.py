@@ -530,3 +530,28 @@ def test_a_tokenize_reply_without_token_ids_fails_the_sample_not_the_run():
                 assert isinstance(out, RequestFailure) and out.reason.startswith("tokenizing: malformed reply from ")
         finally:
             b.close()
+
+
+def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():
+    down = {"now": True}
+    flaky = StubServer(lambda *_: Reply(500, {"error": {"message": "down"}}) if down["now"] else Reply(body=completion("flaky")))
+    flaky.models_reply = Reply(503, {"error": {"message": "down"}})
+    good = StubServer(lambda *_: Reply(body=completion("good")))
+
+    async def scenario() -> list[str]:
+        pool = EndpointPool([flaky.base_url, good.base_url], PoolSettings(drain_after=1, health_interval=0.05, max_retries=2))
+        try:
+            first, _ = await pool.call("POST", "/completions", {})  # the flaky one fails, is drained, the good one answers
+            assert pool.endpoints[0].drained
+            down["now"], flaky.models_reply = False, None
+            for _ in range(400):  # the watcher's health check readmits it (every 0.05 s here)
+                if not pool.endpoints[0].drained:
+                    break
+                await asyncio.sleep(0.05)
+            second, _ = await pool.call("POST", "/completions", {})
+            return [first["choices"][0]["text"], second["choices"][0]["text"], pool.endpoints[0].drains]
+        finally:
+            await pool.aclose()
+
+    with flaky.running(), good.running():
+        assert asyncio.run(scenario()) == ["good", "flaky", 1]
