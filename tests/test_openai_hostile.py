@@ -555,3 +555,12 @@ def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():
 
     with flaky.running(), good.running():
         assert asyncio.run(scenario()) == ["good", "flaky", 1]
+
+
+def test_an_exhausted_quota_is_not_retried_like_a_rate_limit():
+    quota = {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                       "type": "insufficient_quota", "code": "insufficient_quota"}}
+    out, posts = generate_one(Reply(429, quota), prompt="x")
+    assert isinstance(out, RequestFailure) and "You exceeded your current quota" in out.reason and len(posts) == 1
+    out, posts = generate_one(Reply(429, {"error": {"message": "Rate limit reached for requests", "code": "rate_limit_exceeded"}}), prompt="x")
+    assert isinstance(out, RequestFailure) and len(posts) == 2

@@ -33,6 +33,7 @@ from evalsuite.errors import UserError
 
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+QUOTA_EXHAUSTED = re.compile(r"insufficient_quota|billing_hard_limit_reached|budget.{0,20}exceeded", re.I)  # OpenAI, litellm
 
 
 class CallFailed(Exception):
@@ -274,7 +275,8 @@ class EndpointPool:
                              retryable=False, status=reply.status)
         if reply.status >= 400:
             status = reply.status
-            retryable = status in RETRY_STATUS or status >= 500
+            # an exhausted quota or budget is sent as a 429 too, and no wait refills it
+            retryable = (status in RETRY_STATUS or status >= 500) and not QUOTA_EXHAUSTED.search(reply.text)
             reason = f"HTTP {status} from {ep.url}{path}: {_error_message(reply)}"
             # a 503 says when to come back as often as a 429 does
             retry_after = _retry_after(reply)
