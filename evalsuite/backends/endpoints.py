@@ -140,8 +140,9 @@ class EndpointPool:
     def __init__(self, urls: list[str], settings: PoolSettings, headers: dict[str, str] | None = None) -> None:
         self._headers = headers or {}
         # what no reason may repeat: the API key and URL passwords (a proxy's error page may echo them)
-        self._secrets = {v.split(" ", 1)[-1] for v in self._headers.values() if v} | {
-            p for u in urls if (p := urlsplit(u.strip()).password)} - {""}
+        passwords = {p for u in urls if (p := urlsplit(u.strip()).password)}
+        secrets = {v.split(" ", 1)[-1] for v in self._headers.values()} | passwords | {unquote(p) for p in passwords}
+        self._secrets = {s for s in secrets if len(s) >= 4}  # a shorter one would mask letters of every message
         # an API key (Bearer) wins over a URL's user:password
         self.endpoints = [Endpoint(clean_url(u), headers={} if "Authorization" in self._headers else _credentials(u)) for u in urls]
         self.settings = settings
