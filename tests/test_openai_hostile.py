@@ -500,21 +500,30 @@ def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refuse
     assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}
 
 
-def test_a_tokenize_reply_without_token_ids_fails_the_sample_not_the_run():
-    """A vLLM-like stub that passes the log-likelihood probe, then answers /tokenize with something else."""
+def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_sample_not_the_run():
+    """A vLLM-like stub that passes the log-likelihood probe, scores a chat context through
+    /tokenize and /detokenize, then answers /tokenize with something else."""
     from evalsuite.backends.base import ChoiceRequest
     from evalsuite.backends.openai_api import PROBE_TEXT
 
     words = (PROBE_TEXT + " Paris").split(" ")
     tokens = [words[0]] + [" " + w for w in words[1:]]
     offsets = [sum(map(len, tokens[:k])) for k in range(len(tokens))]
-    tokenize = {"tokens": list(range(len(tokens)))}
+    tokenize = good = {"tokens": []}
 
     def reply(method, path, body):
         if path == "/version":
             return Reply(body={"version": "0.32.0"})
         if path == "/tokenize":
-            return Reply(body=tokenize)
+            if tokenize is not good:
+                return Reply(body=tokenize)
+            return Reply(body={"tokens": list(range(len(body["prompt"].split(" ")))) if "prompt" in body else [7, 8, 9]})  # a word a token
+        if path == "/detokenize":
+            return Reply(body={"prompt": "user: 2+2?\nassistant:"})
+        if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt, each token at -0.5
+            return Reply(body={"choices": [{"index": i, "text": "", "finish_reason": "length", "logprobs": {
+                "token_logprobs": [None] + [-0.5] * (len(ids) - 1), "top_logprobs": [None] + [{"x": -0.5}] * (len(ids) - 1)}}
+                for i, ids in enumerate(body["prompt"])]})
         lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1), "text_offset": offsets, "top_logprobs": None}
         return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length",
                                         "logprobs": lp if body.get("echo") else {"token_logprobs": [-1.0]}}]})
@@ -524,6 +533,9 @@ def test_a_tokenize_reply_without_token_ids_fails_the_sample_not_the_run():
         b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
         try:
             assert b.info.server.loglikelihood == "on"
+            chat_context = [Message(role="user", content="2+2?")]
+            (scored,) = dict(b.loglikelihood([ChoiceRequest(chat_context, [" 4", " 5"])])).values()
+            assert scored.logprobs == [-0.5, -0.5] and scored.is_greedy == [True, True]  # one word past the rendered context
             for garbage in ({"count": 3}, {"tokens": "1 2 3"}, {"tokens": [1, "2"]}):
                 tokenize = garbage
                 (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4"])])).values()
