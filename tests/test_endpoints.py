@@ -61,9 +61,10 @@ def test_least_outstanding_requests_and_drained_endpoints():
     assert exc.value.retryable
 
 
-def test_credentials_never_stay_in_a_recorded_url():
+def test_credentials_never_stay_in_a_recorded_url(monkeypatch):
     assert clean_url(" https://user:secret@api.example.com:8443/v1/ ") == "https://api.example.com:8443/v1"
-    settings = OpenAISettings.parse({"base_url": "http://u:p@127.0.0.1:8000/v1,http://127.0.0.1:8001/v1"})
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://u:p@127.0.0.1:8000/v1,http://127.0.0.1:8001/v1")
+    settings = OpenAISettings.parse({})
     pool = EndpointPool(settings.base_urls, settings.pool)
     assert [e.url for e in pool.endpoints] == ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1"]
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+
+import pytest
 
 from evalsuite.backends.base import BackendOptions, ChoiceRequest, GenerateRequest
 from evalsuite.backends.models import load_backend
@@ -70,3 +73,68 @@ def test_cache_hits_are_marked_in_samples_jsonl(tmp_path, data_dir):
     assert [r["output"]["cached"] for r in rows(a)] == [False] * 3
     assert [r["output"]["cached"] for r in rows(b)] == [True] * 3
     assert json.loads((a / "run.json").read_text())["command_config"]["cache"] == str(tmp_path / "cache")
+
+
+def _run_with_cache(tmp_path, cache, data_dir):
+    return evalsuite("run", "--model", "mock:", "--tasks", "bbh", "-T", "subtasks=navigate", "--limit", "2",
+                     "--data-dir", str(data_dir), "--cache", str(cache), "-o", str(tmp_path / "out"))
+
+
+def _damaged(tmp_path, kind):
+    folder = tmp_path / "cache"
+    if kind == "a file":
+        folder.write_text("not a folder")
+        return folder
+    folder.mkdir()
+    db = folder / "responses.sqlite"
+    if kind == "garbage":
+        db.write_bytes(b"SQLite format 2\0" + b"\x07" * 5000)
+    elif kind == "truncated":
+        c = ResponseCache(folder)
+        for i in range(300):
+            c.put({"id": "m"}, {"i": i}, {"v": "x" * 500})
+        c.close()
+        db.write_bytes(db.read_bytes()[:30000])
+    else:  # another program's table of the same name
+        with sqlite3.connect(db) as other:
+            other.execute("CREATE TABLE responses (id INTEGER, payload BLOB)")
+    return folder
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("a file", "is a file"), ("garbage", "file is not a database"), ("truncated", "malformed"), ("foreign table", "no such column"),
+])
+def test_a_cache_that_cannot_be_used_is_one_error_line_before_any_work(tmp_path, data_dir, kind, message):
+    res = _run_with_cache(tmp_path, _damaged(tmp_path, kind), data_dir)
+    lines = [line for line in res.stderr.strip().splitlines() if not line.startswith("loading model")]  # progress
+    assert res.returncode == 2 and lines == [lines[0]] and lines[0].startswith("error:") and message in lines[0], res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cache_damaged_mid_run_is_turned_off_and_no_result_is_lost(tmp_path, capfd):
+    first = backend(tmp_path)
+    reqs = [GenerateRequest(p, GenerationConfig()) for p in ("a", "b", "c")]
+    dict(first.generate(reqs[:1]))
+    with sqlite3.connect(tmp_path / "responses.sqlite") as other:  # e.g. another program, or a disk error
+        other.execute("DROP TABLE responses")
+    out = dict(first.generate(reqs))
+    first.close()
+    assert sorted(out) == [0, 1, 2] and all(o.completions and not o.cached for o in out.values())
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "response cache" in line]
+    assert len(warnings) == 1 and "turned off for this run" in warnings[0] and "no such table" in warnings[0]
+
+
+def test_a_stored_row_this_version_cannot_read_is_a_miss(tmp_path):
+    first = backend(tmp_path)
+    reqs = [GenerateRequest("a", GenerationConfig()), GenerateRequest("b", GenerationConfig())]
+    expected = dict(first.generate(reqs))
+    first.close()
+    with sqlite3.connect(tmp_path / "responses.sqlite") as other:
+        rows = other.execute("SELECT key FROM responses ORDER BY key").fetchall()
+        other.execute("UPDATE responses SET response = '{not json' WHERE key = ?", rows[0])
+        other.execute("UPDATE responses SET response = '{\"completions\": 5}' WHERE key = ?", rows[1])
+    again = backend(tmp_path)
+    out = dict(again.generate(reqs))
+    again.close()
+    assert again.inner.calls == 2 and [out[i].completions for i in (0, 1)] == [expected[i].completions for i in (0, 1)]
+    assert not any(o.cached for o in out.values())

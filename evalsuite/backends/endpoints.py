@@ -12,22 +12,28 @@ a row is drained: requests go elsewhere while a health check polls it back.
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import email.utils
 import json
+import math
 import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from evalsuite.errors import UserError
+
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+QUOTA_EXHAUSTED = re.compile(r"insufficient_quota|billing_hard_limit_reached|budget.{0,20}exceeded", re.I)  # OpenAI, litellm
 
 
 class CallFailed(Exception):
@@ -40,6 +46,10 @@ class CallFailed(Exception):
 
 class MalformedReply(ValueError):
     """A 200 reply whose body is not the JSON the API specifies (retried)."""
+
+
+class ReplyTooLarge(ValueError):
+    """A body past ``PoolSettings.max_reply_bytes`` (not retried: it would come again)."""
 
 
 class Unsupported(ValueError):
@@ -55,6 +65,7 @@ class Endpoint:
     drained: bool = False
     drains: int = 0  # times drained so far: health checks back off
     served: int = 0
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # basic auth from user:password@ in the URL given
 
     @property
     def root(self) -> str:
@@ -72,6 +83,47 @@ class PoolSettings:
     drain_after: int = 3  # consecutive failures that drain an endpoint
     health_interval: float = 2.0  # seconds between health checks of a drained endpoint
     max_retry_wait: float = 60.0  # cap on one backoff, Retry-After included
+    max_reply_bytes: int = 256 * 2**20  # a bigger body is refused as it arrives, not held in memory
+
+
+def check_url(url: str, *, credentials_allowed: bool) -> None:
+    """Raise ``UserError`` unless ``url`` is an http(s) URL with a host and a valid
+    port, and no query or fragment (the API path is appended to it).  A
+    ``user:password@`` is refused where the URL would be recorded in run.json;
+    the error never repeats the password."""
+    shown = _without_credentials(url)
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:  # "host:abc", "host:99999", "[::1"
+        raise UserError(f"base_url {shown!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UserError(f"base_url {shown!r} must start with http:// or https://")
+    if not port_ok:
+        raise UserError(f"base_url {shown!r} has no valid port (1-65535)")
+    if not parts.hostname:
+        raise UserError(f"base_url {shown!r} has no host")
+    endpoint = re.search(r"/(chat/completions|completions|models)/?$", parts.path)
+    if endpoint:
+        raise UserError(f"base_url {shown!r} names an endpoint: give the API root, without /{endpoint.group(1)}")
+    if parts.query or parts.fragment:
+        raise UserError(f"base_url {shown!r} must not have a query string or fragment: the API path is appended to it")
+    if (parts.username or parts.password) and not credentials_allowed:
+        raise UserError(f"base_url {shown!r} carries a user name or password, and -M values are recorded in run.json: "
+                        "give the URL in $OPENAI_BASE_URL instead, or a key with -M api_key_env=NAME")
+
+
+def _without_credentials(url: str) -> str:
+    return re.sub(r"(//)[^/@]*@", r"\1***@", url.strip())
+
+
+def _credentials(url: str) -> dict[str, str]:
+    """The HTTP basic-auth header for the URL's user:password@, which ``clean_url`` drops."""
+    parts = urlsplit(url.strip())
+    if not (parts.username or parts.password):
+        return {}
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
 def clean_url(url: str) -> str:
@@ -86,17 +138,25 @@ class EndpointPool:
     """Spreads calls over endpoints; all methods run on one event loop."""
 
     def __init__(self, urls: list[str], settings: PoolSettings, headers: dict[str, str] | None = None) -> None:
-        self.endpoints = [Endpoint(clean_url(u)) for u in urls]
-        self.settings = settings
         self._headers = headers or {}
+        # what no reason may repeat: the API key and URL passwords (a proxy's error page may echo them)
+        passwords = {p for u in urls if (p := urlsplit(u.strip()).password)}
+        secrets = {v.split(" ", 1)[-1] for v in self._headers.values()} | passwords | {unquote(p) for p in passwords}
+        self._secrets = {s for s in secrets if len(s) >= 4}  # a shorter one would mask letters of every message
+        # an API key (Bearer) wins over a URL's user:password
+        self.endpoints = [Endpoint(clean_url(u), headers={} if "Authorization" in self._headers else _credentials(u)) for u in urls]
+        self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._rps = AsyncLimiter(settings.requests_per_s, 1) if settings.requests_per_s else None
+        rps = settings.requests_per_s
+        # one request every 1/rps seconds below 1/s: a bucket smaller than one request refuses every acquire
+        self._rps = (AsyncLimiter(rps, 1) if rps >= 1 else AsyncLimiter(1, 1 / rps)) if rps else None
         self._tpm = AsyncLimiter(settings.tokens_per_min, 60) if settings.tokens_per_min else None
         self._watchers: set[asyncio.Task] = set()
         # 0.5 s, 1 s, 2 s, ... plus up to 1 s of jitter, so clients that failed together do not retry together
         self._backoff = wait_exponential(multiplier=0.5, max=settings.max_retry_wait) + wait_random(0, 1)
         self.calls = 0  # HTTP requests sent, retries included
+        self.auto_drain = True  # drain an endpoint after drain_after failures in a row
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session of every endpoint, created on the loop that uses it.
@@ -115,9 +175,16 @@ class EndpointPool:
             )
         return self._session
 
-    async def _fetch(self, method: str, url: str, body: Any) -> "Reply":
-        async with self.session().request(method, url, json=body) as r:
-            return Reply(r.status, r.headers, await r.read(), r.reason or "")
+    async def _fetch(self, method: str, url: str, body: Any, headers: dict[str, str] | None = None) -> "Reply":
+        limit = self.settings.max_reply_bytes
+        # no redirects: a POST redirected with 301/302 arrives as a GET, and the key would follow it
+        async with self.session().request(method, url, json=body, headers=headers, allow_redirects=False) as r:
+            data = bytearray()
+            async for chunk in r.content.iter_chunked(1 << 16):
+                data += chunk
+                if len(data) > limit:
+                    raise ReplyTooLarge(f"a reply from {url} larger than {limit:,} bytes")
+            return Reply(r.status, r.headers, bytes(data), r.reason or "")
 
     async def aclose(self) -> None:
         for w in self._watchers:
@@ -141,7 +208,8 @@ class EndpointPool:
         """``method path`` with retries; returns the parsed reply and who sent it.
 
         ``path`` starts with ``/`` and is appended to the endpoint's URL (or to
-        its root when it starts with ``//``).  ``parse`` turns the JSON reply
+        its root when it starts with ``//``); ``body`` may be a function that
+        gives it, called at each attempt.  ``parse`` turns the JSON reply
         into a result and raises ``MalformedReply`` (or KeyError/TypeError) if
         the reply is not what the API specifies.  ``tokens`` is the estimated
         cost for the tokens/min limit.  Raises ``CallFailed`` after the last
@@ -162,6 +230,8 @@ class EndpointPool:
         except CallFailed as exc:
             if attempts > 1:
                 exc.reason = f"{exc.reason} (after {attempts} attempts)"
+            for secret in self._secrets:
+                exc.reason = exc.reason.replace(secret, "***")
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -190,22 +260,38 @@ class EndpointPool:
             try:
                 # wait_for bounds the whole reply: a server that trickles bytes
                 # slower than the read timeout would otherwise never time out.
-                reply = await asyncio.wait_for(self._fetch(method, url, body), self.settings.timeout)
+                payload = body() if callable(body) else body
+                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), self.settings.timeout)
             except asyncio.TimeoutError:
                 raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
+            except ReplyTooLarge as exc:
+                raise CallFailed(str(exc), retryable=False) from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise self._failed(ep, f"connection to {ep.url} failed: {_one_line(str(exc)) or type(exc).__name__}", retryable=True) from None
             finally:
                 ep.outstanding -= 1
+        if 300 <= reply.status < 400:
+            where = _without_credentials(reply.headers.get("location", "nowhere"))
+            raise CallFailed(f"HTTP {reply.status} from {ep.url}{path}: redirected to {where} (give that URL as base_url)",
+                             retryable=False, status=reply.status)
         if reply.status >= 400:
             status = reply.status
-            retryable = status in RETRY_STATUS or status >= 500
+            # an exhausted quota or budget is sent as a 429 too, and no wait refills it
+            retryable = (status in RETRY_STATUS or status >= 500) and not QUOTA_EXHAUSTED.search(reply.text)
             reason = f"HTTP {status} from {ep.url}{path}: {_error_message(reply)}"
+            # a 503 says when to come back as often as a 429 does
+            retry_after = _retry_after(reply)
             if status >= 500:
-                raise self._failed(ep, reason, retryable=True, status=status)
-            raise CallFailed(reason, retryable=retryable, status=status, retry_after=_retry_after(reply))
+                raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
+            raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
-            result = parse(reply.json())
+            data = reply.json()
+        except ValueError:  # an HTML login or error page, bytes that are not UTF-8, a cut body
+            kind = reply.headers.get("content-type", "no content type")
+            raise self._failed(ep, f"malformed reply from {ep.url}{path}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
+                               retryable=True) from None
+        try:
+            result = parse(data)
         except Unsupported as exc:
             raise CallFailed(f"{ep.url}{path}: {exc}", retryable=False) from None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # MalformedReply is a ValueError
@@ -223,14 +309,18 @@ class EndpointPool:
             raise CallFailed("every endpoint is drained: " + ", ".join(e.url for e in self.endpoints), retryable=True)
         return min(healthy, key=lambda e: e.outstanding)
 
-    def _failed(self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None) -> CallFailed:
+    def _failed(
+        self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ) -> CallFailed:
         ep.failures += 1
-        if ep.failures >= self.settings.drain_after and not ep.drained and len(self.endpoints) > 1:
+        if self.auto_drain and ep.failures >= self.settings.drain_after and len(self.endpoints) > 1:
             self.drain(ep, reason)
-        return CallFailed(reason, retryable=retryable, status=status)
+        return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
 
     def drain(self, ep: Endpoint, reason: str) -> None:
-        """Send no more requests to ``ep`` until its health check passes."""
+        """Send no more requests to ``ep`` until its health check passes (one watcher per drain)."""
+        if ep.drained:
+            return
         ep.drained = True
         ep.drains += 1
         print(f"evalsuite: draining endpoint {ep.url} ({reason})", file=sys.stderr)
@@ -252,7 +342,7 @@ class EndpointPool:
     async def healthy(self, ep: Endpoint) -> bool:
         """GET <base>/models answers 200 with JSON (any OpenAI-compatible server)."""
         try:
-            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None), min(10.0, self.settings.timeout))
+            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), min(10.0, self.settings.timeout))
             return reply.status == 200 and isinstance(reply.json(), dict)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False
@@ -276,21 +366,33 @@ class Reply:
 
 
 def _retry_after(reply: Reply) -> float | None:
-    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header."""
-    ms = reply.headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
+    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header;
+    None where the header is absent or is no finite time (garbage, "nan", a
+    date in the year 99999), so a bad header falls back to the backoff."""
+    ms = _finite(reply.headers.get("retry-after-ms"))
+    if ms is not None:
+        return max(0.0, ms / 1000)
     value = reply.headers.get("retry-after")
     if not value:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_tz(value)
-        return max(0.0, email.utils.mktime_tz(when) - time.time()) if when else None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT (RFC 9110 5.6.7)
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _finite(value: str | None) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _error_message(reply: Reply) -> str:
@@ -304,7 +406,7 @@ def _error_message(reply: Reply) -> str:
         msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else data.get("message") or data.get("detail")
         if msg:
             return _one_line(str(msg))[:500]
-    return _one_line(json.dumps(data))[:300]
+    return _one_line(json.dumps(data))[:300] if data else reply.reason  # "{}" says nothing
 
 
 def _one_line(text: str) -> str:

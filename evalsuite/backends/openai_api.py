@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from evalsuite.backends.base import (
@@ -59,7 +61,9 @@ from evalsuite.backends.base import (
     render_prompt,
     split_continuations,
 )
-from evalsuite.backends.endpoints import CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported
+from evalsuite.backends.endpoints import (
+    CallFailed, Endpoint, EndpointPool, MalformedReply, PoolSettings, Unsupported, _one_line, check_url, clean_url,
+)
 from evalsuite.backends.event_loop import EventLoopThread
 from evalsuite.backends.response_cache import ResponseCache, deterministic_body, model_identity
 from evalsuite.errors import UserError, unknown_name
@@ -81,6 +85,7 @@ OPTIONS = {
     "tokenizer": "HF id or folder of the served model's tokenizer (prefill=completions, scoring)",
 }
 PROBE_TEXT = "The capital of France is"
+MAX_STOP_STRINGS = 4  # OpenAI's limit; vLLM takes any number
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,16 @@ class OpenAISettings:
         for key in extra:
             if key not in OPTIONS:
                 raise unknown_name("-M option", key, set(OPTIONS) | set(also_known))
-        urls = base_urls or [u for u in str(extra.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).split(",") if u.strip()]
+        recorded = "base_url" in extra  # -M values go into run.json; $OPENAI_BASE_URL does not
+        urls = base_urls or [u.strip() for u in str(extra.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).split(",") if u.strip()]
         if not urls:
             raise UserError("no server to send requests to: pass -M base_url=http://HOST:PORT/v1 (or set OPENAI_BASE_URL)")
         for url in urls:
-            if not url.strip().startswith(("http://", "https://")):
-                raise UserError(f"base_url {url!r} must start with http:// or https://")
+            check_url(url, credentials_allowed=not recorded)
+        unique: dict[str, str] = {}
+        for url in urls:
+            unique.setdefault(clean_url(url), url)  # a URL given twice (or with and without a "/") is one endpoint
+        urls = list(unique.values())
         mode = str(extra.get("loglikelihood", "auto"))
         if mode not in ("auto", "on", "off"):
             raise UserError(f"-M loglikelihood must be auto, on or off, got {mode!r}")
@@ -138,12 +147,13 @@ class OpenAIBackend(Backend):
         endpoint answers, the model is not served, or the options are wrong."""
         self.options = options
         self.settings = OpenAISettings.parse(options.extra, base_urls, also_known)
-        key = os.environ.get(self.settings.api_key_env)
+        key = _api_key(self.settings.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.loop = EventLoopThread()
         self.pool = EndpointPool(self.settings.base_urls, self.settings.pool, headers)
         self.cache = ResponseCache(options.response_cache) if options.response_cache else None
         self.capability_notes = {}
+        self.max_tokens_field = "max_tokens"  # or max_completion_tokens, once the server asks for it
         try:
             self.model, entry, version = self.loop.run(self._discover(model))
             self.is_vllm = version is not None or entry.get("owned_by") == "vllm"
@@ -175,6 +185,7 @@ class OpenAIBackend(Backend):
         """(model name, its /models entry, server version); drains unreachable endpoints."""
         listings: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, str] = {}
+        self.pool.auto_drain = False  # each endpoint is asked once here; the unreachable ones are drained below
         for ep in self.pool.endpoints:
             try:
                 listings[ep.url], _ = await self.pool.call(
@@ -184,11 +195,16 @@ class OpenAIBackend(Backend):
                 if exc.status in (401, 403):
                     raise UserError(f"{ep.url} refused the API key (HTTP {exc.status}): set ${self.settings.api_key_env} "
                                     "or name another variable with -M api_key_env=NAME") from None
+                if exc.status is not None and 300 <= exc.status < 400:
+                    raise UserError(exc.reason) from None
                 if exc.status in (404, 405):
                     raise UserError(f"no OpenAI-compatible API at {ep.url}: {exc.reason} (a base_url usually ends in /v1)") from None
                 errors[ep.url] = exc.reason
+        self.pool.auto_drain = True
         if not listings:
-            raise UserError(f"cannot reach the server: {next(iter(errors.values()))}")
+            if len(errors) == 1:
+                raise UserError(f"cannot reach the server: {next(iter(errors.values()))}")
+            raise UserError(f"cannot reach any of the {len(errors)} endpoints: {'; '.join(errors.values())}")
         for ep in self.pool.endpoints:
             if ep.url in errors:
                 self.pool.drain(ep, errors[ep.url])
@@ -198,8 +214,10 @@ class OpenAIBackend(Backend):
                 raise UserError(f"name the model: openai:NAME (the server serves {', '.join(sorted(map(str, served))) or 'no model list'})")
             model = str(next(iter(served)))
         entries = [next((m for m in listing if m.get("id") == model), None) for listing in listings.values()]
-        if any(e is None for e in entries):
-            raise UserError(f"model '{model}' is not served at {', '.join(listings)} (it serves: {', '.join(sorted(map(str, served)))})")
+        lacking = {url: sorted(str(m.get("id")) for m in listing) for (url, listing), e in zip(listings.items(), entries) if e is None}
+        if lacking:
+            raise UserError(f"model '{model}' is not served at " + "; ".join(
+                f"{url} (it serves: {', '.join(ids) or 'no model'})" for url, ids in lacking.items()))
         keep = ("id", "root", "parent", "max_model_len", "owned_by")
         entry = {k: v for k, v in entries[0].items() if k in keep and v is not None}
         roots = {e.get("root") for e in entries}
@@ -290,29 +308,24 @@ class OpenAIBackend(Backend):
             body["top_p"] = cfg.top_p
         if cfg.n != 1:
             body["n"] = cfg.n
-        if cfg.stop:
-            body["stop"] = list(cfg.stop)
+        stops = list(dict.fromkeys(s for s in cfg.stop if s))  # an empty stop string is refused, or ends every completion at once
+        if stops:
+            # OpenAI refuses more than 4 (HTTP 400); cut_at_stop below applies the rest
+            body["stop"] = stops if self.is_vllm else stops[:MAX_STOP_STRINGS]
         if cfg.seed is not None:
             body["seed"] = cfg.seed
 
         def parse(data: Any) -> ModelOutput:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            if len(choices) != cfg.n:
-                raise Unsupported(f"the server returned {len(choices)} completions for n={cfg.n}: it does not support n")
             texts, reasons = [], []
-            for c in choices:
-                text = c["text"] if path == "/completions" else c["message"]["content"] or ""
-                if not isinstance(text, str):
-                    raise MalformedReply("a choice without text")
-                text, cut = cut_at_stop(text, cfg.stop)  # for servers that ignore stop strings
+            for c in _ordered_choices(data, cfg.n, "completions"):
+                text, cut = cut_at_stop(_choice_text(c, chat=path != "/completions"), cfg.stop)  # for servers that ignore stop strings
                 texts.append(text)
                 reasons.append("stop" if cut else _finish_reason(c))
-            usage = data.get("usage") or {}
             return ModelOutput(
                 completions=texts,
                 finish_reasons=reasons,
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
+                prompt_tokens=_usage(data, "prompt_tokens"),
+                completion_tokens=_usage(data, "completion_tokens"),
             )
 
         return path, body, parse
@@ -333,9 +346,12 @@ class OpenAIBackend(Backend):
             )
         if mode == "completions":
             assert isinstance(self.tokenizer, LocalTokenizer)
-            body["prompt"] = self.tokenizer.render(prompt)
+            text = self.tokenizer.render(prompt)
             if self.is_vllm:
                 body["add_special_tokens"] = False  # the chat template wrote them
+            else:  # a server that adds BOS itself (llama.cpp, TGI, ...) would otherwise begin with two
+                text = self.tokenizer.without_added_bos(text)
+            body["prompt"] = text
             return "/completions"
         body["messages"] = [m.model_dump() for m in prompt]
         if mode == "continue":
@@ -347,6 +363,10 @@ class OpenAIBackend(Backend):
         try:
             result, endpoint = await self._call(path, body, parse)
         except CallFailed as exc:
+            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take
+            if "max_tokens" in body and exc.status == 400 and "max_completion_tokens" in exc.reason:
+                self.max_tokens_field = "max_completion_tokens"
+                return await self._send(path, body, parse)
             return RequestFailure(exc.reason)
         if isinstance(result, ModelOutput) and endpoint is not None and len(self.pool.endpoints) > 1:
             result = result.model_copy(update={"endpoint": endpoint.url})
@@ -362,8 +382,11 @@ class OpenAIBackend(Backend):
         cacheable = self.cache is not None and (deterministic_body(body) if deterministic is None else deterministic)
         if cacheable:
             hit = self.cache.get(self._identity, {"path": path, **body})
-            if hit is not None:
-                result = parse(hit)
+            try:
+                result = None if hit is None else parse(hit)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):  # a stored reply this version cannot read
+                result = None
+            if result is not None:
                 return (result.model_copy(update={"cached": True}) if hasattr(result, "cached") else result), None
         raw: list[Any] = []
 
@@ -372,10 +395,17 @@ class OpenAIBackend(Backend):
             raw.append(data)
             return result
 
-        result, endpoint = await self.pool.call("POST", path, body, keep, tokens=_token_estimate(body))
+        result, endpoint = await self.pool.call("POST", path, lambda: self._as_sent(body), keep, tokens=_token_estimate(body))
         if cacheable:
             self.cache.put(self._identity, {"path": path, **body}, raw[-1])
         return result, endpoint
+
+    def _as_sent(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body with the field name for max tokens the server takes, read when an
+        attempt starts: requests queued before the server named it send the right one."""
+        if "max_tokens" not in body or self.max_tokens_field == "max_tokens":
+            return body
+        return {(self.max_tokens_field if k == "max_tokens" else k): v for k, v in body.items()}
 
     @property
     def _identity(self) -> dict[str, Any]:
@@ -399,11 +429,8 @@ class OpenAIBackend(Backend):
         n = len(ctx)
 
         def parse(data: Any) -> LoglikelihoodResult:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            if len(choices) != len(conts):
-                raise MalformedReply(f"{len(choices)} choices for {len(conts)} prompts")
             sums, greedy = [], []
-            for choice, cont in zip(choices, conts):
+            for choice, cont in zip(_ordered_choices(data, len(conts), "prompts"), conts):
                 lps, top = choice["logprobs"]["token_logprobs"], choice["logprobs"]["top_logprobs"]
                 span = range(n, n + len(cont))
                 if len(lps) < n + len(cont) or any(lps[k] is None for k in span):
@@ -456,13 +483,23 @@ class ServerTokenizer(Tokenizer):
     def __init__(self, backend: OpenAIBackend) -> None:
         self.backend = backend
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _post(self, path: str, body: dict[str, Any], field: str, kind: type) -> Any:
+        """``field`` of the reply, checked to be a ``kind`` (a list of ints for
+        "tokens") inside the call, so a malformed reply is retried and then a
+        ``CallFailed``, never a crash of the run."""
+
+        def parse(data: Any) -> Any:
+            value = data[field]
+            if not isinstance(value, kind) or (kind is list and not all(isinstance(t, int) for t in value)):
+                raise MalformedReply(f"{field} is not a {'list of token ids' if kind is list else kind.__name__}")
+            return data
+
         body = {"model": self.backend.model, **body}
-        data, _ = self.backend.loop.run(self.backend._call(path, body, lambda d: d, deterministic=True))
-        return data
+        data, _ = self.backend.loop.run(self.backend._call(path, body, parse, deterministic=True))
+        return data[field]
 
     def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
-        return list(self._post("//tokenize", {"prompt": text, "add_special_tokens": add_special_tokens})["tokens"])
+        return self._post("//tokenize", {"prompt": text, "add_special_tokens": add_special_tokens}, "tokens", list)
 
     def render(self, messages: list[Message]) -> str:
         prefilled = messages[-1].role == "assistant"
@@ -471,8 +508,8 @@ class ServerTokenizer(Tokenizer):
             "add_generation_prompt": not prefilled,
             "continue_final_message": prefilled,
             "add_special_tokens": False,
-        })["tokens"]
-        return str(self._post("//detokenize", {"tokens": ids})["prompt"])
+        }, "tokens", list)
+        return self._post("//detokenize", {"tokens": ids}, "prompt", str)
 
 
 class LocalTokenizer(Tokenizer):
@@ -481,16 +518,96 @@ class LocalTokenizer(Tokenizer):
     def __init__(self, name: str, revision: str | None) -> None:
         from transformers import AutoTokenizer
 
+        if name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+            raise UserError(f"cannot load tokenizer '{name}': no such folder")
         try:
-            self.tok = AutoTokenizer.from_pretrained(name, revision=revision)
-        except OSError as exc:
-            raise UserError(f"cannot load tokenizer '{name}': {str(exc).splitlines()[0]}") from None
+            self.tok = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if name.startswith("~") else name, revision=revision)
+        except (OSError, ValueError, KeyError) as exc:  # a folder without a tokenizer is a ValueError
+            raise UserError(f"cannot load tokenizer '{name}': {_one_line(str(exc))[:300]}") from None
 
     def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
         return list(self.tok(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def render(self, messages: list[Message]) -> str:
         return render_prompt(self.tok, messages)[0]
+
+    def without_added_bos(self, text: str) -> str:
+        """``text`` less a leading BOS that tokenizing it with special tokens adds
+        again (a chat template that writes ``{{ bos_token }}``), so a server that
+        tokenizes as transformers does sees exactly one BOS."""
+        bos = self.tok.bos_token
+        adds_bos = bool(bos) and self.tok("", add_special_tokens=True)["input_ids"][:1] == [self.tok.bos_token_id]
+        return text[len(bos):] if adds_bos and text.startswith(bos) else text
+
+
+def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
+    """The reply's choices in index order, exactly ``count`` of them (indices 0..count-1).
+
+    Raises ``MalformedReply`` (retried) for a reply without choices, and
+    ``Unsupported`` (not retried: the server answers so every time) for the
+    wrong number of choices or indices that repeat or skip one."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices and isinstance(data, dict) and data.get("error"):  # gateways (OpenRouter, ...) send errors with 200
+        err = data["error"]
+        raise MalformedReply(f"an error with status 200: {_one_line(str(err.get('message') if isinstance(err, dict) else err))[:300]}")
+    if not choices or not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise MalformedReply("a reply without choices")
+    indices = [c.get("index", k) for k, c in enumerate(choices)]
+    asked = f"n={count}" if what == "completions" else f"{count} {what}"
+    if len(choices) != count:
+        raise Unsupported(f"the server returned {len(choices)} {what} for {asked}"
+                          + (": it does not support n" if what == "completions" and count > 1 else ""))
+    if not all(isinstance(i, int) for i in indices) or sorted(indices) != list(range(count)):
+        raise Unsupported(f"the server returned choices with indices {indices} for {asked}")
+    return sorted(choices, key=lambda c: c.get("index", 0))
+
+
+def _choice_text(choice: dict[str, Any], chat: bool) -> str:
+    """The answer in one choice; raises ``Unsupported`` where there is none to score.
+
+    A choice the content filter cut, a tool call (no tools are offered) or a
+    message with reasoning but no content (``content: null``) is no answer: it
+    becomes a ``generation_error``, never an empty completion scored as wrong.
+    vLLM's "abort" (the server dropped the request) is retried."""
+    reason = choice.get("finish_reason")
+    if reason == "abort":
+        raise MalformedReply("the server aborted the request (finish_reason abort)")
+    if reason == "content_filter":
+        raise Unsupported("the server's content filter withheld the completion (finish_reason content_filter)")
+    if not chat:
+        text = choice.get("text")
+    else:
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedReply("a choice without a message")
+        if reason in ("tool_calls", "function_call") or message.get("tool_calls") or message.get("function_call"):
+            raise Unsupported(f"the model called a tool instead of answering (finish_reason {reason})")
+        text = message.get("content")
+        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, ...]
+            text = "".join(p.get("text") or "" for p in text if isinstance(p, dict) and p.get("type") == "text")
+        if text is None:
+            thought = " after reasoning (raise max_new_tokens)" if message.get("reasoning_content") or message.get("reasoning") else ""
+            raise Unsupported(f"the server returned no content{thought} (finish_reason {reason})")
+    if not isinstance(text, str):
+        raise MalformedReply("a choice without text")
+    return text
+
+
+def _api_key(variable: str) -> str | None:
+    """The key in ``$variable``, less the whitespace a key file's line end leaves;
+    raises ``UserError`` (never quoting it) where no HTTP header can carry it."""
+    key = (os.environ.get(variable) or "").strip()
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in key):
+        raise UserError(f"${variable} holds a space, control or non-ASCII character: it cannot be sent as an API key")
+    return key or None
+
+
+def _usage(data: dict[str, Any], field: str) -> int:
+    """A token count from ``usage``; 0 where the server gives none or no count
+    (the counts are bookkeeping: an answer is not failed for them)."""
+    usage = data.get("usage")
+    value = usage.get(field) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _finish_reason(choice: dict[str, Any]) -> str:
@@ -509,7 +626,7 @@ def _token_estimate(body: dict[str, Any]) -> int:
     prompt token plus every token it may generate."""
     prompt = body.get("prompt") or body.get("messages")
     size = sum(len(p) for p in prompt) if isinstance(prompt, list) and prompt and isinstance(prompt[0], list) else len(json.dumps(prompt)) // 4
-    return size + int(body.get("max_tokens", 0)) * int(body.get("n", 1))
+    return size + int(body.get("max_tokens") or body.get("max_completion_tokens") or 0) * int(body.get("n", 1))
 
 
 def _number(extra: dict[str, Any], key: str, default: Any, kind: type, minimum: float | None = None) -> Any:
@@ -519,7 +636,9 @@ def _number(extra: dict[str, Any], key: str, default: Any, kind: type, minimum: 
     try:
         value = kind(extra[key])
     except ValueError:
-        raise UserError(f"-M {key} must be a number, got {extra[key]!r}") from None
+        raise UserError(f"-M {key} must be {'a whole' if kind is int else 'a'} number, got {extra[key]!r}") from None
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats
+        raise UserError(f"-M {key} must be a finite number, got {extra[key]!r}")
     if (value < minimum) if minimum is not None else (value <= 0):
         raise UserError(f"-M {key} must be {'at least ' + str(minimum) if minimum is not None else 'positive'}, got {extra[key]!r}")
     return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,17 +31,24 @@ class ResponseCache:
     """Responses stored under ``sha256(identity, request)`` in ``DIR/responses.sqlite``."""
 
     def __init__(self, folder: str | Path) -> None:
+        """Open (or create) the cache; raises ``UserError`` where ``folder`` is a file, cannot
+        be written, or holds a damaged or foreign ``responses.sqlite``."""
         path = Path(folder).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UserError(f"cannot open the response cache in {path}: it is a file, not a folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path / "responses.sqlite", timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+            self._db.execute("SELECT key, response FROM responses LIMIT 1").fetchall()  # a foreign table of that name
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"cannot open the response cache in {path}: {exc}") from None
+            raise UserError(f"cannot open the response cache in {path}: {exc} (delete {path / 'responses.sqlite'} "
+                            "to start an empty one)") from None
         self.folder = path
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.broken: str | None = None  # why the cache was turned off mid-run
 
     @staticmethod
     def key(identity: dict[str, Any], request: Any) -> str:
@@ -48,21 +56,41 @@ class ResponseCache:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, identity: dict[str, Any], request: Any) -> Any | None:
-        """The stored JSON response, or None (counted as a miss)."""
+        """The stored JSON response, or None (counted as a miss; also once the cache is off)."""
         with self._lock:
-            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (self.key(identity, request),)).fetchone()
-            if row is None:
+            try:
+                row = None if self.broken else self._db.execute(
+                    "SELECT response FROM responses WHERE key = ?", (self.key(identity, request),)).fetchone()
+                response = None if row is None else json.loads(row[0])
+            except ValueError:  # one damaged row: a miss, the answer is stored again
+                response = None
+            except sqlite3.Error as exc:
+                self._turn_off(exc)
+                response = None
+            if response is None:
                 self.misses += 1
-                return None
-            self.hits += 1
-        return json.loads(row[0])
+            else:
+                self.hits += 1
+        return response
 
     def put(self, identity: dict[str, Any], request: Any, response: Any) -> None:
+        """Store a response; a write that fails (disk full, file damaged or made
+        read-only mid-run) turns the cache off with one warning, never losing the result."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                (self.key(identity, request), json.dumps(response, ensure_ascii=False)),
-            )
+            if self.broken:
+                return
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
+                    (self.key(identity, request), json.dumps(response, ensure_ascii=False)),
+                )
+            except sqlite3.Error as exc:
+                self._turn_off(exc)
+
+    def _turn_off(self, exc: Exception) -> None:
+        self.broken = f"{type(exc).__name__}: {exc}"
+        print(f"evalsuite: warning: response cache {self.folder / 'responses.sqlite'} turned off for this run ({self.broken})",
+              file=sys.stderr)
 
     def close(self) -> None:
         with self._lock:
@@ -77,9 +105,12 @@ def deterministic_body(body: dict[str, Any]) -> bool:
 
 def model_identity(info: ModelInfo) -> dict[str, Any]:
     """What makes two models the same for caching: id, revision or file hash,
-    the server's model root, and the settings that change outputs."""
+    the server's model root, its kind and version (two servers may serve
+    different weights, or quantisations, under one name; an upgrade changes
+    kernels), and the settings that change outputs."""
     server = info.server
-    return {
+    served = {"owned_by": server.models_entry.get("owned_by"), "server_version": server.version} if server else {}
+    return {**served,
         "id": info.id,
         "backend": info.backend,
         "revision": info.revision,
@@ -120,10 +151,14 @@ class CachedBackend(Backend):
         misses = []
         for i, k in enumerate(keys):
             hit = self.cache.get(self.identity, k) if k is not None else None
-            if hit is None:
+            try:
+                result = None if hit is None else record.model_validate(hit)
+            except ValueError:  # a row another version wrote: ask the model again
+                result = None
+            if result is None:
                 misses.append(i)
             else:
-                yield i, record.model_validate(hit).model_copy(update={"cached": True})
+                yield i, result.model_copy(update={"cached": True})
         if not misses:
             return
         for j, result in compute([requests[i] for i in misses]):

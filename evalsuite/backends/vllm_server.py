@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -46,7 +47,7 @@ import httpx
 
 from evalsuite.backends.base import BackendOptions
 from evalsuite.backends.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model
-from evalsuite.backends.openai_api import OpenAIBackend, OpenAISettings
+from evalsuite.backends.openai_api import OpenAIBackend, OpenAISettings, _number
 from evalsuite.backends.watchdog import GRACE_S, session_members, terminate_session
 from evalsuite.errors import UserError
 
@@ -56,6 +57,7 @@ VLLM_OPTIONS = {
     "vllm_python", "tensor_parallel_size", "data_parallel", "max_model_len", "gpu_memory_utilization",
     "kv_cache_space", "enforce_eager", "startup_timeout", "vllm_args",
 }
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 
@@ -181,7 +183,7 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
     """The device ("cpu" or "cuda") and the (not yet started) replicas for a model.
 
     Raises ``UserError`` for a bad option or a missing vLLM interpreter."""
-    python = vllm_python(vllm.get("vllm_python"))
+    check_vllm_options(vllm)
     device = "cpu" if options.device == "cpu" or (options.device == "auto" and not Path("/dev/nvidiactl").exists()) else "cuda"
     cpu = device == "cpu"
     if options.dtype not in DTYPES:
@@ -202,11 +204,12 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
             args += [flag, str(vllm[key])]
     if _truthy(vllm.get("enforce_eager", cpu)):
         args.append("--enforce-eager")
-    args += shlex.split(str(vllm.get("vllm_args", "")))
+    args += shlex.split(str(vllm.get("vllm_args", "")))  # checked by check_vllm_options
     env = {"VLLM_CPU_KVCACHE_SPACE": str(vllm.get("kv_cache_space", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")))}
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(replicas * tp)))).split(",")
     if not cpu and len(gpus) < replicas * tp:
         raise UserError(f"{replicas} replicas x {tp} GPUs need {replicas * tp} GPUs; CUDA_VISIBLE_DEVICES has {len(gpus)}")
+    python = vllm_python(vllm.get("vllm_python"))  # after the options: a typo is named first
     servers = []
     for i in range(replicas):
         replica_env = dict(env)
@@ -214,6 +217,26 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
             replica_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[i * tp : (i + 1) * tp])
         servers.append(VLLMServer(python, str(resolved.loadable), resolved.id, args, replica_env, port=port))
     return device, servers
+
+
+def check_vllm_options(vllm: dict[str, Any]) -> None:
+    """Raise ``UserError`` for a vLLM option vLLM itself would refuse only after
+    its start (a minute on a CPU, and a page of its log): numbers out of range,
+    a flag that is not a boolean, ``vllm_args`` that are not shell words."""
+    _number(vllm, "startup_timeout", None, float)
+    _number(vllm, "kv_cache_space", None, int)
+    share = _number(vllm, "gpu_memory_utilization", None, float)
+    if share is not None and share > 1:
+        raise UserError(f"-M gpu_memory_utilization is a share of the GPU's memory, at most 1, got {vllm['gpu_memory_utilization']!r}")
+    length = str(vllm.get("max_model_len", "auto"))
+    if not re.fullmatch(r"auto|-1|[1-9]\d*(\.\d+)?[kKmM]?", length):  # vLLM's forms: 4096, 32k, 1.5k, auto, -1
+        raise UserError(f"-M max_model_len must be a number of tokens (e.g. 4096 or 32k) or auto, got {length!r}")
+    if "enforce_eager" in vllm and str(vllm["enforce_eager"]).lower() not in (*TRUE, *FALSE):
+        raise UserError(f"-M enforce_eager must be true or false, got {vllm['enforce_eager']!r}")
+    try:
+        shlex.split(str(vllm.get("vllm_args", "")))
+    except ValueError as exc:
+        raise UserError(f"-M vllm_args are not shell words ({exc}): {vllm['vllm_args']!r}") from None
 
 
 class VLLMBackend(OpenAIBackend):
@@ -229,7 +252,7 @@ class VLLMBackend(OpenAIBackend):
         self.device, self.servers = plan_servers(resolved, options, vllm)
         first = self.servers[0]
         try:
-            start_servers(self.servers, float(vllm.get("startup_timeout", 900)))
+            start_servers(self.servers, _number(vllm, "startup_timeout", 900.0, float))
             super().__init__(resolved.id, replace(options, extra=extra), base_urls=[s.base_url for s in self.servers], info={
                 "backend": self.name, "path": str(resolved.source), "file_hash": resolved.file_hash,
                 "dtype": first.args[first.args.index("--dtype") + 1], "device": self.device,
@@ -251,7 +274,7 @@ class VLLMBackend(OpenAIBackend):
 
 
 def _truthy(value: Any) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
+    return str(value).lower() in TRUE
 
 
 def _say(message: str) -> None:
