@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import UserError
-from evalsuite.records import DatasetInfo
+from evalsuite.records import DatasetInfo, jsonl_lines
 
 DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
 # Which built-in tasks need the mirror (README, "Benchmark data" says why).
@@ -92,7 +92,7 @@ class DataSource:
         where = f"{self.root}/{name}"
         if name.endswith((".jsonl", ".jsonl.gz")):
             rows = []
-            for lineno, line in enumerate(text.splitlines(), 1):
+            for lineno, line in enumerate(jsonl_lines(text), 1):
                 if line.strip():
                     rows.append(_check_row(_loads(line, f"{where}:{lineno}"), required, f"{where}:{lineno}"))
             self._n_rows += len(rows)
@@ -142,7 +142,7 @@ def jsonl_objects(path: Path, required: Iterable[str] = ()) -> tuple[list[tuple[
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
     rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(jsonl_lines(text), 1):
         if line.strip():
             where = f"{path}:{lineno}"
             rows.append((where, _check_row(_loads(line, where), required, where)))

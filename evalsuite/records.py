@@ -19,6 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = "1.0"
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, split at ``\\n`` only.
+
+    ``str.splitlines`` also splits at U+2028, U+2029, U+0085 and other
+    separators that JSON writers (pydantic, ``ensure_ascii=False``) leave
+    unescaped inside strings, so one record holding a model's text with such
+    a character would read back as several broken lines.  A final newline
+    ends the last line rather than starting an empty one.
+    """
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -38,7 +38,17 @@ from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import ConversationRequest, run_requests
 from evalsuite.errors import UserError
 from evalsuite.judging.verdicts import Parsed, Parser
-from evalsuite.records import GenerationConfig, JudgeInfo, JudgeMode, Judgment, Message, ModelInfo, ModelOutput, ScoreStatus
+from evalsuite.records import (
+    GenerationConfig,
+    JudgeInfo,
+    JudgeMode,
+    Judgment,
+    Message,
+    ModelInfo,
+    ModelOutput,
+    ScoreStatus,
+    jsonl_lines,
+)
 from evalsuite.templates import sha256_text
 
 LOG_FILE = "judgments.jsonl"
@@ -157,7 +167,7 @@ class JudgmentLog:
             complete = data[: data.rfind(b"\n") + 1]  # a torn last line is dropped
             if len(complete) != len(data):
                 path.write_bytes(complete)
-            for lineno, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+            for lineno, line in enumerate(jsonl_lines(complete.decode("utf-8")), 1):
                 if line.strip():
                     try:
                         entry = Judgment.model_validate_json(line)

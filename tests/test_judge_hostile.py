@@ -1,0 +1,60 @@
+"""Hostile texts and malformed inputs around LLM-as-judge grading, through the real CLI on the real MT-Bench files.
+
+Answers and judge replies come from mock backends (``replies=FILE``), so
+every text below reaches the records exactly as written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evalsuite.judging.judge import LOG_FILE, JudgmentLog
+from evalsuite.records import ScoreStatus
+from evalsuite.rundir import RunDir
+from tests.conftest import evalsuite
+
+# Characters that str.splitlines() treats as line ends but JSON writers leave raw inside strings.
+LINE_SEPARATORS = "\u2028 \u2029 \x85 \x1c \x0b"
+
+
+def write(path: Path, replies: dict[str, str]) -> Path:
+    path.write_text(json.dumps(replies, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def only_run(out: Path) -> Path:
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def mtbench(tmp_path: Path, data_dir: Path, out: str, model: dict[str, str], *extra: str) -> tuple[int, str, Path]:
+    """`evalsuite run` of two MT-Bench writing questions answered by a mock."""
+    proc = evalsuite("run", "--model", "mock:candidate", "-M", f"replies={write(tmp_path / f'{out}-model.json', model)}",
+                     "--tasks", "mtbench", "-T", "categories=writing", "--limit", "2", "--data-dir", str(data_dir),
+                     "-o", str(tmp_path / out), *extra)
+    return proc.returncode, proc.stderr, tmp_path / out
+
+
+def test_unicode_line_separators_in_answers_and_judge_replies_survive_judging_and_resume(tmp_path, data_dir):
+    answer = f"Aloha!{LINE_SEPARATORS} Hawaii is lovely."
+    rc, err, out = mtbench(tmp_path, data_dir, "gen", {"": answer}, "--generate-only")
+    assert rc == 0, err
+    source = only_run(out)
+    assert [r.output.parts[0].completions[0] for r in RunDir(source).samples()] == [answer, answer]
+
+    reply = f"Vivid.{LINE_SEPARATORS}\nRating: [[7]]"
+    judge = write(tmp_path / "judge.json", {"": reply})
+    proc = evalsuite("judge", "--run", str(source), "--judge", "mock:judge", "-J", f"replies={judge}",
+                     "-o", str(tmp_path / "judged"))
+    assert proc.returncode == 0, proc.stderr
+    judged = only_run(tmp_path / "judged")
+    records = RunDir(judged).samples()
+    assert [r.score.metrics["score"] for r in records] == [7.0, 7.0]
+    assert records[0].score.judgments[0].replies == [reply]
+    # The judgment log (the resume cache) reads back one judgment per line, the replies intact.
+    log = JudgmentLog(judged / LOG_FILE)
+    assert len(log.entries) == 4 and {j.replies[0] for j in log.entries.values()} == {reply}
+    resumed = evalsuite("run", "--resume", str(judged))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r.score.status for r in RunDir(judged).samples()] == [ScoreStatus.SCORED] * 2
