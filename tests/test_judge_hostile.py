@@ -19,7 +19,7 @@ LINE_SEPARATORS = "\u2028 \u2029 \x85 \x1c \x0b"
 
 
 def write(path: Path, replies: dict[str, str]) -> Path:
-    path.write_text(json.dumps(replies, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(replies))  # \u escapes: the mock decodes them as a JSON API would
     return path
 
 
@@ -58,3 +58,17 @@ def test_unicode_line_separators_in_answers_and_judge_replies_survive_judging_an
     resumed = evalsuite("run", "--resume", str(judged))
     assert resumed.returncode == 0, resumed.stderr
     assert [r.score.status for r in RunDir(judged).samples()] == [ScoreStatus.SCORED] * 2
+
+
+def test_answers_and_judge_replies_with_lone_surrogates_nul_or_only_whitespace_are_judged_and_recorded(tmp_path, data_dir):
+    """Texts a JSON API can return (lone surrogates, NUL) and empty answers end as records, not a traceback."""
+    judge = write(tmp_path / "judge.json", {"Qz": "Broken \ud800 text.\nRating: [[2]]", "": "Empty.\x00 Rating: [[1]]"})
+    model = {"Compose an engaging travel": "Qz \udfff Hawaii \x00 trip", "Draft a professional email": " \n\t "}
+    rc, err, out = mtbench(tmp_path, data_dir, "odd", model, "--judge", "mock:judge", "-J", f"replies={judge}")
+    assert rc == 0, err
+    records = {r.sample_id: r for r in RunDir(only_run(out)).samples()}
+    travel, email = records["81"], records["82"]
+    assert travel.output.parts[0].completions[0] == "Qz \ufffd Hawaii \x00 trip"
+    assert travel.score.metrics["score"] == 2.0
+    assert travel.score.judgments[0].replies == ["Broken \ufffd text.\nRating: [[2]]"]
+    assert email.score.metrics["score"] == 1.0 and email.score.judgments[0].answer_chars == [4]
