@@ -94,3 +94,30 @@ def test_tolerated_spellings_of_a_verdict():
     assert RATE("Rating: [[8/10]]", []).verdict == 8.0
     assert RATE("Rating: [[ 7.5 ]]", []).verdict == 7.5
     assert PAIR("final verdict: [[b]]", []).verdict == "second"
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Rating: [[8/10]]", 8.0),
+        ("Rating: [[ 8 / 10 ]]", 8.0),
+        ("Rating: [[7.]]", 7.0),  # FastChat's own regex reads a trailing point
+        ("Rating: [[4/5]]", None),  # another scale: neither 4 nor 8 on 1-10
+        ("Rating: [[7/5]]", None),
+        ("Rating: [[-3]]", None),
+        ("Rating: [[0]]", None),
+        ("Decent. [9/100]", None),  # the [rating] fallback obeys the same scale
+    ],
+)
+def test_a_rating_out_of_another_scale_is_no_verdict(reply, expected):
+    parsed = RATE(reply, [])
+    assert parsed.verdict == expected
+    if expected is None:
+        assert "invalid value" in parsed.detail, parsed.detail
+
+
+def test_rubric_values_out_of_another_scale_are_not_read_on_ours():
+    parse = rubric([Criterion("grammar"), Criterion("Criterion A", low=0, high=1, values=(0.0, 0.5, 1.0))])
+    assert parse("Grammar: 8/10\nCriterion A: 1/1", []).verdict == {"grammar": 8.0, "Criterion A": 1.0}
+    assert parse("Grammar: 4/5\nCriterion A: 1", []).verdict is None  # not 4 on 1-10
+    assert parse("Grammar: 8\nCriterion A: 1/2", []).verdict is None  # "half", not 1

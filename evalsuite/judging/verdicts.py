@@ -113,23 +113,35 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
     return Parsed(None, "no verdict in the reply")
 
 
+# A number as judges write it (7, 7.5, 7., .5, -3), optionally "out of" a
+# scale (8/10).  Signs are matched so that [[-3]] is named as an invalid value.
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+(?:\.\d+)?)?"
+
+
 def _number(low: float, high: float) -> Callable[[str], float | None]:
+    """Read ``NUMBER`` on ``low``-``high``: None off the scale, or when it is
+    given out of another scale (``4/5`` is not 4 on 1-10, and not 8 either:
+    the judge was told the scale, so another one is a reply to set aside)."""
+
     def read(text: str) -> float | None:
+        value, _, scale = text.partition("/")
         try:
-            value = float(text)
+            number = float(value)
+            if scale and float(scale) != high:
+                return None
         except ValueError:
             return None
-        return value if low <= value <= high else None
+        return number if low <= number <= high else None
 
     return read
 
 
 def rating(low: float = 1, high: float = 10) -> Parser:
     """FastChat's single-answer grade: ``[[5]]``, else ``[5]``, on ``low``–``high``
-    (``[[8/10]]`` is read as 8: the scale is the prompt's, not the judge's)."""
+    (``[[8/10]]`` is read as 8 when ``high`` is 10; ``[[4/5]]`` is no verdict)."""
     patterns = [
-        Pattern(re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]\]"), _number(low, high)),
-        Pattern(re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]"), _number(low, high)),
+        Pattern(re.compile(rf"\[\[\s*({NUMBER})\s*\]\]"), _number(low, high)),
+        Pattern(re.compile(rf"\[\s*({NUMBER})\s*\]"), _number(low, high)),
     ]
     return lambda reply, material: own_verdict(reply, patterns, material)
 
@@ -174,7 +186,7 @@ class Criterion:
             choices = "|".join(re.escape(lab) for lab in self.labels)
             regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*\(?({choices})\b", re.IGNORECASE)
         else:
-            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*(\d+(?:\.\d+)?|\.\d+)", re.IGNORECASE)
+            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*({NUMBER})", re.IGNORECASE)
         return Pattern(regex, self._read)
 
     def _read(self, text: str) -> float | str | None:
