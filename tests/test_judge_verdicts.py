@@ -121,3 +121,25 @@ def test_rubric_values_out_of_another_scale_are_not_read_on_ours():
     assert parse("Grammar: 8/10\nCriterion A: 1/1", []).verdict == {"grammar": 8.0, "Criterion A": 1.0}
     assert parse("Grammar: 4/5\nCriterion A: 1", []).verdict is None  # not 4 on 1-10
     assert parse("Grammar: 8\nCriterion A: 1/2", []).verdict is None  # "half", not 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # judges echo the paper's prompt wording ("consistency with the story's beginning")
+        "Grammar: 8/10\nCreativity: 7/10\nConsistency with the story's beginning: 9/10\nPlot makes sense: 6/10\n"
+        "Age group of the student: D (8-9)",
+        "**Grammar:** 8\n**Creativity:** 7\n**Consistency with the beginning:** 9\n**Plot:** 6\n**Age group:** D",
+    ],
+)
+def test_tinystories_grades_named_with_the_prompts_own_qualifiers(reply):
+    from tasks.tinystories import GRADES
+
+    assert GRADES(reply, []).verdict == {"grammar": 8.0, "creativity": 7.0, "consistency": 9.0, "plot": 6.0,
+                                         "age group": "D"}
+
+
+def test_a_qualifier_never_reaches_across_a_sentence():
+    parse = rubric([Criterion("grammar")])
+    assert parse("Grammar is fine. 3 typos remain, though.", []).verdict is None
+    assert parse("The grammar has 2 slips; overall grammar: 7/10", []).verdict == {"grammar": 7.0}

@@ -165,7 +165,8 @@ class Criterion:
     ``labels`` makes it categorical (e.g. age groups ``A``–``F``); otherwise
     it is a number on ``low``–``high``.  ``pattern`` overrides how it is
     found; by default ``<name>`` (or any of ``aliases``), an optional colon or
-    dash, then the value (``Grammar: 8/10``, ``**Creativity** - 7``).
+    dash, or a short qualifier and a colon, then the value (``Grammar: 8/10``,
+    ``**Creativity** - 7``, ``Consistency with the beginning: 9``).
     """
 
     name: str
@@ -180,13 +181,16 @@ class Criterion:
 
     def compiled(self) -> Pattern:
         names = "|".join(re.escape(n) for n in (self.name, *self.aliases))
+        # The name, then a separator; or a short qualifier ending in a colon, as
+        # judges echo the prompt's wording ("Consistency with the story's beginning: 9/10").
+        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*(?:[:=\-–]|is)?)[*_\s]*"
         if self.pattern:
             regex = re.compile(self.pattern, re.IGNORECASE)
         elif self.labels:
             choices = "|".join(re.escape(lab) for lab in self.labels)
-            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*\(?({choices})\b", re.IGNORECASE)
+            regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
         else:
-            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*({NUMBER})", re.IGNORECASE)
+            regex = re.compile(rf"{lead}({NUMBER})", re.IGNORECASE)
         return Pattern(regex, self._read)
 
     def _read(self, text: str) -> float | str | None:
