@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from evalsuite.judging.judge import LOG_FILE, JudgmentLog
 from evalsuite.records import ScoreStatus
 from evalsuite.rundir import RunDir
@@ -72,3 +74,24 @@ def test_answers_and_judge_replies_with_lone_surrogates_nul_or_only_whitespace_a
     assert travel.score.metrics["score"] == 2.0
     assert travel.score.judgments[0].replies == ["Broken \ufffd text.\nRating: [[2]]"]
     assert email.score.metrics["score"] == 1.0 and email.score.judgments[0].answer_chars == [4]
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("temperature=nan", "-J temperature must be a finite number, got nan"),
+        ("temperature=-1", "-J temperature must be >= 0, got -1"),
+        ("top_p=5", "-J top_p must be > 0 and <= 1, got 5"),
+        ("seed=1.5", "-J seed: cannot interpret '1.5' as int"),
+        ("batch_size=abc", "-J batch_size: cannot interpret 'abc' as int (>= 1)"),  # was silently "auto"
+        ("batch_size=0", "-J batch_size must be >= 1, got 0"),
+        ("retries=-1", "-J retries must be >= 0, got -1"),
+        ("max_new_tokens=0", "-J max_new_tokens must be >= 1, got 0"),
+    ],
+)
+def test_bad_judge_options_are_one_error_line_before_anything_runs(tmp_path, data_dir, arg, message):
+    proc = evalsuite("run", "--model", "mock:m", "--tasks", "mtbench", "--limit", "1", "--judge", "mock:j", "-J", arg,
+                     "--data-dir", str(data_dir), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {message}" and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # refused before the model loaded or a run directory was made

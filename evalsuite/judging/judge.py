@@ -49,12 +49,14 @@ from evalsuite.records import (
     ScoreStatus,
     jsonl_lines,
 )
+from evalsuite.task import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, coerce
 from evalsuite.templates import sha256_text
 
 LOG_FILE = "judgments.jsonl"
 # FastChat's judge decoding (gpt-4, temperature 0, max_tokens 2048).
 DEFAULT_JUDGE_CONFIG = GenerationConfig(max_new_tokens=2048, temperature=0.0)
-DECODING_KEYS = {"max_new_tokens": int, "temperature": float, "top_p": float, "seed": int}
+# Checked as -T parameters are: a temperature of nan or -1 or a top_p of 5 is a typo, not a judge.
+DECODING_KEYS = {"max_new_tokens": PositiveInt, "temperature": NonNegativeFloat, "top_p": Probability, "seed": int}
 BACKEND_KEYS = {"device", "dtype", "batch_size", "revision", "chat_template"}
 
 
@@ -312,23 +314,17 @@ def split_judge_args(args: dict[str, str]) -> tuple[GenerationConfig, int, dict[
     options: dict[str, str] = {}
     extra: dict[str, str] = {}
     for key, value in args.items():
-        try:
-            if key in DECODING_KEYS:
-                decoding[key] = DECODING_KEYS[key](value)
-            elif key == "retries":
-                retries = int(value)
-            elif key in BACKEND_KEYS:
-                options[key] = value
-            else:
-                extra[key] = value
-        except ValueError:
-            raise UserError(f"-J {key}={value}: not a valid {DECODING_KEYS.get(key, int).__name__}") from None
-    if retries < 0:
-        raise UserError(f"-J retries must be >= 0, got {retries}")
-    config = DEFAULT_JUDGE_CONFIG.model_copy(update=decoding)
-    if config.max_new_tokens < 1:
-        raise UserError(f"-J max_new_tokens must be >= 1, got {config.max_new_tokens}")
-    return config, retries, options, extra
+        if key in DECODING_KEYS:
+            decoding[key] = coerce(value, DECODING_KEYS[key], f"-J {key}")
+        elif key == "retries":
+            retries = coerce(value, NonNegativeInt, "-J retries")
+        elif key in BACKEND_KEYS:
+            if key == "batch_size" and value != "auto":
+                coerce(value, PositiveInt, "-J batch_size")  # else it would silently become "auto"
+            options[key] = value
+        else:
+            extra[key] = value
+    return DEFAULT_JUDGE_CONFIG.model_copy(update=decoding), retries, options, extra
 
 
 def judge_backend_options(base: BackendOptions, options: dict[str, str], extra: dict[str, str]) -> BackendOptions:
