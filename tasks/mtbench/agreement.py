@@ -133,19 +133,29 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
     """
     rows, raw = jsonl_objects(path, required=("prompt", "response_a", "response_b", "label"))
     grouped: dict[str, dict[str, Any]] = {}
+    ids: dict[str, tuple[str, str]] = {}  # id -> (content, first line) it was given on
     references: dict[int | str, tuple[str, ...]] = {}
     for where, row in rows:
         wrong = [k for k in ("prompt", "response_a", "response_b", "label") if not isinstance(row[k], str)]
+        # Optional fields too: a category or reference of another type would be str()-ed or dropped unseen.
+        wrong += [k for k in ("category", "reference") if row.get(k) is not None and not isinstance(row[k], str)]
+        if row.get("id") is not None and (isinstance(row["id"], bool) or not isinstance(row["id"], (str, int))):
+            wrong.append("id")
         if wrong:
             raise UserError(f"{where}: field(s) {', '.join(wrong)} must be strings")
         second = row.get("turn_2")
         if second is not None and not (isinstance(second, dict) and all(
-                isinstance(second.get(k), str) for k in ("prompt", "response_a", "response_b"))):
-            raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a and response_b")
+                isinstance(second.get(k), str) for k in ("prompt", "response_a", "response_b"))
+                and isinstance(second.get("reference", ""), str)):
+            raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a, response_b "
+                            "(and optional reference)")
         turns = [row] + ([second] if second else [])
         content = json.dumps([[t["prompt"], t["response_a"], t["response_b"]] for t in turns])
+        given = None if row.get("id") is None else str(row["id"])
+        if given is not None and ids.setdefault(given, (content, where))[0] != content:
+            raise UserError(f"{where}: id {given!r} already names a different item ({ids[given][1]})")
         item = grouped.setdefault(content, {
-            "id": str(row.get("id") or hashlib.sha256(content.encode()).hexdigest()[:12]),
+            "id": given or hashlib.sha256(content.encode()).hexdigest()[:12],
             "category": str(row.get("category") or ""),
             "turns": tuple(t["prompt"] for t in turns),
             "a": tuple(t["response_a"] for t in turns),
