@@ -128,3 +128,19 @@ def test_gate_refuses_scores_from_different_judges(graded_runs, tmp_path):
     gate = evalsuite("gate", "--baseline", str(graded_runs["base"]), "--candidate", str(rejudged))
     assert gate.returncode == 3
     assert "judged by different judges" in gate.stdout
+
+
+def test_bradley_terry_never_compares_models_that_no_battle_connects():
+    """a-b and c-d-e met only among themselves; f and g never played: two rated groups, no rating for f or g."""
+    ratings = bradley_terry([Matchup("a", "b", 90, 10, 0), Matchup("c", "d", 60, 40, 0), Matchup("d", "e", 30, 10, 10),
+                             Matchup("f", "g", 0, 0, 0)], rounds=20)
+    by_model = {r.model: r for r in ratings}
+    assert set(by_model) == {"a", "b", "c", "d", "e"}  # no made-up 1000 ± 0 for models without battles
+    assert {by_model[m].group for m in "cde"} == {1} and {by_model[m].group for m in "ab"} == {2}  # largest first
+    for group in ({"a", "b"}, {"c", "d", "e"}):  # each group anchored on its own mean
+        assert sum(by_model[m].rating for m in group) / len(group) == pytest.approx(1000)
+    assert by_model["a"].rank == 1 and by_model["b"].rank == 2  # ranks count only the model's own group
+    assert [r.model for r in ratings][:3] == sorted("cde", key=lambda m: -by_model[m].rating)
+    # The closed form inside a group is untouched by the other group.
+    assert by_model["a"].rating - by_model["b"].rating == pytest.approx(400 * math.log10(9), abs=0.5)
+    assert bradley_terry([Matchup("f", "g", 0, 0, 0)]) == []
