@@ -144,3 +144,24 @@ def test_bradley_terry_never_compares_models_that_no_battle_connects():
     # The closed form inside a group is untouched by the other group.
     assert by_model["a"].rating - by_model["b"].rating == pytest.approx(400 * math.log10(9), abs=0.5)
     assert bradley_terry([Matchup("f", "g", 0, 0, 0)]) == []
+
+
+@pytest.mark.parametrize(
+    "per_sample, win_rate, stderr, ci",
+    [
+        ([[1.0, 0.0], [0.0, 1.0]], 0.5, 0.0, (0.5, 0.5)),  # every sample even: no spread between samples
+        ([[1.0, 1.0], [0.0, 0.0]], 0.5, 0.5, (0.0, 1.0)),  # two samples, not four independent turns
+        ([[1.0, 0.5]], 0.75, None, (None, None)),  # one sample: no spread to estimate
+        ([[0.5, 0.5], [0.5]], 0.5, 0.0, (0.5, 0.5)),  # all ties, zero decisive votes
+        ([[], [1.0]], 1.0, None, (None, None)),  # a sample with no decided pair does not count
+    ],
+)
+def test_win_rate_stderr_and_ci_both_treat_samples_as_the_unit(per_sample, win_rate, stderr, ci):
+    from evalsuite.judging import pairwise_outcome
+
+    outcome = pairwise_outcome(per_sample, "base", inconsistent=0)
+    assert outcome.win_rate == win_rate
+    assert outcome.stderr == (pytest.approx(stderr) if stderr is not None else None)
+    assert (outcome.ci_low, outcome.ci_high) == ci
+    assert outcome.wins + outcome.losses + outcome.ties == sum(map(len, per_sample))
+    assert pairwise_outcome([[], []], "base", inconsistent=0) is None

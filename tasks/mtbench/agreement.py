@@ -37,6 +37,7 @@ from evalsuite.data import DataSource, jsonl_objects
 from evalsuite.errors import UserError
 from evalsuite.judging import combine_orders, judging_summary, make_judgment, replies_of
 from evalsuite.judging.judge import cut_short
+from evalsuite.judging.stats import ratio
 from evalsuite.metrics import status_counts
 from evalsuite.records import (
     DatasetInfo,
@@ -190,21 +191,6 @@ def agreement_counts(verdict: str, votes: Sequence[str], gpt4: str | None) -> di
         if gpt4 != "tie" and verdict != "tie":
             counts["gpt4_agreement_no_ties"] = float(gpt4 == verdict)
     return counts
-
-
-def ratio(hits: Sequence[float], totals: Sequence[float]) -> MetricValue | None:
-    """Σhits / Σtotals with the linearised (cluster-robust) standard error of a
-    ratio estimator: votes on one item are not independent (Cochran 1977, 6.3)."""
-    pairs = [(h, t) for h, t in zip(hits, totals) if t > 0]
-    if not pairs:
-        return None
-    total = sum(t for _, t in pairs)
-    value = sum(h for h, _ in pairs) / total
-    k = len(pairs)
-    if k < 2:
-        return MetricValue(value=value, stderr=None)
-    var = k / (k - 1) * sum((h - value * t) ** 2 for h, t in pairs) / total**2
-    return MetricValue(value=value, stderr=math.sqrt(var))
 
 
 def agreement_metrics(results: Sequence[SampleResult]) -> dict[str, MetricValue]:
