@@ -95,3 +95,26 @@ def test_bad_judge_options_are_one_error_line_before_anything_runs(tmp_path, dat
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: {message}" and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # refused before the model loaded or a run directory was made
+
+
+def test_a_rubric_whose_numeric_criteria_all_went_ungraded_is_a_parse_error(tmp_path):
+    """Only optional numeric criteria, and the judge gave none of them: a parse error, not ZeroDivisionError."""
+    from evalsuite.backends.base import BackendOptions
+    from evalsuite.judging import Criterion
+    from evalsuite.judging.builder import rubric_task
+    from evalsuite.judging.judge import load_judge
+    from evalsuite.records import ModelOutput
+    from evalsuite.task import TaskContext
+    from evalsuite.templates import Templates
+
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Say hi."}\n{"prompt": "Say bye."}\n')
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "judge.j2").write_text("Grade this answer to {{ prompt }}: {{ answer }}")
+    replies = write(tmp_path / "judge.json", {"hi.": "Tone: A", "": "Helpfulness: 7\nTone: B"})
+    judge = load_judge("mock:j", {"replies": str(replies)}, BackendOptions())
+    task = rubric_task(TaskContext(data_dir=None, chat=True, judge=judge), "polite", str(tmp_path / "prompts.jsonl"),
+                       [Criterion("helpfulness", required=False), Criterion("tone", labels=("A", "B"))],
+                       Templates(tmp_path / "templates"))
+    hi, bye = task.score([(s, ModelOutput(completions=["Hello!"])) for s in task.samples])
+    assert hi.status is ScoreStatus.PARSE_ERROR and "no numeric criterion graded (helpfulness)" in hi.detail
+    assert bye.status is ScoreStatus.SCORED and bye.metrics == {"helpfulness": 7.0, "score": 7.0}
