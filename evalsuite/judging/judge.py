@@ -343,8 +343,16 @@ def judge_backend_options(base: BackendOptions, options: dict[str, str], extra: 
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:
-    """Whether two backends serve the same weights (the self-judging test)."""
-    return (a.id, a.file_hash, a.revision) == (b.id, b.file_hash, b.revision)
+    """Whether two backends serve the same weights (the self-judging test).
+
+    Weights hashed on both sides decide by hash, whatever the specs are called
+    (an alias and a path to the same GGUF); otherwise the same model id is the
+    same model, unless both name different revisions.  A served copy (vLLM,
+    OpenAI-compatible: no file hash) of a local model therefore still counts.
+    """
+    if a.file_hash and b.file_hash:
+        return a.file_hash == b.file_hash
+    return a.id == b.id and (a.revision is None or b.revision is None or a.revision == b.revision)
 
 
 def load_judge(
