@@ -171,3 +171,45 @@ def test_preference_rows_with_ids_and_votes_group_by_content(tmp_path, data_dir)
     task = mtbench_human_agreement(TaskContext(data_dir=data_dir, chat=True), data=str(data))
     votes = {s.id: s.target["votes"] for s in task.samples}
     assert votes.pop("7") == ["a", "tie"] and list(votes.values()) == [["b"]]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"model_a": "gpt-4", "model_b": "claude-v2", "question_id": 81, "turn": 1, "winner": "model_a"},
+         "unknown model 'claude-v2'"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 999, "turn": 1, "winner": "model_a"},
+         "no MT-Bench question 999 with turn 1"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 81, "turn": 3, "winner": "tie"},
+         "no MT-Bench question 81 with turn 3"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": "81", "turn": 1, "winner": "tie"},
+         "no MT-Bench question '81' with turn 1"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 81, "turn": 1, "winner": "draw"},
+         "label must be a, b or tie"),
+    ],
+)
+def test_a_mirror_whose_votes_do_not_join_is_one_error_line(tmp_path, data_dir, row, message):
+    """A --data-dir mirror with a vote on an unknown model, question or turn: an error naming the row, no KeyError."""
+    import shutil
+
+    shutil.copytree(data_dir / "mtbench", tmp_path / "mtbench")
+    with (tmp_path / "mtbench" / "human_judgments" / "human.jsonl").open("a") as fh:
+        fh.write(json.dumps({"judge": "expert_0", **row}) + "\n")
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench_human_agreement", "--limit", "1",
+                     "--data-dir", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "human_judgments: row" in line and message in line, line
+
+
+def test_a_mirror_missing_a_models_answer_is_one_error_line(tmp_path, data_dir):
+    import shutil
+
+    shutil.copytree(data_dir / "mtbench", tmp_path / "mtbench")
+    answers = tmp_path / "mtbench" / "model_answer" / "llama-13b.jsonl"
+    answers.write_text("".join(line + "\n" for line in answers.read_text().splitlines()
+                               if json.loads(line)["question_id"] != 81))
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench_human_agreement", "--limit", "1",
+                     "--data-dir", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "model_answer/llama-13b.jsonl has no turn 1 answer to question 81" in proc.stderr

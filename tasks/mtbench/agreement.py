@@ -96,10 +96,18 @@ def mtbench_items(source: DataSource) -> tuple[list[Item], MTBenchJudging]:
 
     def key(row: dict[str, Any]) -> tuple[tuple[int, int, str, str], str]:
         a, b = row["model_a"], row["model_b"]
+        where = f"{source.root}/human_judgments: row {json.dumps(row)}"
         for m in (a, b):
             if m not in model_answers:
-                raise UserError(f"{source.root}/human_judgments: unknown model {m!r}")
-        winner = _winner(row["winner"], f"{source.root}/human_judgments")
+                raise UserError(f"{where}: unknown model {m!r}")
+        winner = _winner(row["winner"], where)
+        # A mirror's rows must join to a question turn both models answered (else a KeyError mid-scoring).
+        qid, turn = row["question_id"], row["turn"]
+        if not isinstance(qid, int) or qid not in qs or turn not in (1, 2) or isinstance(turn, bool):
+            raise UserError(f"{where}: no MT-Bench question {qid!r} with turn {turn!r}")
+        for m in (a, b):
+            if len(model_answers[m].get(qid, ())) < turn:
+                raise UserError(f"{where}: model_answer/{m}.jsonl has no turn {turn} answer to question {qid}")
         if a > b:  # one canonical order per pair: alphabetical
             a, b = b, a
             winner = {"a": "b", "b": "a"}.get(winner, winner)
