@@ -143,3 +143,22 @@ def test_a_qualifier_never_reaches_across_a_sentence():
     parse = rubric([Criterion("grammar")])
     assert parse("Grammar is fine. 3 typos remain, though.", []).verdict is None
     assert parse("The grammar has 2 slips; overall grammar: 7/10", []).verdict == {"grammar": 7.0}
+
+
+@pytest.mark.parametrize(
+    "reply, parser, expected",
+    [
+        ("My final verdict: [[A]] and [[B]]", PAIR, None),  # FastChat would say A, last-match B: a hedge either way
+        ("I choose [[A]], not [[B]]", PAIR, None),
+        ("Rating: [[3]] or [[4]]", RATE, None),
+        ("Not [[A]]. On reflection the second is better: [[B]]", PAIR, "second"),  # a revision, next sentence
+        ("[[A]]\n[[B]]", PAIR, "second"),
+        ("Both good. [[C]] [[C]]", PAIR, "tie"),  # the same verdict twice is no conflict
+        ("Rating: [[4]] (that is [[4/10]])", RATE, 4.0),
+    ],
+)
+def test_different_verdicts_in_the_final_sentence_are_a_hedge(reply, parser, expected):
+    parsed = parser(reply, [])
+    assert parsed.verdict == expected
+    if expected is None:
+        assert "conflicting verdicts" in parsed.detail

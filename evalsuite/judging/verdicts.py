@@ -14,8 +14,10 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
    be rated 10 by that text.
 4. Of the rest, the **last** is the verdict: judges are told to end with it,
-   and earlier ones are drafts or restatements (Inspect's and Arena-Hard's
-   convention; FastChat takes the first match, which an answer can inject).
+   and earlier ones are drafts or restatements (Inspect's convention; FastChat
+   takes the first match, which an answer can inject).  A different verdict
+   in that same sentence (``[[A]] and [[B]]``, ``[[3]] or [[4]]``) makes it a hedge:
+   no verdict (Arena-Hard likewise rejects replies with differing verdicts).
 5. Nothing left: no verdict.  The caller records ``parse_error`` with the
    reason (``detail``) and keeps the raw reply; it never enters a score.
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 # Opening -> closing quotation marks a judge uses to quote on one line.  The
 # ASCII apostrophe is left out: "the assistant's answer" is not a quote.
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
+SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,16 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
             elif _quoted(reply, m) or value in copied:
                 quoted += 1
             else:
-                kept.append(value)
+                kept.append((value, m))
         if kept:
+            value, last = kept[-1]
+            rivals = [m.group(0) for v, m in kept
+                      if v != value and not SENTENCE_END.search(reply, m.end(), last.start())]
+            if rivals:  # "[[A]] and [[B]]", "[[3]] or [[4]]": a hedge, not a verdict
+                return Parsed(None, f"conflicting verdicts in the final sentence: {', '.join([*rivals, last.group(0)])}",
+                              quoted)
             note = f"{quoted} quoted candidate(s) set aside" if quoted else None
-            return Parsed(kept[-1], note, quoted)
+            return Parsed(value, note, quoted)
         why = []
         if quoted:
             why.append(f"{quoted} verdict(s) only inside text quoted or copied from the judged material")
