@@ -162,3 +162,19 @@ def test_different_verdicts_in_the_final_sentence_are_a_hedge(reply, parser, exp
     assert parsed.verdict == expected
     if expected is None:
         assert "conflicting verdicts" in parsed.detail
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        # code the judge writes after its verdict holds no verdict
+        ("Rating: [[4]]\n\nA fix:\n```python\ngrid = [[9]]\n```", 4.0),
+        ("```\nfor row in [[3]]:\n    print(row)\n```\nThat is all the code does.", None),
+        # a block holding only the labelled verdict is the judge's own formatting
+        ("Weak.\n```\nRating: [[3]]\n```", 3.0),
+        # an unclosed fence hides nothing
+        ("```\nprint(1)\nRating: [[7]]", 7.0),
+    ],
+)
+def test_candidates_in_code_blocks_are_not_verdicts(reply, expected):
+    assert RATE(reply, []).verdict == expected

@@ -8,7 +8,9 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
 2. A candidate inside quotation marks on its line ("…", “…”, `…`, «…») is the
    judge quoting something -- the answer, or the prompt's own example
    ``"Rating: [[5]]"`` -- and is set aside (a quote holding only the verdict,
-   ``"[[A]]"``, is the judge's own emphasis and counts).
+   ``"[[A]]"``, is the judge's own emphasis and counts).  So is one inside a
+   fenced code block: code, the answer's or the judge's, is not a verdict
+   (a block holding only ``Rating: [[7]]`` is the judge's own formatting).
 3. A candidate whose value also appears in the same syntax in the judged
    material (question, answers, references) cannot be told apart from a copy
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field
 # Opening -> closing quotation marks a judge uses to quote on one line.  The
 # ASCII apostrophe is left out: "the assistant's answer" is not a quote.
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
+FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)  # a Markdown code fence line
+OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a block
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
 
 
@@ -63,9 +67,28 @@ def _quote_around(line: str, start: int, end: int) -> str | None:
     return None
 
 
-def _quoted(text: str, match: re.Match[str]) -> bool:
-    """Whether a candidate is quoted.  A quote holding nothing but the verdict
-    (``"[[A]]"``) is the judge stressing its own verdict, not a quote."""
+def code_blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the body of every closed fenced code block in ``text``
+    (an unclosed fence hides nothing: the copy rule still guards the answer)."""
+    fences = list(FENCE.finditer(text))
+    return [(a.end(), b.start()) for a, b in zip(fences[::2], fences[1::2])]
+
+
+def _fenced(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]]) -> bool:
+    """Whether a candidate sits in a code block (an answer's code, or code the
+    judge wrote), unless the block holds just a labelled verdict."""
+    for start, end in blocks:
+        if start <= match.start() and match.end() <= end:
+            return not OWN_LINE.fullmatch(text[start:end].replace(match.group(0), "", 1))
+    return False
+
+
+def _quoted(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]] = ()) -> bool:
+    """Whether a candidate is quoted or in one of the code ``blocks``.  A quote
+    holding nothing but the verdict (``"[[A]]"``) is the judge stressing its
+    own verdict, not a quote."""
+    if _fenced(text, match, blocks):
+        return True
     line_start = text.rfind("\n", 0, match.start()) + 1
     line_end = text.find("\n", match.end())
     line = text[line_start : line_end if line_end >= 0 else len(text)]
@@ -96,11 +119,12 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
             continue
         copied = set().union(*(pattern.values(m) for m in material)) if material else set()
         kept, quoted, invalid = [], 0, []
+        blocks = code_blocks(reply)
         for m in matches:
             value = pattern.read(m.group(1))
             if value is None:
                 invalid.append(m.group(0))
-            elif _quoted(reply, m) or value in copied:
+            elif _quoted(reply, m, blocks) or value in copied:
                 quoted += 1
             else:
                 kept.append((value, m))
