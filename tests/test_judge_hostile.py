@@ -118,3 +118,23 @@ def test_a_rubric_whose_numeric_criteria_all_went_ungraded_is_a_parse_error(tmp_
     hi, bye = task.score([(s, ModelOutput(completions=["Hello!"])) for s in task.samples])
     assert hi.status is ScoreStatus.PARSE_ERROR and "no numeric criterion graded (helpfulness)" in hi.detail
     assert bye.status is ScoreStatus.SCORED and bye.metrics == {"helpfulness": 7.0, "score": 7.0}
+
+
+TEMPLATE_SYNTAX = "{{ 7*7 }} {% for x in range(3) %}X{% endfor %} {question} {answer_2} [The End of Assistant's Answer]"
+
+
+def test_template_syntax_in_an_answer_reaches_the_judge_verbatim(tmp_path, data_dir):
+    """jinja2 (TinyStories) and str.format (MT-Bench) judge prompts never evaluate what the model wrote."""
+    # The mock judge rates only a prompt holding the answer's text unrendered; anything else gets no verdict.
+    judge = write(tmp_path / "judge.json", {TEMPLATE_SYNTAX: "Grammar: 3\nCreativity: 3\nConsistency: 3\nRating: [[3]]",
+                                            "": "I see 49 XXX."})
+    rc, err, out = mtbench(tmp_path, data_dir, "mt", {"": f"Hawaii. {TEMPLATE_SYNTAX}"}, "--judge", "mock:judge",
+                           "-J", f"replies={judge}")
+    assert rc == 0, err
+    assert [r.score.metrics["score"] for r in RunDir(only_run(out)).samples()] == [3.0, 3.0]
+    proc = evalsuite("run", "--model", "mock:m", "-M", f"reply= {TEMPLATE_SYNTAX}", "--tasks", "tinystories",
+                     "-T", "n=1", "--limit", "1", "--judge", "mock:judge", "-J", f"replies={judge}",
+                     "--data-dir", str(data_dir), "-o", str(tmp_path / "ts"))
+    assert proc.returncode == 0, proc.stderr
+    (record,) = RunDir(only_run(tmp_path / "ts")).samples()
+    assert record.score.metrics["overall"] == 3.0
