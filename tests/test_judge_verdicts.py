@@ -178,3 +178,23 @@ def test_different_verdicts_in_the_final_sentence_are_a_hedge(reply, parser, exp
 )
 def test_candidates_in_code_blocks_are_not_verdicts(reply, expected):
     assert RATE(reply, []).verdict == expected
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Age: a teenager", None),  # the article, not "A: 3 or under"
+        ("Age: a 6-year-old", None),
+        ("Age group: A young child", None),
+        ("Age group: E (10-12)", "E"),
+        ("Age group: A: 3 or under", "A"),
+        ("Age group: B 4-5", "B"),
+        ("Age group: (C) 6-7", "C"),
+        ("Age group: d", "D"),
+    ],
+)
+def test_a_letter_grade_is_not_read_out_of_a_word(line, expected):
+    from tasks.tinystories import GRADES
+
+    verdict = GRADES(f"Grammar: 8\nCreativity: 7\nConsistency: 9\n{line}", []).verdict
+    assert verdict.get("age group") == expected

@@ -221,6 +221,11 @@ class Criterion:
             regex = re.compile(self.pattern, re.IGNORECASE)
         elif self.labels:
             choices = "|".join(re.escape(lab) for lab in self.labels)
+            if all(len(lab) == 1 for lab in self.labels):
+                # A letter grade stands alone: in "Age: a teenager", "Age group: A young
+                # child" or "Age: a 6-year-old" the letter is an article, not group A.
+                lower = "|".join(re.escape(lab.lower()) for lab in self.labels)
+                choices = f"(?-i:{choices})(?![^\\S\\n]*[^\\W\\d_])|(?-i:{lower})(?![^\\S\\n]*[^\\W_])"
             regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
         else:
             regex = re.compile(rf"{lead}({NUMBER})", re.IGNORECASE)
