@@ -21,16 +21,20 @@ SCHEMA_VERSION = "1.0"
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a Python str holds pairs as one code point
 
 
-def jsonl_lines(text: str) -> list[str]:
-    """The lines of a JSON Lines text, split at ``\\n`` only.
+JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
 
-    ``str.splitlines`` also splits at U+2028, U+2029, U+0085 and other
-    separators that JSON writers (pydantic, ``ensure_ascii=False``) leave
-    unescaped inside strings, so one record holding a model's text with such
-    a character would read back as several broken lines.  A final newline
-    ends the last line rather than starting an empty one.
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, split at ``\\n``, ``\\r\\n`` or ``\\r`` only.
+
+    ``str.splitlines`` also splits at U+2028, U+2029 and U+0085, which JSON
+    writers (pydantic, ``ensure_ascii=False``) leave unescaped inside strings,
+    so one record holding a model's text with such a character would read back
+    as several broken lines.  (``\\r`` and other ASCII controls are always
+    escaped inside JSON strings, so splitting at them is safe.)  A final line
+    end ends the last line rather than starting an empty one.
     """
-    lines = text.split("\n")
+    lines = JSONL_LINE_END.split(text)
     return lines[:-1] if lines[-1] == "" else lines
 
 

@@ -163,11 +163,12 @@ def test_malformed_preference_files_name_the_line(tmp_path, data_dir, lines, mes
 
 
 def test_preference_rows_with_ids_and_votes_group_by_content(tmp_path, data_dir):
-    """Integer ids are ids; one item's votes on several lines (same id or none) are one item."""
+    """Integer ids are ids; one item's votes on several lines are one item; a U+2028 inside a
+    response is text, a CRLF line end is a line end."""
     data = tmp_path / "prefs.jsonl"
     rows = [{**ROW, "id": 7, "response_a": "x\u2028y"}, {**ROW, "id": 7, "label": "tie", "response_a": "x\u2028y"},
             {**ROW, "prompt": "q2", "label": "b"}]
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    data.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows).encode())
     task = mtbench_human_agreement(TaskContext(data_dir=data_dir, chat=True), data=str(data))
     votes = {s.id: s.target["votes"] for s in task.samples}
     assert votes.pop("7") == ["a", "tie"] and list(votes.values()) == [["b"]]
