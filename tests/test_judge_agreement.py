@@ -147,6 +147,9 @@ ROW = {"prompt": "q", "response_a": "x", "response_b": "y", "label": "a"}
         ([json.dumps({**ROW, "reference": 5})], ":1: field(s) reference must be strings"),
         ([json.dumps({**ROW, "turn_2": {"prompt": "q2", "response_a": "x2", "response_b": "y2", "reference": 5}})],
          ":1: turn_2 must be an object"),
+        # an unpaired surrogate escape decodes to text no UTF-8 file can hold (was a UnicodeEncodeError traceback)
+        ([json.dumps(ROW), '{"prompt": "q \\ud800", "response_a": "x", "response_b": "y", "label": "a"}'],
+         ":2: malformed JSON (a \\u escape of an unpaired UTF-16 surrogate is not text)"),
         # the error names the line that reuses the id, and the line that first gave it
         ([json.dumps({**ROW, "id": "7"}), json.dumps({**ROW, "prompt": "other", "id": "7"})],
          ":2: id '7' already names a different item ({data}:1)"),
