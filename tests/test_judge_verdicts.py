@@ -102,7 +102,9 @@ def test_tolerated_spellings_of_a_verdict():
         ("Rating: [[8/10]]", 8.0),
         ("Rating: [[ 8 / 10 ]]", 8.0),
         ("Rating: [[7.]]", 7.0),  # FastChat's own regex reads a trailing point
+        ("Rating: [[8 out of 10]]", 8.0),
         ("Rating: [[4/5]]", None),  # another scale: neither 4 nor 8 on 1-10
+        ("Rating: [[4 out of 5]]", None),
         ("Rating: [[7/5]]", None),
         ("Rating: [[-3]]", None),
         ("Rating: [[0]]", None),
@@ -121,6 +123,8 @@ def test_rubric_values_out_of_another_scale_are_not_read_on_ours():
     assert parse("Grammar: 8/10\nCriterion A: 1/1", []).verdict == {"grammar": 8.0, "Criterion A": 1.0}
     assert parse("Grammar: 4/5\nCriterion A: 1", []).verdict is None  # not 4 on 1-10
     assert parse("Grammar: 8\nCriterion A: 1/2", []).verdict is None  # "half", not 1
+    assert parse("Grammar: 2 out of 5\nCriterion A: 1", []).verdict is None
+    assert parse("Grammar (9 out of 10)\nCriterion A: 0", []).verdict == {"grammar": 9.0, "Criterion A": 0.0}
 
 
 @pytest.mark.parametrize(

@@ -146,9 +146,10 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
     return Parsed(None, "no verdict in the reply")
 
 
-# A number as judges write it (7, 7.5, 7., .5, -3), optionally "out of" a
-# scale (8/10).  Signs are matched so that [[-3]] is named as an invalid value.
-NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+(?:\.\d+)?)?"
+# A number as judges write it (7, 7.5, 7., .5, -3), optionally out of a
+# scale (8/10, 8 out of 10).  Signs are matched so that [[-3]] is named as an invalid value.
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*(?:/|(?i:out of))\s*\d+(?:\.\d+)?)?"
+OUT_OF = re.compile(r"\s*(?:/|out of)\s*", re.IGNORECASE)
 
 
 def _number(low: float, high: float) -> Callable[[str], float | None]:
@@ -157,10 +158,10 @@ def _number(low: float, high: float) -> Callable[[str], float | None]:
     the judge was told the scale, so another one is a reply to set aside)."""
 
     def read(text: str) -> float | None:
-        value, _, scale = text.partition("/")
+        value, *scale = OUT_OF.split(text, maxsplit=1)
         try:
             number = float(value)
-            if scale and float(scale) != high:
+            if scale and float(scale[0]) != high:
                 return None
         except ValueError:
             return None
@@ -228,7 +229,7 @@ class Criterion:
                 choices = f"(?-i:{choices})(?![^\\S\\n]*[^\\W\\d_])|(?-i:{lower})(?![^\\S\\n]*[^\\W_])"
             regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
         else:
-            regex = re.compile(rf"{lead}({NUMBER})", re.IGNORECASE)
+            regex = re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
         return Pattern(regex, self._read)
 
     def _read(self, text: str) -> float | str | None:
