@@ -85,7 +85,8 @@ def _fit(n_models: int, battles: np.ndarray) -> np.ndarray:
 
 def groups(matchups: list[Matchup]) -> list[list[Matchup]]:
     """The matchups of each connected group of models (joined by at least one
-    battle), largest group first; matchups without battles are left out."""
+    battle), largest group first; matchups without battles, or of a model
+    with itself, are left out."""
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -93,7 +94,7 @@ def groups(matchups: list[Matchup]) -> list[list[Matchup]]:
             x = parent[x]
         return x
 
-    played = [m for m in matchups if m.n]
+    played = [m for m in matchups if m.n and m.a != m.b]  # a model against itself tells nothing
     for m in played:
         parent[root(m.a)] = root(m.b)
     by_root: dict[str, list[Matchup]] = {}

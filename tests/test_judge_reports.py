@@ -144,6 +144,7 @@ def test_bradley_terry_never_compares_models_that_no_battle_connects():
     # The closed form inside a group is untouched by the other group.
     assert by_model["a"].rating - by_model["b"].rating == pytest.approx(400 * math.log10(9), abs=0.5)
     assert bradley_terry([Matchup("f", "g", 0, 0, 0)]) == []
+    assert bradley_terry([Matchup("f", "f", 3, 1, 0)]) == []  # a model against itself (its own run as baseline)
 
 
 @pytest.mark.parametrize(
