@@ -9,8 +9,9 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
    judge quoting something -- the answer, or the prompt's own example
    ``"Rating: [[5]]"`` -- and is set aside (a quote holding only the verdict,
    ``"[[A]]"``, is the judge's own emphasis and counts).  So is one inside a
-   fenced code block: code, the answer's or the judge's, is not a verdict
-   (a block holding only ``Rating: [[7]]`` is the judge's own formatting).
+   fenced code block or a ``>`` blockquote: code, the answer's or the
+   judge's, is not a verdict (a block holding only ``Rating: [[7]]`` is the
+   judge's own formatting).
 3. A candidate whose value also appears in the same syntax in the judged
    material (question, answers, references) cannot be told apart from a copy
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
 FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)  # a Markdown code fence line
 OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a block
+BLOCKQUOTE = re.compile(r"[ \t]*(?:>[ \t]*)+")  # a Markdown blockquote line's marker(s)
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
 
 
@@ -84,14 +86,18 @@ def _fenced(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]]) 
 
 
 def _quoted(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]] = ()) -> bool:
-    """Whether a candidate is quoted or in one of the code ``blocks``.  A quote
-    holding nothing but the verdict (``"[[A]]"``) is the judge stressing its
+    """Whether a candidate is quoted (on its line, or in a Markdown ``>``
+    blockquote) or in one of the code ``blocks``.  A quote holding nothing but
+    the verdict (``"[[A]]"``, ``> Rating: [[3]]``) is the judge stressing its
     own verdict, not a quote."""
     if _fenced(text, match, blocks):
         return True
     line_start = text.rfind("\n", 0, match.start()) + 1
     line_end = text.find("\n", match.end())
     line = text[line_start : line_end if line_end >= 0 else len(text)]
+    quote = BLOCKQUOTE.match(line)
+    if quote and not OWN_LINE.fullmatch(line[quote.end() :].replace(match.group(0), "", 1)):
+        return True
     inside = _quote_around(line, match.start() - line_start, match.end() - line_start)
     return inside is not None and inside.strip(" .,:;!*_") != match.group(0)
 
