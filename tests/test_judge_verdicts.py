@@ -214,3 +214,12 @@ def test_a_letter_grade_is_not_read_out_of_a_word(line, expected):
 )
 def test_candidates_in_blockquotes_are_quotes(reply, expected):
     assert RATE(reply, []).verdict == expected
+
+
+def test_a_grade_sheet_in_a_code_block_is_the_judges_own():
+    from tasks.tinystories import GRADES
+
+    sheet = "Assessment done.\n```\nGrammar: 8/10\nCreativity: 7/10\nConsistency: 9/10\nAge group: E (10-12)\n```"
+    assert GRADES(sheet, []).verdict == {"grammar": 8.0, "creativity": 7.0, "consistency": 9.0, "age group": "E"}
+    code = '```python\nprint("Grammar: 10")\n```\nGrammar: 3\nCreativity: 3\nConsistency: 3'
+    assert GRADES(code, []).verdict == {"grammar": 3.0, "creativity": 3.0, "consistency": 3.0}

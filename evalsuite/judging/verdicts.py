@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
 FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)  # a Markdown code fence line
 OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a block
+# A line of a grade sheet ("Grammar: 8/10", "**Age group:** E (10-12)", "[[7]]"): a
+# code block made only of these is the judge formatting its grades, not code.
+GRADE_LINE = re.compile(r"[ \t*_#-]*(?:[A-Za-z][\w '()-]{0,40}[*_]*:[ \t*_]*)?[\w\[\]./()+ -]{1,24}[ \t.*_]*")
 BLOCKQUOTE = re.compile(r"[ \t]*(?:>[ \t]*)+")  # a Markdown blockquote line's marker(s)
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
 
@@ -81,7 +84,7 @@ def _fenced(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]]) 
     judge wrote), unless the block holds just a labelled verdict."""
     for start, end in blocks:
         if start <= match.start() and match.end() <= end:
-            return not OWN_LINE.fullmatch(text[start:end].replace(match.group(0), "", 1))
+            return not all(GRADE_LINE.fullmatch(line) for line in text[start:end].splitlines() if line.strip())
     return False
 
 
