@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 # ASCII apostrophe is left out: "the assistant's answer" is not a quote.
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
 FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)  # a Markdown code fence line
-OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a block
+OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a blockquote
 # A line of a grade sheet ("Grammar: 8/10", "**Age group:** E (10-12)", "[[7]]"): a
 # code block made only of these is the judge formatting its grades, not code.
 GRADE_LINE = re.compile(r"[ \t*_#-]*(?:[A-Za-z][\w '()-]{0,40}[*_]*:[ \t*_]*)?[\w\[\]./()+ -]{1,24}[ \t.*_]*")
@@ -81,7 +81,7 @@ def code_blocks(text: str) -> list[tuple[int, int]]:
 
 def _fenced(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]]) -> bool:
     """Whether a candidate sits in a code block (an answer's code, or code the
-    judge wrote), unless the block holds just a labelled verdict."""
+    judge wrote), unless the block is only grade lines (``GRADE_LINE``)."""
     for start, end in blocks:
         if start <= match.start() and match.end() <= end:
             return not all(GRADE_LINE.fullmatch(line) for line in text[start:end].splitlines() if line.strip())
