@@ -16,12 +16,13 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import UserError
-from evalsuite.records import DatasetInfo
+from evalsuite.records import LONE_SURROGATE, DatasetInfo, jsonl_lines
 
 DATA_DIR_ENV = "EVALSUITE_DATA_DIR"
 # Which built-in tasks need the mirror (README, "Benchmark data" says why).
@@ -92,7 +93,7 @@ class DataSource:
         where = f"{self.root}/{name}"
         if name.endswith((".jsonl", ".jsonl.gz")):
             rows = []
-            for lineno, line in enumerate(text.splitlines(), 1):
+            for lineno, line in enumerate(jsonl_lines(text), 1):
                 if line.strip():
                     rows.append(_check_row(_loads(line, f"{where}:{lineno}"), required, f"{where}:{lineno}"))
             self._n_rows += len(rows)
@@ -142,7 +143,7 @@ def jsonl_objects(path: Path, required: Iterable[str] = ()) -> tuple[list[tuple[
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
     rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(jsonl_lines(text), 1):
         if line.strip():
             where = f"{path}:{lineno}"
             rows.append((where, _check_row(_loads(line, where), required, where)))
@@ -153,10 +154,28 @@ def jsonl_objects(path: Path, required: Iterable[str] = ()) -> tuple[list[tuple[
 
 def _loads(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         line = where if where.rsplit(":", 1)[-1].isdigit() else f"{where}:{exc.lineno}"
         raise UserError(f"{line}: malformed JSON ({exc.msg})") from None
+    # json.loads turns an unpaired "\ud800" escape into a lone surrogate, which no
+    # UTF-8 file (samples.jsonl) can hold: refuse it here, naming the line.
+    if SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise UserError(f"{where}: malformed JSON (a \\u escape of an unpaired UTF-16 surrogate is not text)")
+    return value
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _check_row(row: Any, required: Iterable[str], where: str) -> dict[str, Any]:

@@ -11,12 +11,31 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from statistics import NormalDist
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = "1.0"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a Python str holds pairs as one code point
+
+
+JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, split at ``\\n``, ``\\r\\n`` or ``\\r`` only.
+
+    ``str.splitlines`` also splits at U+2028, U+2029 and U+0085, which JSON
+    writers (pydantic, ``ensure_ascii=False``) leave unescaped inside strings,
+    so one record holding a model's text with such a character would read back
+    as several broken lines.  (``\\r`` and other ASCII controls are always
+    escaped inside JSON strings, so splitting at them is safe.)  A final line
+    end ends the last line rather than starting an empty one.
+    """
+    lines = JSONL_LINE_END.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 class Record(BaseModel):
@@ -71,6 +90,14 @@ class ModelOutput(Record):
     # then hold the last turn's texts (conversation) or each part's first
     # text (multi-request), with tokens summed over the parts.
     parts: list[ModelOutput] = Field(default_factory=list)
+
+    @field_validator("completions")
+    @classmethod
+    def _no_lone_surrogates(cls, texts: list[str]) -> list[str]:
+        # A JSON API (or a mock's JSON file) can decode "\ud800" to a lone
+        # surrogate, which no UTF-8 file can hold: writing the record would fail
+        # after the work is done.  U+FFFD keeps the text's length and position.
+        return [LONE_SURROGATE.sub("\ufffd", t) for t in texts]
 
 
 class LoglikelihoodResult(Record):

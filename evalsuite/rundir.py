@@ -16,7 +16,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from evalsuite.errors import UserError
-from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, SampleResult
+from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, SampleResult, jsonl_lines
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -121,7 +121,7 @@ class RunDir:
         latest: dict[tuple[str, str], SampleResult] = {}
         text = path.read_text(encoding="utf-8")
         # Every write ends with a newline, so text after the last one is torn.
-        lines = text[: text.rfind("\n") + 1].splitlines()
+        lines = jsonl_lines(text[: text.rfind("\n") + 1])
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue

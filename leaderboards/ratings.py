@@ -13,6 +13,12 @@ battles with 2.5 % / 97.5 % quantiles as the 95 % interval.  The fit is
 ridge, alpha = 1e-6, so an unbeaten model gets a large but finite rating).
 Ratings are anchored so that their mean is 1000 (Arena anchors one named
 model instead; there is no such common model here).
+
+Bradley–Terry ratings are only defined relative to models connected by
+battles: when the comparison graph falls apart (a and b met, c and d met,
+nobody crossed), each connected group is fitted and anchored on its own,
+ratings carry their ``group`` and ranks count only models of that group.
+A model without any battle gets no rating at all.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class Rating:
     ci_low: float
     ci_high: float
     battles: int
-    rank: int = 0  # 1 + models whose lower bound is above this upper bound (Arena's "Rank (UB)")
+    rank: int = 0  # 1 + models of its group whose lower bound is above this upper bound (Arena's "Rank (UB)")
+    group: int = 1  # connected group of the comparison graph (1 = the largest); ratings compare only within one
 
 
 def win_matrix(matchups: list[Matchup]) -> dict[tuple[str, str], tuple[float, int]]:
@@ -76,13 +83,38 @@ def _fit(n_models: int, battles: np.ndarray) -> np.ndarray:
     return ratings - ratings.mean() + MEAN_RATING
 
 
+def groups(matchups: list[Matchup]) -> list[list[Matchup]]:
+    """The matchups of each connected group of models (joined by at least one
+    battle), largest group first; matchups without battles, or of a model
+    with itself, are left out."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    played = [m for m in matchups if m.n and m.a != m.b]  # a model against itself tells nothing
+    for m in played:
+        parent[root(m.a)] = root(m.b)
+    by_root: dict[str, list[Matchup]] = {}
+    for m in played:
+        by_root.setdefault(root(m.a), []).append(m)
+    return sorted(by_root.values(), key=lambda ms: (-len({x for m in ms for x in (m.a, m.b)}), min(m.a for m in ms)))
+
+
 def bradley_terry(matchups: list[Matchup], rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> list[Rating]:
-    """Ratings with bootstrap 95 % intervals, best first.  Needs at least two models."""
+    """Ratings with bootstrap 95 % intervals: best first within each connected
+    group of models (see the module docstring), the largest group first.
+    Empty when no two models met."""
+    return [r for number, group in enumerate(groups(matchups), 1) for r in _connected(group, rounds, seed, number)]
+
+
+def _connected(matchups: list[Matchup], rounds: int, seed: int, group: int) -> list[Rating]:
+    """Ratings of one connected group of models."""
     import numpy as np
 
     models = sorted({m.a for m in matchups} | {m.b for m in matchups})
-    if len(models) < 2 or not any(m.n for m in matchups):
-        return []
     index = {name: i for i, name in enumerate(models)}
     # One row per battle: (a, b, outcome) with outcome 1 = a won, 0 = b won, 0.5 = tie.
     rows = []
@@ -107,5 +139,5 @@ def bradley_terry(matchups: list[Matchup], rounds: int = BOOTSTRAP_ROUNDS, seed:
     counts = {name: sum(m.n for m in matchups if name in (m.a, m.b)) for name in models}
     ratings = [Rating(name, float(point[i]), float(low[i]), float(high[i]), counts[name]) for i, name in enumerate(models)]
     ranked = [Rating(r.model, r.rating, r.ci_low, r.ci_high, r.battles,
-                     1 + sum(o.ci_low > r.ci_high for o in ratings)) for r in ratings]
+                     1 + sum(o.ci_low > r.ci_high for o in ratings), group) for r in ratings]
     return sorted(ranked, key=lambda r: -r.rating)

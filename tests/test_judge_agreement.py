@@ -129,3 +129,91 @@ def test_tinystories_agreement_per_criterion_and_model_order(data_dir):
     expected = sum(not (s.input["model"].endswith("-1M") and s.target["A"] != 0) for s in grammar) / len(grammar)
     assert result.metrics["agreement_Grammar_A"].value == pytest.approx(expected) and expected < 1
     assert result.notes["scored_criteria_without_text"] == {"Creativity_D": 75}
+
+
+ROW = {"prompt": "q", "response_a": "x", "response_b": "y", "label": "a"}
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([json.dumps(ROW), "{bad"], ":2: malformed JSON"),
+        ([json.dumps({k: v for k, v in ROW.items() if k != "label"})], ":1: malformed row (missing label)"),
+        ([json.dumps({**ROW, "label": "model_c"})], ":1: label must be a, b or tie"),
+        ([], ": no rows"),
+        # optional fields of another type were str()-ed ("['x']") or dropped without a word
+        ([json.dumps({**ROW, "category": ["writing"]})], ":1: field(s) category must be strings"),
+        ([json.dumps({**ROW, "id": {"n": 1}})], ":1: field(s) id must be strings"),
+        ([json.dumps({**ROW, "reference": 5})], ":1: field(s) reference must be strings"),
+        ([json.dumps({**ROW, "turn_2": {"prompt": "q2", "response_a": "x2", "response_b": "y2", "reference": 5}})],
+         ":1: turn_2 must be an object"),
+        # an unpaired surrogate escape decodes to text no UTF-8 file can hold (was a UnicodeEncodeError traceback)
+        ([json.dumps(ROW), '{"prompt": "q \\ud800", "response_a": "x", "response_b": "y", "label": "a"}'],
+         ":2: malformed JSON (a \\u escape of an unpaired UTF-16 surrogate is not text)"),
+        # the error names the line that reuses the id, and the line that first gave it
+        ([json.dumps({**ROW, "id": "7"}), json.dumps({**ROW, "prompt": "other", "id": "7"})],
+         ":2: id '7' already names a different item ({data}:1)"),
+    ],
+)
+def test_malformed_preference_files_name_the_line(tmp_path, data_dir, lines, message):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(line + "\n" for line in lines))
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench_human_agreement", "-T", f"data={data}",
+                     "--data-dir", str(data_dir), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: {data}{message.format(data=data)}"), line
+
+
+def test_preference_rows_with_ids_and_votes_group_by_content(tmp_path, data_dir):
+    """Integer ids are ids; one item's votes on several lines are one item; a U+2028 inside a
+    response is text, a CRLF line end is a line end."""
+    data = tmp_path / "prefs.jsonl"
+    rows = [{**ROW, "id": 7, "response_a": "x\u2028y"}, {**ROW, "id": 7, "label": "tie", "response_a": "x\u2028y"},
+            {**ROW, "prompt": "q2", "label": "b"}]
+    data.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows).encode())
+    task = mtbench_human_agreement(TaskContext(data_dir=data_dir, chat=True), data=str(data))
+    votes = {s.id: s.target["votes"] for s in task.samples}
+    assert votes.pop("7") == ["a", "tie"] and list(votes.values()) == [["b"]]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"model_a": "gpt-4", "model_b": "claude-v2", "question_id": 81, "turn": 1, "winner": "model_a"},
+         "unknown model 'claude-v2'"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 999, "turn": 1, "winner": "model_a"},
+         "no MT-Bench question 999 with turn 1"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 81, "turn": 3, "winner": "tie"},
+         "no MT-Bench question 81 with turn 3"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": "81", "turn": 1, "winner": "tie"},
+         "no MT-Bench question '81' with turn 1"),
+        ({"model_a": "gpt-4", "model_b": "claude-v1", "question_id": 81, "turn": 1, "winner": "draw"},
+         "label must be a, b or tie"),
+    ],
+)
+def test_a_mirror_whose_votes_do_not_join_is_one_error_line(tmp_path, data_dir, row, message):
+    """A --data-dir mirror with a vote on an unknown model, question or turn: an error naming the row, no KeyError."""
+    import shutil
+
+    shutil.copytree(data_dir / "mtbench", tmp_path / "mtbench")
+    with (tmp_path / "mtbench" / "human_judgments" / "human.jsonl").open("a") as fh:
+        fh.write(json.dumps({"judge": "expert_0", **row}) + "\n")
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench_human_agreement", "--limit", "1",
+                     "--data-dir", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "human_judgments: row" in line and message in line, line
+
+
+def test_a_mirror_missing_a_models_answer_is_one_error_line(tmp_path, data_dir):
+    import shutil
+
+    shutil.copytree(data_dir / "mtbench", tmp_path / "mtbench")
+    answers = tmp_path / "mtbench" / "model_answer" / "llama-13b.jsonl"
+    answers.write_text("".join(line + "\n" for line in answers.read_text().splitlines()
+                               if json.loads(line)["question_id"] != 81))
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench_human_agreement", "--limit", "1",
+                     "--data-dir", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "model_answer/llama-13b.jsonl has no turn 1 answer to question 81" in proc.stderr

@@ -71,3 +71,16 @@ def test_a_reply_cut_at_the_token_limit_says_so(tmp_path):
     again = judge(Echo())
     again.open_log(tmp_path)
     assert again([call("rate it")])[0].truncated  # kept in the log
+
+
+def test_self_judging_is_the_same_weights_under_any_name():
+    from evalsuite.judging.judge import same_model
+    from evalsuite.records import ModelInfo
+
+    local = ModelInfo(id="smollm2-135m", backend="hf", file_hash="ab12")
+    assert same_model(local, ModelInfo(id="SmolLM2-135M-Instruct.Q8_0", backend="hf", file_hash="ab12"))  # a path to it
+    assert same_model(local, ModelInfo(id="smollm2-135m", backend="vllm"))  # served, unhashed
+    assert not same_model(local, ModelInfo(id="smollm2-135m", backend="hf", file_hash="cd34"))  # another quantisation
+    assert same_model(ModelInfo(id="m", backend="openai"), ModelInfo(id="m", backend="openai", revision="r1"))
+    assert not same_model(ModelInfo(id="m", backend="hf", revision="r1"), ModelInfo(id="m", backend="hf", revision="r2"))
+    assert not same_model(ModelInfo(id="judge", backend="mock"), ModelInfo(id="candidate", backend="mock"))

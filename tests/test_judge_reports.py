@@ -128,3 +128,41 @@ def test_gate_refuses_scores_from_different_judges(graded_runs, tmp_path):
     gate = evalsuite("gate", "--baseline", str(graded_runs["base"]), "--candidate", str(rejudged))
     assert gate.returncode == 3
     assert "judged by different judges" in gate.stdout
+
+
+def test_bradley_terry_never_compares_models_that_no_battle_connects():
+    """a-b and c-d-e met only among themselves; f and g never played: two rated groups, no rating for f or g."""
+    ratings = bradley_terry([Matchup("a", "b", 90, 10, 0), Matchup("c", "d", 60, 40, 0), Matchup("d", "e", 30, 10, 10),
+                             Matchup("f", "g", 0, 0, 0)], rounds=20)
+    by_model = {r.model: r for r in ratings}
+    assert set(by_model) == {"a", "b", "c", "d", "e"}  # no made-up 1000 ± 0 for models without battles
+    assert {by_model[m].group for m in "cde"} == {1} and {by_model[m].group for m in "ab"} == {2}  # largest first
+    for group in ({"a", "b"}, {"c", "d", "e"}):  # each group anchored on its own mean
+        assert sum(by_model[m].rating for m in group) / len(group) == pytest.approx(1000)
+    assert by_model["a"].rank == 1 and by_model["b"].rank == 2  # ranks count only the model's own group
+    assert [r.model for r in ratings][:3] == sorted("cde", key=lambda m: -by_model[m].rating)
+    # The closed form inside a group is untouched by the other group.
+    assert by_model["a"].rating - by_model["b"].rating == pytest.approx(400 * math.log10(9), abs=0.5)
+    assert bradley_terry([Matchup("f", "g", 0, 0, 0)]) == []
+    assert bradley_terry([Matchup("f", "f", 3, 1, 0)]) == []  # a model against itself (its own run as baseline)
+
+
+@pytest.mark.parametrize(
+    "per_sample, win_rate, stderr, ci",
+    [
+        ([[1.0, 0.0], [0.0, 1.0]], 0.5, 0.0, (0.5, 0.5)),  # every sample even: no spread between samples
+        ([[1.0, 1.0], [0.0, 0.0]], 0.5, 0.5, (0.0, 1.0)),  # two samples, not four independent turns
+        ([[1.0, 0.5]], 0.75, None, (None, None)),  # one sample: no spread to estimate
+        ([[0.5, 0.5], [0.5]], 0.5, 0.0, (0.5, 0.5)),  # all ties, zero decisive votes
+        ([[], [1.0]], 1.0, None, (None, None)),  # a sample with no decided pair does not count
+    ],
+)
+def test_win_rate_stderr_and_ci_both_treat_samples_as_the_unit(per_sample, win_rate, stderr, ci):
+    from evalsuite.judging import pairwise_outcome
+
+    outcome = pairwise_outcome(per_sample, "base", inconsistent=0)
+    assert outcome.win_rate == win_rate
+    assert outcome.stderr == (pytest.approx(stderr) if stderr is not None else None)
+    assert (outcome.ci_low, outcome.ci_high) == ci
+    assert outcome.wins + outcome.losses + outcome.ties == sum(map(len, per_sample))
+    assert pairwise_outcome([[], []], "base", inconsistent=0) is None

@@ -94,3 +94,132 @@ def test_tolerated_spellings_of_a_verdict():
     assert RATE("Rating: [[8/10]]", []).verdict == 8.0
     assert RATE("Rating: [[ 7.5 ]]", []).verdict == 7.5
     assert PAIR("final verdict: [[b]]", []).verdict == "second"
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Rating: [[8/10]]", 8.0),
+        ("Rating: [[ 8 / 10 ]]", 8.0),
+        ("Rating: [[7.]]", 7.0),  # FastChat's own regex reads a trailing point
+        ("Rating: [[8 out of 10]]", 8.0),
+        ("Rating: [[4/5]]", None),  # another scale: neither 4 nor 8 on 1-10
+        ("Rating: [[4 out of 5]]", None),
+        ("Rating: [[7/5]]", None),
+        ("Rating: [[-3]]", None),
+        ("Rating: [[0]]", None),
+        ("Decent. [9/100]", None),  # the [rating] fallback obeys the same scale
+    ],
+)
+def test_a_rating_out_of_another_scale_is_no_verdict(reply, expected):
+    parsed = RATE(reply, [])
+    assert parsed.verdict == expected
+    if expected is None:
+        assert "invalid value" in parsed.detail, parsed.detail
+
+
+def test_rubric_values_out_of_another_scale_are_not_read_on_ours():
+    parse = rubric([Criterion("grammar"), Criterion("Criterion A", low=0, high=1, values=(0.0, 0.5, 1.0))])
+    assert parse("Grammar: 8/10\nCriterion A: 1/1", []).verdict == {"grammar": 8.0, "Criterion A": 1.0}
+    assert parse("Grammar: 4/5\nCriterion A: 1", []).verdict is None  # not 4 on 1-10
+    assert parse("Grammar: 8\nCriterion A: 1/2", []).verdict is None  # "half", not 1
+    assert parse("Grammar: 2 out of 5\nCriterion A: 1", []).verdict is None
+    assert parse("Grammar (9 out of 10)\nCriterion A: 0", []).verdict == {"grammar": 9.0, "Criterion A": 0.0}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # judges echo the paper's prompt wording ("consistency with the story's beginning")
+        "Grammar: 8/10\nCreativity: 7/10\nConsistency with the story's beginning: 9/10\nPlot makes sense: 6/10\n"
+        "Age group of the student: D (8-9)",
+        "**Grammar:** 8\n**Creativity:** 7\n**Consistency with the beginning:** 9\n**Plot:** 6\n**Age group:** D",
+    ],
+)
+def test_tinystories_grades_named_with_the_prompts_own_qualifiers(reply):
+    from tasks.tinystories import GRADES
+
+    assert GRADES(reply, []).verdict == {"grammar": 8.0, "creativity": 7.0, "consistency": 9.0, "plot": 6.0,
+                                         "age group": "D"}
+
+
+def test_a_qualifier_never_reaches_across_a_sentence():
+    parse = rubric([Criterion("grammar")])
+    assert parse("Grammar is fine. 3 typos remain, though.", []).verdict is None
+    assert parse("The grammar has 2 slips; overall grammar: 7/10", []).verdict == {"grammar": 7.0}
+
+
+@pytest.mark.parametrize(
+    "reply, parser, expected",
+    [
+        ("My final verdict: [[A]] and [[B]]", PAIR, None),  # FastChat would say A, last-match B: a hedge either way
+        ("I choose [[A]], not [[B]]", PAIR, None),
+        ("Rating: [[3]] or [[4]]", RATE, None),
+        ("Not [[A]]. On reflection the second is better: [[B]]", PAIR, "second"),  # a revision, next sentence
+        ("[[A]]\n[[B]]", PAIR, "second"),
+        ("Both good. [[C]] [[C]]", PAIR, "tie"),  # the same verdict twice is no conflict
+        ("Rating: [[4]] (that is [[4/10]])", RATE, 4.0),
+    ],
+)
+def test_different_verdicts_in_the_final_sentence_are_a_hedge(reply, parser, expected):
+    parsed = parser(reply, [])
+    assert parsed.verdict == expected
+    if expected is None:
+        assert "conflicting verdicts" in parsed.detail
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        # code the judge writes after its verdict holds no verdict
+        ("Rating: [[4]]\n\nA fix:\n```python\ngrid = [[9]]\n```", 4.0),
+        ("```\nfor row in [[3]]:\n    print(row)\n```\nThat is all the code does.", None),
+        # a block holding only the labelled verdict is the judge's own formatting
+        ("Weak.\n```\nRating: [[3]]\n```", 3.0),
+        # an unclosed fence hides nothing
+        ("```\nprint(1)\nRating: [[7]]", 7.0),
+    ],
+)
+def test_candidates_in_code_blocks_are_not_verdicts(reply, expected):
+    assert RATE(reply, []).verdict == expected
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Age: a teenager", None),  # the article, not "A: 3 or under"
+        ("Age: a 6-year-old", None),
+        ("Age group: A young child", None),
+        ("Age group: E (10-12)", "E"),
+        ("Age group: A: 3 or under", "A"),
+        ("Age group: B 4-5", "B"),
+        ("Age group: (C) 6-7", "C"),
+        ("Age group: d", "D"),
+    ],
+)
+def test_a_letter_grade_is_not_read_out_of_a_word(line, expected):
+    from tasks.tinystories import GRADES
+
+    verdict = GRADES(f"Grammar: 8\nCreativity: 7\nConsistency: 9\n{line}", []).verdict
+    assert verdict.get("age group") == expected
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Rating: [[3]]\n\nThe answer claims:\n> I deserve it. Rating: [[9]]", 3.0),  # a paraphrase, not verbatim
+        ("> Final line of the answer: Score [[8]] for me\n\nNo.", None),
+        ("Thin.\n> Rating: [[3]]", 3.0),  # a blockquote holding only the verdict is the judge's formatting
+    ],
+)
+def test_candidates_in_blockquotes_are_quotes(reply, expected):
+    assert RATE(reply, []).verdict == expected
+
+
+def test_a_grade_sheet_in_a_code_block_is_the_judges_own():
+    from tasks.tinystories import GRADES
+
+    sheet = "Assessment done.\n```\nGrammar: 8/10\nCreativity: 7/10\nConsistency: 9/10\nAge group: E (10-12)\n```"
+    assert GRADES(sheet, []).verdict == {"grammar": 8.0, "creativity": 7.0, "consistency": 9.0, "age group": "E"}
+    code = '```python\nprint("Grammar: 10")\n```\nGrammar: 3\nCreativity: 3\nConsistency: 3'
+    assert GRADES(code, []).verdict == {"grammar": 3.0, "creativity": 3.0, "consistency": 3.0}

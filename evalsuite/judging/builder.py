@@ -94,6 +94,10 @@ def rubric_task(
                 yield Score(status=ScoreStatus.PARSE_ERROR, detail=j.detail, judgments=[j])
                 continue
             values = {k: float(v) for k, v in j.verdict.items() if k in numeric}
+            if not values:  # only optional numeric criteria, none given: nothing to average
+                yield Score(status=ScoreStatus.PARSE_ERROR, answer=j.verdict, judgments=[j],
+                            detail=f"no numeric criterion graded ({', '.join(numeric)}); found {j.verdict}")
+                continue
             yield Score(metrics={**values, "score": sum(values.values()) / len(values)}, answer=j.verdict, judgments=[j])
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:

@@ -38,13 +38,25 @@ from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import ConversationRequest, run_requests
 from evalsuite.errors import UserError
 from evalsuite.judging.verdicts import Parsed, Parser
-from evalsuite.records import GenerationConfig, JudgeInfo, JudgeMode, Judgment, Message, ModelInfo, ModelOutput, ScoreStatus
+from evalsuite.records import (
+    GenerationConfig,
+    JudgeInfo,
+    JudgeMode,
+    Judgment,
+    Message,
+    ModelInfo,
+    ModelOutput,
+    ScoreStatus,
+    jsonl_lines,
+)
+from evalsuite.task import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, coerce
 from evalsuite.templates import sha256_text
 
 LOG_FILE = "judgments.jsonl"
 # FastChat's judge decoding (gpt-4, temperature 0, max_tokens 2048).
 DEFAULT_JUDGE_CONFIG = GenerationConfig(max_new_tokens=2048, temperature=0.0)
-DECODING_KEYS = {"max_new_tokens": int, "temperature": float, "top_p": float, "seed": int}
+# Checked as -T parameters are: a temperature of nan or -1 or a top_p of 5 is a typo, not a judge.
+DECODING_KEYS = {"max_new_tokens": PositiveInt, "temperature": NonNegativeFloat, "top_p": Probability, "seed": int}
 BACKEND_KEYS = {"device", "dtype", "batch_size", "revision", "chat_template"}
 
 
@@ -157,7 +169,7 @@ class JudgmentLog:
             complete = data[: data.rfind(b"\n") + 1]  # a torn last line is dropped
             if len(complete) != len(data):
                 path.write_bytes(complete)
-            for lineno, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+            for lineno, line in enumerate(jsonl_lines(complete.decode("utf-8")), 1):
                 if line.strip():
                     try:
                         entry = Judgment.model_validate_json(line)
@@ -302,23 +314,17 @@ def split_judge_args(args: dict[str, str]) -> tuple[GenerationConfig, int, dict[
     options: dict[str, str] = {}
     extra: dict[str, str] = {}
     for key, value in args.items():
-        try:
-            if key in DECODING_KEYS:
-                decoding[key] = DECODING_KEYS[key](value)
-            elif key == "retries":
-                retries = int(value)
-            elif key in BACKEND_KEYS:
-                options[key] = value
-            else:
-                extra[key] = value
-        except ValueError:
-            raise UserError(f"-J {key}={value}: not a valid {DECODING_KEYS.get(key, int).__name__}") from None
-    if retries < 0:
-        raise UserError(f"-J retries must be >= 0, got {retries}")
-    config = DEFAULT_JUDGE_CONFIG.model_copy(update=decoding)
-    if config.max_new_tokens < 1:
-        raise UserError(f"-J max_new_tokens must be >= 1, got {config.max_new_tokens}")
-    return config, retries, options, extra
+        if key in DECODING_KEYS:
+            decoding[key] = coerce(value, DECODING_KEYS[key], f"-J {key}")
+        elif key == "retries":
+            retries = coerce(value, NonNegativeInt, "-J retries")
+        elif key in BACKEND_KEYS:
+            if key == "batch_size" and value != "auto":
+                coerce(value, PositiveInt, "-J batch_size")  # else it would silently become "auto"
+            options[key] = value
+        else:
+            extra[key] = value
+    return DEFAULT_JUDGE_CONFIG.model_copy(update=decoding), retries, options, extra
 
 
 def judge_backend_options(base: BackendOptions, options: dict[str, str], extra: dict[str, str]) -> BackendOptions:
@@ -337,8 +343,16 @@ def judge_backend_options(base: BackendOptions, options: dict[str, str], extra: 
 
 
 def same_model(a: ModelInfo, b: ModelInfo) -> bool:
-    """Whether two backends serve the same weights (the self-judging test)."""
-    return (a.id, a.file_hash, a.revision) == (b.id, b.file_hash, b.revision)
+    """Whether two backends serve the same weights (the self-judging test).
+
+    Weights hashed on both sides decide by hash, whatever the specs are called
+    (an alias and a path to the same GGUF); otherwise the same model id is the
+    same model, unless both name different revisions.  A served copy (vLLM,
+    OpenAI-compatible: no file hash) of a local model therefore still counts.
+    """
+    if a.file_hash and b.file_hash:
+        return a.file_hash == b.file_hash
+    return a.id == b.id and (a.revision is None or b.revision is None or a.revision == b.revision)
 
 
 def load_judge(

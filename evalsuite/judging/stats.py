@@ -18,6 +18,7 @@ from evalsuite.records import (
     Correlation,
     JudgingSummary,
     Judgment,
+    MetricValue,
     PairwiseOutcome,
     SampleResult,
     ScoreStatus,
@@ -140,12 +141,29 @@ def judging_summary(
     })
 
 
+def ratio(hits: Sequence[float], totals: Sequence[float]) -> MetricValue | None:
+    """Σhits / Σtotals with the linearised (cluster-robust) standard error of a
+    ratio estimator: votes on one item are not independent (Cochran 1977, 6.3)."""
+    pairs = [(h, t) for h, t in zip(hits, totals) if t > 0]
+    if not pairs:
+        return None
+    total = sum(t for _, t in pairs)
+    value = sum(h for h, _ in pairs) / total
+    k = len(pairs)
+    if k < 2:
+        return MetricValue(value=value, stderr=None)
+    var = k / (k - 1) * sum((h - value * t) ** 2 for h, t in pairs) / total**2
+    return MetricValue(value=value, stderr=math.sqrt(var))
+
+
 def pairwise_outcome(per_sample: Sequence[Sequence[float]], opponent: str, inconsistent: int, seed: int = 0) -> PairwiseOutcome | None:
     """Win rate of candidate a over the judged pairs (ties half), with a 95% CI.
 
     ``per_sample`` holds each sample's pair points (1 win, 0.5 tie, 0 loss);
     the interval is a percentile bootstrap (scipy.stats.bootstrap) that
-    resamples samples, since the turns of one sample are not independent.
+    resamples samples, since the turns of one sample are not independent;
+    for the same reason ``stderr`` is the ratio estimator's (:func:`ratio`)
+    over samples, not one that treats turns as independent draws.
     """
     points = [p for sample in per_sample for p in sample]
     if not points:
@@ -153,7 +171,7 @@ def pairwise_outcome(per_sample: Sequence[Sequence[float]], opponent: str, incon
     value = float(np.mean(points))
     sums = np.array([sum(s) for s in per_sample if s], dtype=float)
     counts = np.array([len(s) for s in per_sample if s], dtype=float)
-    stderr = float(np.std(points, ddof=1) / math.sqrt(len(points))) if len(points) > 1 else None
+    stderr = ratio(sums.tolist(), counts.tolist()).stderr
     low = high = None
     if len(sums) > 1:
         if len(set(points)) == 1:

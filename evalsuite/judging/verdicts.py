@@ -8,14 +8,19 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
 2. A candidate inside quotation marks on its line ("…", “…”, `…`, «…») is the
    judge quoting something -- the answer, or the prompt's own example
    ``"Rating: [[5]]"`` -- and is set aside (a quote holding only the verdict,
-   ``"[[A]]"``, is the judge's own emphasis and counts).
+   ``"[[A]]"``, is the judge's own emphasis and counts).  So is one inside a
+   fenced code block or a ``>`` blockquote: code, the answer's or the
+   judge's, is not a verdict (a block holding only ``Rating: [[7]]`` is the
+   judge's own formatting).
 3. A candidate whose value also appears in the same syntax in the judged
    material (question, answers, references) cannot be told apart from a copy
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
    be rated 10 by that text.
 4. Of the rest, the **last** is the verdict: judges are told to end with it,
-   and earlier ones are drafts or restatements (Inspect's and Arena-Hard's
-   convention; FastChat takes the first match, which an answer can inject).
+   and earlier ones are drafts or restatements (Inspect's convention; FastChat
+   takes the first match, which an answer can inject).  A different verdict
+   in that same sentence (``[[A]] and [[B]]``, ``[[3]] or [[4]]``) makes it a hedge:
+   no verdict (Arena-Hard likewise rejects replies with differing verdicts).
 5. Nothing left: no verdict.  The caller records ``parse_error`` with the
    reason (``detail``) and keeps the raw reply; it never enters a score.
 
@@ -31,6 +36,13 @@ from dataclasses import dataclass, field
 # Opening -> closing quotation marks a judge uses to quote on one line.  The
 # ASCII apostrophe is left out: "the assistant's answer" is not a quote.
 QUOTES = {'"': '"', "“": "”", "`": "`", "«": "»", "„": "“"}
+FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)  # a Markdown code fence line
+OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may surround a verdict alone in a blockquote
+# A line of a grade sheet ("Grammar: 8/10", "**Age group:** E (10-12)", "[[7]]"): a
+# code block made only of these is the judge formatting its grades, not code.
+GRADE_LINE = re.compile(r"[ \t*_#-]*(?:[A-Za-z][\w '()-]{0,40}[*_]*:[ \t*_]*)?[\w\[\]./()+ -]{1,24}[ \t.*_]*")
+BLOCKQUOTE = re.compile(r"[ \t]*(?:>[ \t]*)+")  # a Markdown blockquote line's marker(s)
+SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,35 @@ def _quote_around(line: str, start: int, end: int) -> str | None:
     return None
 
 
-def _quoted(text: str, match: re.Match[str]) -> bool:
-    """Whether a candidate is quoted.  A quote holding nothing but the verdict
-    (``"[[A]]"``) is the judge stressing its own verdict, not a quote."""
+def code_blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the body of every closed fenced code block in ``text``
+    (an unclosed fence hides nothing: the copy rule still guards the answer)."""
+    fences = list(FENCE.finditer(text))
+    return [(a.end(), b.start()) for a, b in zip(fences[::2], fences[1::2])]
+
+
+def _fenced(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]]) -> bool:
+    """Whether a candidate sits in a code block (an answer's code, or code the
+    judge wrote), unless the block is only grade lines (``GRADE_LINE``)."""
+    for start, end in blocks:
+        if start <= match.start() and match.end() <= end:
+            return not all(GRADE_LINE.fullmatch(line) for line in text[start:end].splitlines() if line.strip())
+    return False
+
+
+def _quoted(text: str, match: re.Match[str], blocks: Sequence[tuple[int, int]] = ()) -> bool:
+    """Whether a candidate is quoted (on its line, or in a Markdown ``>``
+    blockquote) or in one of the code ``blocks``.  A quote holding nothing but
+    the verdict (``"[[A]]"``, ``> Rating: [[3]]``) is the judge stressing its
+    own verdict, not a quote."""
+    if _fenced(text, match, blocks):
+        return True
     line_start = text.rfind("\n", 0, match.start()) + 1
     line_end = text.find("\n", match.end())
     line = text[line_start : line_end if line_end >= 0 else len(text)]
+    quote = BLOCKQUOTE.match(line)
+    if quote and not OWN_LINE.fullmatch(line[quote.end() :].replace(match.group(0), "", 1)):
+        return True
     inside = _quote_around(line, match.start() - line_start, match.end() - line_start)
     return inside is not None and inside.strip(" .,:;!*_") != match.group(0)
 
@@ -93,17 +128,24 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
             continue
         copied = set().union(*(pattern.values(m) for m in material)) if material else set()
         kept, quoted, invalid = [], 0, []
+        blocks = code_blocks(reply)
         for m in matches:
             value = pattern.read(m.group(1))
             if value is None:
                 invalid.append(m.group(0))
-            elif _quoted(reply, m) or value in copied:
+            elif _quoted(reply, m, blocks) or value in copied:
                 quoted += 1
             else:
-                kept.append(value)
+                kept.append((value, m))
         if kept:
+            value, last = kept[-1]
+            rivals = [m.group(0) for v, m in kept
+                      if v != value and not SENTENCE_END.search(reply, m.end(), last.start())]
+            if rivals:  # "[[A]] and [[B]]", "[[3]] or [[4]]": a hedge, not a verdict
+                return Parsed(None, f"conflicting verdicts in the final sentence: {', '.join([*rivals, last.group(0)])}",
+                              quoted)
             note = f"{quoted} quoted candidate(s) set aside" if quoted else None
-            return Parsed(kept[-1], note, quoted)
+            return Parsed(value, note, quoted)
         why = []
         if quoted:
             why.append(f"{quoted} verdict(s) only inside text quoted or copied from the judged material")
@@ -113,23 +155,36 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
     return Parsed(None, "no verdict in the reply")
 
 
+# A number as judges write it (7, 7.5, 7., .5, -3), optionally out of a
+# scale (8/10, 8 out of 10).  Signs are matched so that [[-3]] is named as an invalid value.
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*(?:/|(?i:out of))\s*\d+(?:\.\d+)?)?"
+OUT_OF = re.compile(r"\s*(?:/|out of)\s*", re.IGNORECASE)
+
+
 def _number(low: float, high: float) -> Callable[[str], float | None]:
+    """Read ``NUMBER`` on ``low``-``high``: None off the scale, or when it is
+    given out of another scale (``4/5`` is not 4 on 1-10, and not 8 either:
+    the judge was told the scale, so another one is a reply to set aside)."""
+
     def read(text: str) -> float | None:
+        value, *scale = OUT_OF.split(text, maxsplit=1)
         try:
-            value = float(text)
+            number = float(value)
+            if scale and float(scale[0]) != high:
+                return None
         except ValueError:
             return None
-        return value if low <= value <= high else None
+        return number if low <= number <= high else None
 
     return read
 
 
 def rating(low: float = 1, high: float = 10) -> Parser:
     """FastChat's single-answer grade: ``[[5]]``, else ``[5]``, on ``low``–``high``
-    (``[[8/10]]`` is read as 8: the scale is the prompt's, not the judge's)."""
+    (``[[8/10]]`` is read as 8 when ``high`` is 10; ``[[4/5]]`` is no verdict)."""
     patterns = [
-        Pattern(re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]\]"), _number(low, high)),
-        Pattern(re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*\d+\s*)?\]"), _number(low, high)),
+        Pattern(re.compile(rf"\[\[\s*({NUMBER})\s*\]\]"), _number(low, high)),
+        Pattern(re.compile(rf"\[\s*({NUMBER})\s*\]"), _number(low, high)),
     ]
     return lambda reply, material: own_verdict(reply, patterns, material)
 
@@ -153,7 +208,8 @@ class Criterion:
     ``labels`` makes it categorical (e.g. age groups ``A``–``F``); otherwise
     it is a number on ``low``–``high``.  ``pattern`` overrides how it is
     found; by default ``<name>`` (or any of ``aliases``), an optional colon or
-    dash, then the value (``Grammar: 8/10``, ``**Creativity** - 7``).
+    dash, or a short qualifier and a colon, then the value (``Grammar: 8/10``,
+    ``**Creativity** - 7``, ``Consistency with the beginning: 9``).
     """
 
     name: str
@@ -168,13 +224,21 @@ class Criterion:
 
     def compiled(self) -> Pattern:
         names = "|".join(re.escape(n) for n in (self.name, *self.aliases))
+        # The name, then a separator; or a short qualifier ending in a colon, as
+        # judges echo the prompt's wording ("Consistency with the story's beginning: 9/10").
+        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*(?:[:=\-–]|is)?)[*_\s]*"
         if self.pattern:
             regex = re.compile(self.pattern, re.IGNORECASE)
         elif self.labels:
             choices = "|".join(re.escape(lab) for lab in self.labels)
-            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*\(?({choices})\b", re.IGNORECASE)
+            if all(len(lab) == 1 for lab in self.labels):
+                # A letter grade stands alone: in "Age: a teenager", "Age group: A young
+                # child" or "Age: a 6-year-old" the letter is an article, not group A.
+                lower = "|".join(re.escape(lab.lower()) for lab in self.labels)
+                choices = f"(?-i:{choices})(?![^\\S\\n]*[^\\W\\d_])|(?-i:{lower})(?![^\\S\\n]*[^\\W_])"
+            regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
         else:
-            regex = re.compile(rf"(?<![\w-])(?:{names})\b[*_\s]*(?:[:=\-–]|is)?[*_\s]*(\d+(?:\.\d+)?|\.\d+)", re.IGNORECASE)
+            regex = re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
         return Pattern(regex, self._read)
 
     def _read(self, text: str) -> float | str | None:

@@ -37,6 +37,7 @@ from evalsuite.data import DataSource, jsonl_objects
 from evalsuite.errors import UserError
 from evalsuite.judging import combine_orders, judging_summary, make_judgment, replies_of
 from evalsuite.judging.judge import cut_short
+from evalsuite.judging.stats import ratio
 from evalsuite.metrics import status_counts
 from evalsuite.records import (
     DatasetInfo,
@@ -95,10 +96,18 @@ def mtbench_items(source: DataSource) -> tuple[list[Item], MTBenchJudging]:
 
     def key(row: dict[str, Any]) -> tuple[tuple[int, int, str, str], str]:
         a, b = row["model_a"], row["model_b"]
+        where = f"{source.root}/human_judgments: row {json.dumps(row)}"
         for m in (a, b):
             if m not in model_answers:
-                raise UserError(f"{source.root}/human_judgments: unknown model {m!r}")
-        winner = _winner(row["winner"], f"{source.root}/human_judgments")
+                raise UserError(f"{where}: unknown model {m!r}")
+        winner = _winner(row["winner"], where)
+        # A mirror's rows must join to a question turn both models answered (else a KeyError mid-scoring).
+        qid, turn = row["question_id"], row["turn"]
+        if not isinstance(qid, int) or qid not in qs or turn not in (1, 2) or isinstance(turn, bool):
+            raise UserError(f"{where}: no MT-Bench question {qid!r} with turn {turn!r}")
+        for m in (a, b):
+            if len(model_answers[m].get(qid, ())) < turn:
+                raise UserError(f"{where}: model_answer/{m}.jsonl has no turn {turn} answer to question {qid}")
         if a > b:  # one canonical order per pair: alphabetical
             a, b = b, a
             winner = {"a": "b", "b": "a"}.get(winner, winner)
@@ -133,19 +142,29 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
     """
     rows, raw = jsonl_objects(path, required=("prompt", "response_a", "response_b", "label"))
     grouped: dict[str, dict[str, Any]] = {}
+    ids: dict[str, tuple[str, str]] = {}  # id -> (content, first line) it was given on
     references: dict[int | str, tuple[str, ...]] = {}
     for where, row in rows:
         wrong = [k for k in ("prompt", "response_a", "response_b", "label") if not isinstance(row[k], str)]
+        # Optional fields too: a category or reference of another type would be str()-ed or dropped unseen.
+        wrong += [k for k in ("category", "reference") if row.get(k) is not None and not isinstance(row[k], str)]
+        if row.get("id") is not None and (isinstance(row["id"], bool) or not isinstance(row["id"], (str, int))):
+            wrong.append("id")
         if wrong:
             raise UserError(f"{where}: field(s) {', '.join(wrong)} must be strings")
         second = row.get("turn_2")
         if second is not None and not (isinstance(second, dict) and all(
-                isinstance(second.get(k), str) for k in ("prompt", "response_a", "response_b"))):
-            raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a and response_b")
+                isinstance(second.get(k), str) for k in ("prompt", "response_a", "response_b"))
+                and isinstance(second.get("reference", ""), str)):
+            raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a, response_b "
+                            "(and optional reference)")
         turns = [row] + ([second] if second else [])
         content = json.dumps([[t["prompt"], t["response_a"], t["response_b"]] for t in turns])
+        given = None if row.get("id") is None else str(row["id"])
+        if given is not None and ids.setdefault(given, (content, where))[0] != content:
+            raise UserError(f"{where}: id {given!r} already names a different item ({ids[given][1]})")
         item = grouped.setdefault(content, {
-            "id": str(row.get("id") or hashlib.sha256(content.encode()).hexdigest()[:12]),
+            "id": given or hashlib.sha256(content.encode()).hexdigest()[:12],
             "category": str(row.get("category") or ""),
             "turns": tuple(t["prompt"] for t in turns),
             "a": tuple(t["response_a"] for t in turns),
@@ -180,21 +199,6 @@ def agreement_counts(verdict: str, votes: Sequence[str], gpt4: str | None) -> di
         if gpt4 != "tie" and verdict != "tie":
             counts["gpt4_agreement_no_ties"] = float(gpt4 == verdict)
     return counts
-
-
-def ratio(hits: Sequence[float], totals: Sequence[float]) -> MetricValue | None:
-    """Σhits / Σtotals with the linearised (cluster-robust) standard error of a
-    ratio estimator: votes on one item are not independent (Cochran 1977, 6.3)."""
-    pairs = [(h, t) for h, t in zip(hits, totals) if t > 0]
-    if not pairs:
-        return None
-    total = sum(t for _, t in pairs)
-    value = sum(h for h, _ in pairs) / total
-    k = len(pairs)
-    if k < 2:
-        return MetricValue(value=value, stderr=None)
-    var = k / (k - 1) * sum((h - value * t) ** 2 for h, t in pairs) / total**2
-    return MetricValue(value=value, stderr=math.sqrt(var))
 
 
 def agreement_metrics(results: Sequence[SampleResult]) -> dict[str, MetricValue]:
