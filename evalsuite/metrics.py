@@ -19,10 +19,11 @@ def mean_stderr(values: Sequence[float]) -> MetricValue:
 
     The interval is Wilson's when every value is 0 or 1 (a proportion), else
     mean ± z·stderr; with one value there is no stderr and no normal interval.
+    Raises ValueError for no values.
     """
     n = len(values)
-    if n == 0:
-        return MetricValue(value=float("nan"), stderr=None)
+    if n == 0:  # a mean of nothing is not a score
+        raise ValueError("mean_stderr: no values")
     arr = np.asarray(values, dtype=float)
     stderr = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else None
     return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr))
@@ -72,7 +73,15 @@ def macro_mean(per_subtask: Sequence[Sequence[float]]) -> MetricValue:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of the Codex paper: 1 - C(n-c, k) / C(n, k), computed stably."""
+    """Unbiased pass@k of the Codex paper: 1 - C(n-c, k) / C(n, k), computed stably.
+
+    Chen et al. (2021), arXiv 2107.03374, fig. 3: 1 - prod_{i=n-c+1}^{n} (1 - k/i);
+    n samples of which c passed.  Raises ValueError unless 1 <= k <= n and
+    0 <= c <= n (a count outside them would give a number in or beyond [0, 1]
+    that means nothing: c > n gave 1.0, k = 0 gave 0.0, k < 0 a negative value).
+    """
+    if k < 1 or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 1 <= k and 0 <= c <= n, got n={n}, c={c}, k={k}")
     if k > n:
         raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
     if n - c < k:
