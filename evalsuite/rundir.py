@@ -119,16 +119,21 @@ class RunDir:
         if not path.is_file():
             return [], 0
         latest: dict[tuple[str, str], SampleResult] = {}
-        text = path.read_text(encoding="utf-8")
-        # Every write ends with a newline, so text after the last one is torn.
-        lines = text[: text.rfind("\n") + 1].splitlines()
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
+        data = _read_bytes(path)
+        # Every write ends with a newline, so bytes after the last one are torn
+        # (possibly mid-character): cut them before decoding.
+        lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})") from None
             try:
                 record = SampleResult.model_validate_json(line)
             except ValidationError as exc:
-                raise UserError(f"{path}:{lineno}: not a valid sample record ({exc.errors()[0]['msg']})") from None
+                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
             latest[(record.task, record.sample_id)] = record
         return list(latest.values()), len(lines)
 
@@ -148,18 +153,43 @@ class RunDir:
             self._appender = None
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(map(str, err["loc"]))
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
 def _parse(path: Path, model: type):
     if not path.is_file():
         raise UserError(f"{path} not found")
+    raw = _read_bytes(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     version = str(data.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+    major, _, minor = version.partition(".")
+    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
+    if major != ours_major:
         raise UserError(f"{path}: schema version {version or 'missing'}, this evalsuite reads {SCHEMA_VERSION}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UserError(f"{path}: invalid {model.__name__} at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        # A newer minor version may add fields this evalsuite does not know: say so.
+        newer = f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})" if _newer(minor, ours_minor) else ""
+        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{newer}") from None
+
+
+def _newer(minor: str, ours: str) -> bool:
+    return minor.isdigit() and ours.isdigit() and int(minor) > int(ours)
