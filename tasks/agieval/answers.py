@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from evalsuite.prompting import after_last, is_english_word
+from evalsuite.prompting import after_last, halfwidth, is_english_word
 
 LETTERS = "ABCDEFG"
 
@@ -135,6 +135,7 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     answer, not their first letter.
     """
     valid = set(LETTERS[:n_options])
+    text = halfwidth(text)  # "答案是Ｂ", "（Ａ）（Ｃ）"
     span = after_last(text, MARKERS[lang] + MARKERS["en" if lang == "zh" else "zh"])
     body = text if span is None else span
     if span is not None or not cot:
@@ -177,6 +178,7 @@ def cloze_answer(text: str, lang: str) -> str | None:
     answer marker (or of the whole completion), cut at the end of its first
     sentence.
     """
+    text = halfwidth(text)  # "答案：１２", "−3"
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip() or None

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from evalsuite.prompting import is_english_word
+from evalsuite.prompting import halfwidth, is_english_word
 
 # "answer is" / "answer:" but not "answer is not" / "answer isn't".
 ANSWER_PHRASE = re.compile(
@@ -187,6 +187,7 @@ def _clause(text: str) -> str:
 
 def read(output: str, subtask: str, question: str, chain_of_thought: bool) -> Reading:
     """The model's final answer in the target's canonical form, or why there is none."""
+    output = halfwidth(output)  # "−12" is -12, not 12; "（Ｂ）" is (B)
     fmt = answer_format(subtask)
     if fmt is Format.WORDS:
         return Reading(_word_list(output, chain_of_thought))

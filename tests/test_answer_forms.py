@@ -1,0 +1,75 @@
+"""Answers typed in full-width forms or with a Unicode minus sign, on real items.
+
+Chinese input methods type "答案是（Ｂ）" and "Ｃ"; typeset or chat-rendered
+arithmetic writes "−50" (U+2212).  Before, the first read as no answer (scored
+0 for a right answer) and the second as 50 (a right answer scored 0, and
+"−24" counted correct for a target of 24).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tasks.agieval as ag
+from evalsuite.records import ModelOutput
+from evalsuite.task import TaskContext
+from tasks.bbh.extract import extract
+from tests.conftest import DATA_DIR
+
+CTX = TaskContext(data_dir=DATA_DIR, chat=False)
+
+
+def _bbh_item(subtask: str, index: int) -> dict:
+    return json.loads((DATA_DIR / "bbh" / f"{subtask}.json").read_text())["examples"][index]
+
+
+@pytest.mark.parametrize("output", ["So the answer is −50.", "So the answer is ﹣50.", "So the answer is －５０."])
+def test_bbh_unicode_minus_is_a_minus(output):
+    row = _bbh_item("multistep_arithmetic_two", 2)
+    assert row["target"] == "-50"
+    assert extract(output, "multistep_arithmetic_two", row["input"], True) == "-50"
+    positive = _bbh_item("multistep_arithmetic_two", 0)
+    assert positive["target"] == "24"
+    assert extract("So the answer is −24.", "multistep_arithmetic_two", positive["input"], True) == "-24"
+
+
+def test_bbh_full_width_option_letter():
+    row = _bbh_item("date_understanding", 0)
+    letter = row["target"].strip("()")
+    full = chr(ord(letter) + 0xFEE0)
+    assert extract(f"So the answer is （{full}）.", "date_understanding", row["input"], True) == row["target"]
+
+
+def _score(task, sid: str, text: str) -> float:
+    sample = next(s for s in task.samples if s.id == sid)
+    return next(iter(task.score([(sample, ModelOutput(completions=[text]))]))).metrics["acc"]
+
+
+@pytest.fixture(scope="module")
+def zh():
+    return ag.agieval_zh(CTX, subsets=["logiqa-zh", "gaokao-physics", "gaokao-mathcloze"])
+
+
+@pytest.mark.parametrize("text", ["答案是Ａ", "答案：（Ａ）", "答案是 Ａ。", "故选：Ａ"])
+def test_agieval_full_width_letter_is_read(zh, text):
+    sample = next(s for s in zh.samples if s.id == "logiqa-zh/0")
+    assert sample.target == ["A"]
+    assert _score(zh, "logiqa-zh/0", text) == 1.0
+    assert _score(zh, "logiqa-zh/0", text.replace("Ａ", "Ｂ")) == 0.0
+
+
+def test_agieval_full_width_multi_answer_set(zh):
+    sample = next(s for s in zh.samples if s.id == "gaokao-physics/18")
+    assert len(sample.target) > 1
+    full = "".join(f"（{chr(ord(x) + 0xFEE0)}）" for x in sample.target)
+    assert _score(zh, "gaokao-physics/18", "答案是" + full) == 1.0
+    assert _score(zh, "gaokao-physics/18", "答案是" + full[: len(full) // 2]) == 0.0  # a subset is wrong
+
+
+def test_agieval_cloze_full_width_digits(zh):
+    sample = next(s for s in zh.samples if s.id == "gaokao-mathcloze/0")
+    assert sample.target == "2"
+    assert _score(zh, "gaokao-mathcloze/0", "答案：２") == 1.0
+    assert _score(zh, "gaokao-mathcloze/0", "答案：−2") == 0.0
