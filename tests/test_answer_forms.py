@@ -73,3 +73,18 @@ def test_agieval_cloze_full_width_digits(zh):
     assert sample.target == "2"
     assert _score(zh, "gaokao-mathcloze/0", "答案：２") == 1.0
     assert _score(zh, "gaokao-mathcloze/0", "答案：−2") == 0.0
+
+
+@pytest.mark.parametrize("output", ["So the answer is (A) (B).", "So the answer is (B) (A).", "So the answer is (B), (A)."])
+def test_bbh_two_options_side_by_side_are_a_hedge(output):
+    # "(A) (B)" names two options: reading its first would credit whichever option came first.
+    row = _bbh_item("date_understanding", 0)
+    assert row["target"] == "(B)"
+    assert extract(output, "date_understanding", row["input"], True) is None
+
+
+@pytest.mark.parametrize("text,acc", [("The answer is (a).", 1.0), ("答案是（ａ）", 1.0), ("The answer is (b).", 0.0),
+                                      ("The answer is (e).", 0.0)])
+def test_agieval_lower_case_letter_after_the_answer_marker(zh, text, acc):
+    # logiqa-zh/0 has four options, gold A: "(e)" names no option and is not an answer.
+    assert _score(zh, "logiqa-zh/0", text) == acc

@@ -96,6 +96,7 @@ _SET_SEP = r"\s*(?:[,，、/&＆]|\band\b|以及|和|与|及)?\s*"
 _LETTER_SET = re.compile(_REF + r"(?:" + _SET_SEP + _REF + r")*")
 # Alternatives are a hedge, not an answer: "A or C", "(B)或(D)".
 _HEDGE = re.compile(r"^\s*,?\s*(?:\bor\b|或者?|还是)\s*" + _REF, re.IGNORECASE)
+_LOWER_PAREN = re.compile(r"[\(（]\s*([a-g])\s*[\)）]")
 _LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
 
 
@@ -126,7 +127,7 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
 
     The answer is read after the LAST answer marker ("answer is", "答案是", …): the
     first option set on its first line ("(A)(C)", "（A）（C）", "A and C", "AC" are
-    {A, C}; options joined by "or" are a hedge, None).  When that line names no
+    {A, C}; options joined by "or" are a hedge, None; "(b)" right after the marker is B).  When that line names no
     option (an echoed "Answer:" label before a chain of thought), the conclusion
     after the marker counts (see :func:`_concluding_set`).  Without a marker, a
     direct answer is read from the start of the completion and a chain of thought
@@ -139,7 +140,10 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     span = after_last(text, MARKERS[lang] + MARKERS["en" if lang == "zh" else "zh"])
     body = text if span is None else span
     if span is not None or not cot:
-        on_first_line = _letter_sets(_first_line(body), valid)
+        first = _first_line(body)
+        if span is not None:  # right after "the answer is", "(b)" is option B, not an enumeration
+            first = _LOWER_PAREN.sub(lambda m: f"({m.group(1).upper()})", first)
+        on_first_line = _letter_sets(first, valid)
         if on_first_line:
             return on_first_line[0][1]
     return _concluding_set(body, valid)

@@ -288,7 +288,7 @@ def _leading_option(text: str, opts: dict[str, str]) -> tuple[str | None, str]:
 def _hedge_after(letter: str, rest: str, opts: dict[str, str]) -> Hedge | None:
     """A second option joined to the first by "or" / "and" / "/" in the rest of its clause."""
     m = (re.match(HEDGE_JOIN + r"(?:either\s+|option\s+)?(\S.*)", rest, re.IGNORECASE)
-         or re.match(r"\s*,\s*(\([A-Za-z]\).*)", rest))  # a list: "(A), (C)"
+         or re.match(r"\s*,?\s*(\([A-Za-z]\).*)", rest))  # a list: "(A), (C)", "(A) (C)"
     if not m:
         return None
     other, _ = _leading_option(m.group(1), opts)
