@@ -30,7 +30,7 @@ import numpy as np
 from evalsuite.errors import UserError
 from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
 from evalsuite.rundir import RunDir
-from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap
+from evalsuite.stats import PairedResult, holm, is_binary, mcnemar_exact, paired_binary, paired_bootstrap
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_NOT_COMPARABLE = 0, 1, 3
 POINTS = 100.0  # fractions are shown, and thresholds given, in percentage points
@@ -74,6 +74,7 @@ class TaskComparison:
     scale: float = POINTS
     judge: str | None = None  # the LLM judge of a judged task
     left_out: int = 0  # judged tasks: pairs without a verdict in either run
+    p_floor: float = 0.0  # the smallest p-value any outcome on these n pairs could give
 
 
 def _md(text: str) -> str:
@@ -114,6 +115,8 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         b_res, c_res = base.results.tasks[task], cand.results.tasks[task]
         if b_res.headline != c_res.headline:
             problems.append(f"{task}: headline metric differs ({b_res.headline} vs {c_res.headline})")
+        elif b_res.headline_aggregation != c_res.headline_aggregation:
+            problems.append(f"{task}: headline aggregation differs ({b_res.headline_aggregation} vs {c_res.headline_aggregation})")
         b_ids, c_ids = set(base.samples.get(task, {})), set(cand.samples.get(task, {}))
         if b_ids != c_ids:
             only_b, only_c = sorted(b_ids - c_ids), sorted(c_ids - b_ids)
@@ -127,6 +130,12 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         ]
         if changed:
             problems.append(f"{task}: {len(changed)} prompts differ (prompt_hash), e.g. {', '.join(changed[:3])}")
+    # Same major schema (else loading refused); scoring code may still differ between versions.
+    for name, b_val, c_val in (("schema versions", base.provenance.schema_version, cand.provenance.schema_version),
+                               ("evalsuite versions", base.provenance.evalsuite_version, cand.provenance.evalsuite_version)):
+        if b_val != c_val:
+            warnings.append(f"the runs were written by different {name} ({b_val} vs {c_val}): "
+                            "answer extraction and scoring may differ between them")
     bm, cm = base.provenance.model, cand.provenance.model
     if bm.chat_template != cm.chat_template:
         problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")
@@ -220,6 +229,10 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
                           judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
+    if stats.test == "mcnemar-exact":
+        # Every pair flipped one way is the most extreme outcome: p = 2 * 0.5^n.
+        # With n <= 5 it is >= 0.05, and a 100-point drop would pass unnoticed.
+        comp.p_floor = mcnemar_exact(stats.n, 0)
     names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
     if len(set(names)) > 1:
         for name in sorted(set(names)):
@@ -249,6 +262,8 @@ def decide(
             comp.verdict = "⚠️ dropped within tolerance"
         elif significant and delta_pts > 0:
             comp.verdict = "✅ improved"
+        elif comp.p_floor >= alpha:
+            comp.verdict = "⚠️ too few samples to test"
         else:
             comp.verdict = "✅ no significant change"
         if comp.task in minimums and comp.stats.candidate * comp.scale < minimums[comp.task]:
@@ -318,6 +333,11 @@ def render_markdown(
         if c.judge is not None:
             lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_md(c.judge)}` in both runs"
                          + (f"; {c.left_out} samples without a judge verdict in either run left out" if c.left_out else ""))
+    for c in comparisons:
+        if c.p_floor >= alpha:
+            lines.append(f"- ⚠️ {_md(c.task)}: with {c.stats.n} paired samples no change can be significant at "
+                         f"α = {alpha:g} (the smallest possible p is {c.p_floor:.3g}), so no drop can fail this "
+                         "gate; evaluate more samples")
     for w in warnings:
         lines.append(f"- ⚠️ {w}")
     for c in comparisons:

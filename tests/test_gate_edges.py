@@ -1,0 +1,65 @@
+"""The gate on runs too small to test, and on runs that differ in how they were scored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import evalsuite
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory) -> dict[str, Path]:
+    """navigate, 4 items: answering "No" gets 3 right, "Yes" 1 (3 lost, 1 gained)."""
+    tmp = tmp_path_factory.mktemp("gate-edges")
+    out = {}
+    for reply in ("No", "Yes"):
+        proc = evalsuite("run", "--model", f"mock:org/{reply}", "-T", "subtasks=navigate", "--limit", "4",
+                         "-M", f"reply=So the answer is {reply}.", "--data-dir", str(data_dir), "-o", str(tmp / reply))
+        assert proc.returncode == 0, proc.stderr
+        (out[reply],) = (tmp / reply).iterdir()
+    return out
+
+
+def _gate(base: Path, cand: Path):
+    return evalsuite("gate", "--baseline", str(base), "--candidate", str(cand))
+
+
+def _edit(run: Path, tmp_path: Path, name: str, change) -> Path:
+    copy = Path(shutil.copytree(run, tmp_path / "copy"))
+    data = json.loads((copy / name).read_text())
+    change(data)
+    (copy / name).write_text(json.dumps(data))
+    return copy
+
+
+def test_a_drop_too_few_samples_can_show_is_not_reported_as_no_change(runs):
+    # 75 -> 25 points on 4 items: McNemar's smallest possible p is 2 * 0.5^4 = 0.125,
+    # so the gate can never fail here; it used to say "no significant change".
+    proc = _gate(runs["No"], runs["Yes"])
+    assert proc.returncode == 0, proc.stdout
+    assert "| 75.0 | 25.0 |" in proc.stdout
+    assert "too few samples to test" in proc.stdout and "no significant change" not in proc.stdout
+    assert "with 4 paired samples no change can be significant at α = 0.05 (the smallest possible p is 0.125)" in proc.stdout
+
+
+def test_runs_of_different_evalsuite_or_schema_versions_say_so(runs, tmp_path):
+    def change(prov):
+        prov["evalsuite_version"], prov["schema_version"] = "9.9.9", "1.1"
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "different schema versions (1.0 vs 1.1)" in proc.stdout
+    assert "different evalsuite versions" in proc.stdout and "9.9.9" in proc.stdout
+
+
+def test_a_different_headline_aggregation_is_not_comparable(runs, tmp_path):
+    def change(results):
+        results["tasks"]["bbh"]["headline_aggregation"] = "micro"
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "results.json", change))
+    assert proc.returncode == 3, proc.stdout
+    assert "headline aggregation differs (macro vs micro)" in proc.stdout
