@@ -104,7 +104,8 @@ def aggregate_means(
     Only ``scored`` samples enter the means; the others are counted in
     ``status_counts``.  With subtasks, the task-level value of metric ``m`` is
     reported three ways: ``m`` (the headline aggregate), ``m_macro`` (the
-    unweighted mean over subtasks) and ``m_micro`` (size-weighted).
+    unweighted mean over subtasks) and ``m_micro`` (size-weighted).  A subtask
+    without a scored sample cannot enter the macro mean: a warning names it.
     """
     scored = [r for r in results if r.score.status == ScoreStatus.SCORED]
     by_subtask: dict[str, list[SampleResult]] = defaultdict(list)
@@ -126,10 +127,16 @@ def aggregate_means(
             )
 
     metrics: dict[str, MetricValue] = {}
+    warnings: list[str] = []
     for m in metric_names:
         micro = mean_stderr(values(scored, m))
         if subtasks:
-            macro = macro_mean([values(by_subtask[name], m) for name in subtasks if m in subtasks[name].metrics])
+            counted = [name for name in subtasks if m in subtasks[name].metrics]
+            if len(counted) < len(subtasks):  # the macro mean silently meant fewer subtasks
+                missing = [name for name in subtasks if name not in counted]
+                warnings.append(f"{m}_macro averages {len(counted)} of {len(subtasks)} subtasks: "
+                                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} have no scored sample")
+            macro = macro_mean([values(by_subtask[name], m) for name in counted])
             metrics[f"{m}_macro"] = macro
             metrics[f"{m}_micro"] = micro
             metrics[m] = macro if headline_aggregate == "macro" else micro
@@ -143,4 +150,5 @@ def aggregate_means(
         subtasks=subtasks,
         status_counts=status_counts(results),
         notes=notes or {},
+        warnings=warnings,
     )

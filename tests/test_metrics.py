@@ -168,3 +168,25 @@ def test_minus_infinite_logprob_round_trips():
     assert SampleResult.model_validate_json(r.model_dump_json()) == r
     with pytest.raises(ValueError):
         LoglikelihoodResult(logprobs=[float("nan")], is_greedy=[False], token_counts=[1])
+
+
+def test_macro_mean_that_leaves_out_a_subtask_says_so():
+    # Subtask b has no scored sample (all generation errors): its mean does not exist,
+    # so em_macro is the mean of a alone, which was reported as a macro over both.
+    results = [_result("a", 1.0)] * 3 + [_result("b", 0.0, ScoreStatus.GENERATION_ERROR)] * 3
+    res = aggregate_means(results, "em")
+    assert res.metrics["em"].value == 1.0 and res.status_counts == {"scored": 3, "generation_error": 3}
+    assert res.warnings == ["em_macro averages 1 of 2 subtasks: b have no scored sample"]
+    assert aggregate_means(results[:3] + [_result("b", 0.0)], "em").warnings == []
+
+
+def test_a_task_with_repeated_sample_ids_is_refused():
+    # (task, sample_id) keys resume and the gate's pairing: a repeat silently dropped samples.
+    from evalsuite.errors import UserError
+    from evalsuite.records import DatasetInfo, Sample
+    from evalsuite.task import Task
+
+    samples = [Sample(id=i, input={}, target="x") for i in ("q1", "q2", "q1")]
+    with pytest.raises(UserError, match="1 sample ids occur more than once .e.g. q1."):
+        Task(name="t", version="1", samples=samples, request=None, score=None, aggregate=None,
+             dataset=DatasetInfo(source="s", content_hash="h", n_rows=3))
