@@ -30,7 +30,7 @@ import numpy as np
 from evalsuite.errors import UserError
 from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
 from evalsuite.rundir import RunDir
-from evalsuite.stats import PairedResult, holm, is_binary, mcnemar_exact, paired_binary, paired_bootstrap
+from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap, smallest_p
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_NOT_COMPARABLE = 0, 1, 3
 POINTS = 100.0  # fractions are shown, and thresholds given, in percentage points
@@ -229,10 +229,9 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
                           judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
-    if stats.test == "mcnemar-exact":
-        # Every pair flipped one way is the most extreme outcome: p = 2 * 0.5^n.
-        # With n <= 5 it is >= 0.05, and a 100-point drop would pass unnoticed.
-        comp.p_floor = mcnemar_exact(stats.n, 0)
+    # Every pair moved one way is the most extreme outcome: p = 2 * 0.5^n.
+    # With n <= 5 it is >= 0.05, and a 100-point drop would pass unnoticed.
+    comp.p_floor = smallest_p(stats.n)
     names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
     if len(set(names)) > 1:
         for name in sorted(set(names)):

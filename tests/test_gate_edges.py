@@ -63,3 +63,23 @@ def test_a_different_headline_aggregation_is_not_comparable(runs, tmp_path):
     proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "results.json", change))
     assert proc.returncode == 3, proc.stdout
     assert "headline aggregation differs (macro vs micro)" in proc.stdout
+
+
+def test_bootstrap_of_a_few_items_uses_the_exact_sign_flip_p():
+    import numpy as np
+
+    from evalsuite.stats import mcnemar_exact, paired_bootstrap, sign_flip_p
+
+    # Two graded items that both dropped 0.5: the bootstrap's resamples are all -0.5,
+    # which gave p = 1/n_boot ("significant"); exactly, 2 of the 4 sign patterns are as extreme.
+    assert paired_bootstrap(np.array([1.0, 0.8]), np.array([0.5, 0.3])).p_value == 0.5
+    # On 0/1 values the sign-flip test is McNemar's exact test.
+    for lost, gained in [(5, 1), (7, 0), (3, 3), (9, 2)]:
+        d = np.array([-1.0] * lost + [1.0] * gained)
+        assert sign_flip_p(d) == pytest.approx(mcnemar_exact(lost, gained))
+    # Strata weight the statistic: one item of a stratum of one counts as much as a stratum of ten.
+    base, cand = np.zeros(11), np.zeros(11)
+    cand[0], cand[1:] = -1.0, 0.1
+    strata = np.array([0] + [1] * 10)
+    assert paired_bootstrap(base, cand, strata).delta == pytest.approx((-1.0 + 0.1) / 2)
+    assert paired_bootstrap(base, cand, strata).p_value == pytest.approx(sign_flip_p(np.array([-0.5] + [0.005] * 10)))
