@@ -20,6 +20,7 @@ prompts, templates or task parameters: a delta would be meaningless).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -390,6 +391,16 @@ def _minimums(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def _prepare_output(output: Path) -> None:
+    """Create the folder of --output and check the file can be written (UserError if not)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output {output}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(output if output.exists() else output.parent, os.W_OK):
+        raise UserError(f"--output {output}: not writable")
+
+
 @click.command()
 @click.option("--baseline", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the reference model.")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the model under test.")
@@ -421,6 +432,8 @@ def gate(
     templates or task parameters differ).
     """
     mins = _minimums(minimums)
+    if output is not None:
+        _prepare_output(output)  # before the comparison: a bad path must not turn a verdict into a traceback
     base, cand = Run.load(baseline), Run.load(candidate)
     unknown = sorted(set(mins) - set(base.results.tasks))
     if unknown:
@@ -435,7 +448,10 @@ def gate(
         code = EXIT_REGRESSED if any(c.failures for c in comparisons) else EXIT_PASS
     click.echo(text, nl=False)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--output {output}: cannot write ({exc.strerror or exc}); the summary is above") from None
     # sys.exit, not ctx.exit: the CLI runs click with standalone_mode=False,
     # which would swallow the code.
     sys.exit(code)

@@ -83,3 +83,15 @@ def test_bootstrap_of_a_few_items_uses_the_exact_sign_flip_p():
     strata = np.array([0] + [1] * 10)
     assert paired_bootstrap(base, cand, strata).delta == pytest.approx((-1.0 + 0.1) / 2)
     assert paired_bootstrap(base, cand, strata).p_value == pytest.approx(sign_flip_p(np.array([-0.5] + [0.005] * 10)))
+
+
+def test_output_path_problems_are_one_error_line_before_any_work(runs, tmp_path):
+    # A missing folder is created (it was a traceback after the summary: exit 1, "regressed").
+    out = tmp_path / "new" / "dir" / "gate.md"
+    proc = evalsuite("gate", "--baseline", str(runs["No"]), "--candidate", str(runs["Yes"]), "--output", str(out))
+    assert proc.returncode == 0 and out.read_text() == proc.stdout
+    (tmp_path / "file").write_text("")
+    bad = evalsuite("gate", "--baseline", str(runs["No"]), "--candidate", str(runs["Yes"]),
+                    "--output", str(tmp_path / "file" / "gate.md"))
+    assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("error: --output ") and len(bad.stderr.strip().splitlines()) == 1
