@@ -88,3 +88,17 @@ def test_bbh_two_options_side_by_side_are_a_hedge(output):
 def test_agieval_lower_case_letter_after_the_answer_marker(zh, text, acc):
     # logiqa-zh/0 has four options, gold A: "(e)" names no option and is not an answer.
     assert _score(zh, "logiqa-zh/0", text) == acc
+
+
+@pytest.mark.parametrize("output,expected", [
+    ("So the answer is 2,4.", None),  # not 24: a list or a decimal comma
+    ("So the answer is 12,5.", None),
+    ("So the answer is 8, 9.", None),  # two numbers: a hedge, like "8 or 9"
+    ("So the answer is 24,000.", "24000"),
+    ("So the answer is -1,234.", "-1234"),
+    ("So the answer is 24, since 3 * 8 = 24.", "24"),
+])
+def test_bbh_commas_in_numbers(output, expected):
+    row = _bbh_item("multistep_arithmetic_two", 0)
+    assert row["target"] == "24"
+    assert extract(output, "multistep_arithmetic_two", row["input"], True) == expected

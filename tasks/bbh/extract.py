@@ -50,7 +50,9 @@ CLAUSE_END = re.compile(
 )
 # A parenthesised note with words in it: "(in alphabetical order)", "(closing the brackets)".
 NOTE = re.compile(r"\s*\((?=[^()]*[A-Za-z]{2})[^()]*\)")
-INTEGER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.0+)?(?![\d.]*\d)")
+# A comma only as a thousands separator ("1,000"): "2,4" is not 24 (a list, or a
+# decimal comma), so no number is read from it.
+INTEGER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?(?![\d.,]*\d)")
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen twenty".split())}
@@ -352,7 +354,8 @@ def _integer(span: str) -> str | Hedge | None:
     if digits is None:
         return None
     first = str(int(float(digits.group().replace(",", ""))))
-    joined = re.match(HEDGE_JOIN + r"(-?\d[\d,]*)\b", head[digits.end():], re.IGNORECASE)
+    # "8 or 9", "8/9", and a list "8, 9": two numbers are a hedge.
+    joined = re.match(r"(?:" + HEDGE_JOIN + r"|\s*,\s*)(-?\d[\d,]*)\b", head[digits.end():], re.IGNORECASE)
     if joined and joined.group(1).replace(",", "") != first:
         return Hedge((first, joined.group(1).replace(",", "")))
     return first
