@@ -32,13 +32,18 @@ def choice_score(result: LoglikelihoodResult, choices: Sequence[str], gold: Coll
     ``choices`` are the options without their continuation delimiter (the
     continuation of "True" is " True", its length for ``acc_norm`` is 4);
     ``result.logprobs`` holds one summed log-probability per option, in order.
-    Raises ValueError when the two counts differ or a gold index is not an option.
+    Raises ValueError when the two counts differ, a gold index is not an option or an
+    option is empty.
     """
     lps = result.logprobs
     if len(lps) != len(choices):
         raise ValueError(f"{len(lps)} log-likelihoods for {len(choices)} options")
     if not all(0 <= i < len(choices) for i in gold):
         raise ValueError(f"gold {sorted(gold)} names no option of {len(choices)}")
+    if any(not c.strip() for c in choices):
+        # Its continuation is the delimiter alone (" "), likely the likeliest: it would
+        # win acc for a reason that has nothing to do with the question.
+        raise ValueError(f"empty option {[c for c in choices if not c.strip()][0]!r} among {len(choices)}")
     gold_texts = {choices[i] for i in gold}
     gold = {i for i, c in enumerate(choices) if c in gold_texts}
     best = _argmax(lps)

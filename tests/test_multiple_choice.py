@@ -42,3 +42,11 @@ def test_gold_outside_the_options_is_an_error(gold):
     res = LoglikelihoodResult(logprobs=[-1.0, -2.0], is_greedy=[True, False], token_counts=[1, 1])
     with pytest.raises(ValueError):
         choice_score(res, ["yes", "no"], gold)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_option_is_an_error_not_a_free_win(empty):
+    # Scored as the bare delimiter " ", an empty option often has the highest log-likelihood.
+    res = LoglikelihoodResult(logprobs=[-0.1, -2.0], is_greedy=[True, False], token_counts=[1, 1])
+    with pytest.raises(ValueError, match="empty option"):
+        choice_score(res, [empty, "no"], {1})
