@@ -91,8 +91,8 @@ class RunDir:
     def samples(self) -> list[SampleResult]:
         """Latest record per (task, sample_id), in first-seen order.
 
-        A torn last line (the process died mid-write) is ignored; a bad line
-        anywhere else is an error.
+        A torn last line (the process died mid-write) is ignored, a whole one
+        without its newline is kept; a bad line anywhere else is an error.
         """
         return self._latest()[0]
 
@@ -135,15 +135,23 @@ class RunDir:
             except ValidationError as exc:
                 raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
             latest[(record.task, record.sample_id)] = record
-        return list(latest.values()), len(lines)
+        tail = _whole_tail(data)
+        if tail is not None:
+            latest[(tail.task, tail.sample_id)] = tail
+        return list(latest.values()), len(lines) + (tail is not None)
 
     def truncate_torn_tail(self) -> None:
-        """Drop a partial last line before appending to it on resume."""
+        """Drop a partial last line before appending to it on resume; a whole record
+        that only lacks its newline (cut just before it, or a file from elsewhere) is kept."""
         path = self.path / SAMPLES_FILE
         if path.is_file():
             data = path.read_bytes()
             if data and not data.endswith(b"\n"):
-                path.write_bytes(data[: data.rfind(b"\n") + 1])
+                if _whole_tail(data) is not None:
+                    with path.open("ab") as fh:
+                        fh.write(b"\n")
+                else:
+                    path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def close(self) -> None:
         if self._appender is not None:
@@ -151,6 +159,17 @@ class RunDir:
             os.fsync(self._appender.fileno())
             self._appender.close()
             self._appender = None
+
+
+def _whole_tail(data: bytes) -> SampleResult | None:
+    """The record after the last newline of samples.jsonl if it is whole and valid, else None (torn)."""
+    tail = data[data.rfind(b"\n") + 1 :]
+    if not tail.strip():
+        return None
+    try:
+        return SampleResult.model_validate_json(tail.decode("utf-8"))
+    except (UnicodeDecodeError, ValidationError):
+        return None
 
 
 def _read_bytes(path: Path) -> bytes:

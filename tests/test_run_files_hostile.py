@@ -89,3 +89,16 @@ def test_newer_schema_with_unknown_fields_says_so(run, tmp_path):
     _one_error_line(_gate(run, bad), "run.json", "newer evalsuite")
     path.write_text(path.read_text().replace('"schema_version": "1.9"', '"schema_version": "2.0"', 1))
     _one_error_line(_gate(run, bad), "schema version 2.0")
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(run, tmp_path):
+    # A file written elsewhere (or a write cut just before its newline) lost its last
+    # sample silently: the gate then called the runs not comparable.
+    bad = _copy(run, tmp_path)
+    path = bad / "samples.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert len(RunDir(bad).samples()) == len(RunDir(run).samples())
+    proc = _gate(run, bad)
+    assert proc.returncode == 0 and "NOT COMPARABLE" not in proc.stdout, proc.stdout
+    RunDir(bad).truncate_torn_tail()  # what resume does before appending: complete the line
+    assert path.read_bytes().endswith(b"}\n") and len(RunDir(bad).samples()) == len(RunDir(run).samples())
