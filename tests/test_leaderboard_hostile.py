@@ -56,3 +56,21 @@ def test_csv_cells_never_open_a_formula(site):
             assert not row[column].startswith(("=", "+", "-", "@")), row[column]
         float(row["value"])  # numbers stay numbers
     assert {r["model"] for r in rows} >= {"'" + FORMULA, "'@SUM(A1)", "'-2+3", "'+cmd", "../../escaped"}
+
+
+def test_a_run_on_fewer_items_is_flagged_in_its_column(data_dir, tmp_path):
+    # --limit 1 scores 1 item per subtask; the same task, params and dataset hash
+    # otherwise, so it stood next to full runs without a mark.
+    runs = []
+    for name, limit in (("org/a", "3"), ("org/b", "3"), ("org/c", "1")):
+        proc = evalsuite("run", "--model", f"mock:{name}", "-T", "subtasks=navigate", "--limit", limit,
+                         "--data-dir", str(data_dir), "-o", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        runs += list((tmp_path / name).iterdir())
+    proc = evalsuite("leaderboard", "build", *map(str, runs), "--out", str(tmp_path / "site"))
+    assert proc.returncode == 0, proc.stderr
+    index = (tmp_path / "site" / "index.html").read_text()
+    flagged = index.split('class="deviates" title="')[1:]
+    assert len(flagged) == 1 and "limit: 1 (most: 3)" in flagged[0].split('"')[0]
+    start = index.index('data-model="org/c"')
+    assert 'class="deviates"' in index[start:index.index("</tr>", start)]
