@@ -102,3 +102,26 @@ def test_bbh_commas_in_numbers(output, expected):
     row = _bbh_item("multistep_arithmetic_two", 0)
     assert row["target"] == "24"
     assert extract(output, "multistep_arithmetic_two", row["input"], True) == expected
+
+
+def test_samples_from_elsewhere_are_cut_where_generation_stops(tmp_path):
+    # A completion from another harness that ran on into the next few-shot question
+    # was scored by that question's answer: the last "answer is" wins a retraction.
+    from tests.conftest import evalsuite
+
+    echo = "\n\nQ: Yesterday was April 30, 2021. What is the date today?\nA: Let's think step by step. So the answer is (A)."
+    lines = [{"task_id": "date_understanding/0", "completion": " Tomorrow is 12/25/1937. So the answer is (B)." + echo}]
+    path = tmp_path / "bbh.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = evalsuite("score", "bbh", "--samples", str(path), "--data-dir", str(DATA_DIR))
+    assert proc.returncode == 0, proc.stderr
+    (verdict,) = [json.loads(line) for line in (tmp_path / "bbh.jsonl_results.jsonl").read_text().splitlines()]
+    assert verdict["metrics"]["exact_match"] == 1.0
+
+    zh = [{"task_id": "logiqa-zh/0", "completion": "答案：A\n问题：下一题……答案：B"}]
+    path = tmp_path / "zh.jsonl"
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in zh))
+    proc = evalsuite("score", "agieval_zh", "--samples", str(path), "--data-dir", str(DATA_DIR))
+    assert proc.returncode == 0, proc.stderr
+    (verdict,) = [json.loads(line) for line in (tmp_path / "zh.jsonl_results.jsonl").read_text().splitlines()]
+    assert verdict["metrics"]["acc"] == 1.0

@@ -80,6 +80,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any, Literal
 
+from evalsuite.backends.base import cut_at_stop
 from evalsuite.data import DataSource
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.metrics import aggregate_means
@@ -234,7 +235,9 @@ def build(
             gold = {LETTERS.index(x) for x in sample.target}
             s = choice_score(response, choices(sample), gold)
             return s.model_copy(update={"answer": LETTERS[s.answer]})
-        return score_generation(sample, response.completions, cot)
+        # Generations from elsewhere (`evalsuite score --samples`) may run on into the next
+        # question and its answer: cut them where this task's generation stops.
+        return score_generation(sample, [cut_at_stop(c, config.stop)[0] for c in response.completions], cot)
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:
         notes: dict[str, Any] = {"quirks": dict(sorted(quirks.items())), **equivalence}
