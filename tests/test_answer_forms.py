@@ -125,3 +125,20 @@ def test_samples_from_elsewhere_are_cut_where_generation_stops(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (verdict,) = [json.loads(line) for line in (tmp_path / "zh.jsonl_results.jsonl").read_text().splitlines()]
     assert verdict["metrics"]["acc"] == 1.0
+
+
+@pytest.mark.parametrize("text", ["The answer is (E), not (B).", "The answer is E. B is wrong.", "答案是E，不是B",
+                                  "答案是AE，不是B", "答案：（Ｅ）（Ｂ）"])
+def test_agieval_a_letter_beyond_the_options_is_no_answer_not_the_next_letter(zh, text):
+    # logiqa-zh/1 has four options (A-D): "E" names none of them; reading past it to
+    # the next letter credited "(B)", a letter the answer had just ruled out.
+    sample = next(s for s in zh.samples if s.id == "logiqa-zh/1")
+    assert len(sample.input["options"]) == 4
+    gold = sample.target[0]
+    assert _score(zh, "logiqa-zh/1", text.replace("B", gold).replace("Ｂ", chr(ord(gold) + 0xFEE0))) == 0.0
+
+
+def test_agieval_a_capital_inside_the_reasoning_is_not_an_answer(zh):
+    # "F=ma" on the answer line is physics, not option F: the option named after it counts.
+    sample = next(s for s in zh.samples if s.id == "logiqa-zh/1")
+    assert _score(zh, "logiqa-zh/1", f"答案是：由F=ma可知，选{sample.target[0]}") == 1.0

@@ -106,15 +106,22 @@ def _first_line(text: str) -> str:
     return next((line for line in text.splitlines() if line.strip() and not _LABEL_ONLY.match(line)), "")
 
 
-def _letter_sets(text: str, valid: set[str]) -> list[tuple[re.Match[str], frozenset[str] | None]]:
+def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list[tuple[re.Match[str], frozenset[str] | None]]:
     """Every option set named in ``text`` with its match; None for a hedge ("A or C").
 
     A bare "A" that is the English article ("A careful reading shows (C)") is skipped.
+    A set naming a letter beyond the options is skipped too, or, with ``keep_invalid``,
+    kept as an empty set when it is unmistakably an option reference (parenthesised,
+    or opening the text): "(E), not (B)" answers E, which is no option.
     """
     found = []
     for m in _LETTER_SET.finditer(text):
         letters = re.findall(r"[A-G]", m.group())
         if m.group() == "A" and is_english_word("A", text[m.end():]):
+            continue
+        if letters and keep_invalid and any(c not in valid for c in letters) and (
+                re.match(r"[\(（]", m.group()) or not text[: m.start()].strip(" \t:：,，")):
+            found.append((m, frozenset()))
             continue
         if not letters or any(c not in valid for c in letters):
             continue
@@ -143,9 +150,9 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
         first = _first_line(body)
         if span is not None:  # right after "the answer is", "(b)" is option B, not an enumeration
             first = _LOWER_PAREN.sub(lambda m: f"({m.group(1).upper()})", first)
-        on_first_line = _letter_sets(first, valid)
+        on_first_line = _letter_sets(first, valid, keep_invalid=True)
         if on_first_line:
-            return on_first_line[0][1]
+            return on_first_line[0][1] or None  # empty: a letter beyond the options, not the next one named
     return _concluding_set(body, valid)
 
 
