@@ -142,3 +142,14 @@ def test_agieval_a_capital_inside_the_reasoning_is_not_an_answer(zh):
     # "F=ma" on the answer line is physics, not option F: the option named after it counts.
     sample = next(s for s in zh.samples if s.id == "logiqa-zh/1")
     assert _score(zh, "logiqa-zh/1", f"答案是：由F=ma可知，选{sample.target[0]}") == 1.0
+
+
+@pytest.mark.parametrize("output", ["So the answer is (G), not (B).", "So the answer is G. (B) is wrong.",
+                                    "So the answer is (G) (B).", "So the answer is (g)."])
+def test_bbh_a_letter_beyond_the_options_is_no_answer_not_the_next_letter(output):
+    from tasks.bbh.extract import read
+
+    row = _bbh_item("date_understanding", 0)  # options (A)-(F), gold (B)
+    assert row["target"] == "(B)" and "(G)" not in row["input"]
+    reading = read(output, "date_understanding", row["input"], True)
+    assert reading.answer is None and reading.detail == "answered (G), which is not an option"

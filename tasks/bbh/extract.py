@@ -40,6 +40,8 @@ LATEX_WRAPPER = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm)\s*\{([^{}]*)\}"
 OPTION = re.compile(r"^\(([A-Z])\)\s*(.+?)\s*$", re.MULTILINE)
 PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 UPPER_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
+# An answer that opens with an option letter as such: "(G)", "G)", "G." or "G" alone.
+BEYOND_LETTER = re.compile(r"^(?:\(([A-Za-z])\)|([A-Z])(?:\)|[.,;:!?]|\s*$))")
 # A bare letter standing alone at the start: "B", "B.", "B)", "b", "B: ...", "B Maelstrom".
 BARE_LETTER = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[\s.,:;!?\]]|$))")
 # Where the answer's clause ends: a sentence end, or a reason / a contrast after it.
@@ -126,12 +128,21 @@ class Hedge:
 
 
 @dataclass(frozen=True)
+class NotAnOption:
+    """An answer naming a letter the question has no option for ("the answer is (G)")."""
+
+    letter: str
+
+
+@dataclass(frozen=True)
 class Reading:
     """What an output answers: ``answer`` in the target's form, or None with ``hedged``
-    holding the alternatives when the output named several instead of one."""
+    holding the alternatives when the output named several instead of one, or
+    ``beyond`` the letter it named when the question has no such option."""
 
     answer: str | None
     hedged: tuple[str, ...] = ()
+    beyond: str | None = None
 
     @property
     def detail(self) -> str | None:
@@ -139,6 +150,8 @@ class Reading:
             return None
         if self.hedged:
             return f"hedged between {' and '.join(self.hedged)}: not an answer"
+        if self.beyond:
+            return f"answered {self.beyond}, which is not an option"
         return "no answer found in the output"
 
 
@@ -212,6 +225,8 @@ def read(output: str, subtask: str, question: str, chain_of_thought: bool) -> Re
         found = _search_last(output if rest is None else rest, fmt, subtask, question)
     if isinstance(found, Hedge):
         return Reading(None, found.alternatives)
+    if isinstance(found, NotAnOption):
+        return Reading(None, beyond=found.letter)
     return Reading(found)
 
 
@@ -220,7 +235,7 @@ def extract(output: str, subtask: str, question: str, chain_of_thought: bool) ->
     return read(output, subtask, question, chain_of_thought).answer
 
 
-def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | None:
+def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | NotAnOption | None:
     """One answer span (already located and cleaned) in the target's form."""
     if fmt is Format.CHOICE:
         return _choice(span, options(question))
@@ -237,7 +252,7 @@ def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | 
 # -- letter choices ----------------------------------------------------------------
 
 
-def _choice(span: str, opts: dict[str, str]) -> str | Hedge | None:
+def _choice(span: str, opts: dict[str, str]) -> str | Hedge | NotAnOption | None:
     """Read one option from a span: its text, "(X)", a bare letter, or the one "(X)" in the clause.
 
     An option's text wins over a bare letter, so "A Plasticine Crow" is the option
@@ -245,6 +260,12 @@ def _choice(span: str, opts: dict[str, str]) -> str | Hedge | None:
     Several options in the clause are a hedge, except those negated ("(B), not (A)").
     """
     text = re.sub(r"^(?:either|both|option|choice)\s+", "", span, flags=re.IGNORECASE)
+    beyond = BEYOND_LETTER.match(text)
+    named = beyond and (beyond.group(1) or beyond.group(2)).upper()
+    if opts and named and named not in opts:
+        # "(G), not (B)": the answer is G, which is no option; reading on (or searching
+        # the reasoning) would credit a letter the output did not choose.
+        return NotAnOption(f"({named})")
     letter, rest = _leading_option(text, opts)
     if letter is None:
         clause = _clause(text)
