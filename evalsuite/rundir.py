@@ -134,10 +134,10 @@ class RunDir:
                 record = SampleResult.model_validate_json(line)
             except ValidationError as exc:
                 raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
-            latest[(record.task, record.sample_id)] = record
+            latest[(record.task, record.sample_id)] = _same_major(record, f"{path}:{lineno}")
         tail = _whole_tail(data)
         if tail is not None:
-            latest[(tail.task, tail.sample_id)] = tail
+            latest[(tail.task, tail.sample_id)] = _same_major(tail, f"{path}:{len(lines) + 1}")
         return list(latest.values()), len(lines) + (tail is not None)
 
     def truncate_torn_tail(self) -> None:
@@ -208,6 +208,17 @@ def _parse(path: Path, model: type):
         # A newer minor version may add fields this evalsuite does not know: say so.
         newer = f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})" if _newer(minor, ours_minor) else ""
         raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{newer}") from None
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0]
+
+
+def _same_major(record: SampleResult, where: str) -> SampleResult:
+    """``record`` if this evalsuite reads its schema (as for run.json and results.json)."""
+    if _major(record.schema_version) != _major(SCHEMA_VERSION):
+        raise UserError(f"{where}: schema version {record.schema_version}, this evalsuite reads {SCHEMA_VERSION}")
+    return record
 
 
 def _newer(minor: str, ours: str) -> bool:

@@ -102,3 +102,12 @@ def test_a_whole_last_record_without_its_newline_is_kept(run, tmp_path):
     assert proc.returncode == 0 and "NOT COMPARABLE" not in proc.stdout, proc.stdout
     RunDir(bad).truncate_torn_tail()  # what resume does before appending: complete the line
     assert path.read_bytes().endswith(b"}\n") and len(RunDir(bad).samples()) == len(RunDir(run).samples())
+
+
+def test_a_sample_line_of_another_major_schema_is_refused(run, tmp_path):
+    bad = _copy(run, tmp_path)
+    path = bad / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"schema_version":"1.0"', '"schema_version":"2.0"', 1)
+    path.write_text("".join(lines))
+    _one_error_line(_gate(run, bad), "samples.jsonl:2", "schema version 2.0")
