@@ -153,3 +153,20 @@ def test_bbh_a_letter_beyond_the_options_is_no_answer_not_the_next_letter(output
     assert row["target"] == "(B)" and "(G)" not in row["input"]
     reading = read(output, "date_understanding", row["input"], True)
     assert reading.answer is None and reading.detail == "answered (G), which is not an option"
+
+
+def test_scoring_votes_over_different_numbers_of_samples_warns(tmp_path):
+    from tests.conftest import evalsuite
+
+    lines = [{"task_id": "navigate/0", "completion": f"So the answer is {a}."} for a in ("No", "Yes", "Yes")]
+    lines.append({"task_id": "navigate/1", "completion": "So the answer is Yes."})
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = evalsuite("score", "bbh", "--samples", str(path), "--data-dir", str(DATA_DIR))
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "problems have different numbers of samples (1 samples: 1 problems, 3 samples: 1 problems)" in text
+    same = tmp_path / "same.jsonl"
+    same.write_text("".join(json.dumps(line) + "\n" for line in lines[:3]))
+    assert "different numbers of samples" not in evalsuite("score", "bbh", "--samples", str(same),
+                                                           "--data-dir", str(DATA_DIR)).stdout
