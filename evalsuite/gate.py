@@ -56,7 +56,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"`{_md(self.provenance.run_id)}` ({_md(self.provenance.model.id)})"
+        return f"`{_code(self.provenance.run_id)}` (`{_code(self.provenance.model.id)}`)"
 
 
 @dataclass
@@ -79,7 +79,16 @@ class TaskComparison:
 
 
 def _md(text: str) -> str:
-    """Make text safe inside a markdown table cell or inline code."""
+    """Make text safe as plain text in a markdown table cell, list item or HTML summary
+    of a pull-request comment: "<!--" in a model or task name hid the rest of the
+    comment, "<b>" rendered, and "@name" pinged a user; entities show them as typed."""
+    for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("@", "&#64;")):
+        text = text.replace(raw, safe)
+    return _code(text)
+
+
+def _code(text: str) -> str:
+    """Make text safe inside inline code (where entities are not decoded), also in a table."""
     return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
@@ -331,7 +340,7 @@ def render_markdown(
             lines.append(f"- **{_md(c.task)}**: {reason}")
     for c in comparisons:
         if c.judge is not None:
-            lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_md(c.judge)}` in both runs"
+            lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_code(c.judge)}` in both runs"
                          + (f"; {c.left_out} samples without a judge verdict in either run left out" if c.left_out else ""))
     for c in comparisons:
         if c.p_floor >= alpha:
@@ -339,7 +348,7 @@ def render_markdown(
                          f"α = {alpha:g} (the smallest possible p is {c.p_floor:.3g}), so no drop can fail this "
                          "gate; evaluate more samples")
     for w in warnings:
-        lines.append(f"- ⚠️ {w}")
+        lines.append(f"- ⚠️ {_md(w)}")
     for c in comparisons:
         if not c.subtasks:
             continue

@@ -95,3 +95,28 @@ def test_output_path_problems_are_one_error_line_before_any_work(runs, tmp_path)
                     "--output", str(tmp_path / "file" / "gate.md"))
     assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: --output ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_names_cannot_hide_or_forge_parts_of_the_pull_request_comment(runs, tmp_path):
+    # "<!--" in a model id hid the rest of the rendered comment, its verdicts included;
+    # "@someone" pinged a user.
+    def change(prov):
+        prov["model"]["id"] = "evil <!-- @someone <b>x</b> | `y`"
+
+    cand = _edit(runs["No"], tmp_path, "run.json", change)
+    proc = _gate(runs["No"], cand)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(`evil <!-- @someone <b>x</b> \\| 'y'`)" in proc.stdout  # inside code: shown as typed
+    outside_code = proc.stdout.replace("`evil <!-- @someone <b>x</b> \\| 'y'`", "")
+    assert "<!--" not in outside_code and "@someone" not in outside_code and "<b>" not in outside_code
+
+
+def test_subtask_names_are_escaped_in_the_comment(runs, tmp_path):
+    base = Path(shutil.copytree(runs["No"], tmp_path / "base"))
+    records = [json.loads(line) for line in (base / "samples.jsonl").read_text().splitlines()]
+    for i, record in enumerate(records):
+        record["subtask"] = "a <!-- @someone" if i % 2 else "b <img src=x>"
+    (base / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    proc = _gate(base, runs["Yes"])
+    assert "| a &lt;!-- &#64;someone |" in proc.stdout and "| b &lt;img src=x&gt; |" in proc.stdout
+    assert "<!--" not in proc.stdout and "<img" not in proc.stdout and "@someone" not in proc.stdout
