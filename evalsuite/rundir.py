@@ -40,7 +40,10 @@ class RunDir:
     def existing(cls, path: Path | str) -> "RunDir":
         run = cls(path)
         if not (run.path / RUN_FILE).is_file():
-            raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE})")
+            # `evalsuite run -o DIR` writes DIR/<run-id>/: the usual slip is passing DIR.
+            inside = sorted(str(f.parent) for f in run.path.glob(f"*/{RUN_FILE}")) if run.path.is_dir() else []
+            hint = f"; it holds the run director{'y' if len(inside) == 1 else 'ies'} {', '.join(inside[:3])}" if inside else ""
+            raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE}){hint}")
         return run
 
     # -- provenance and results ------------------------------------------------

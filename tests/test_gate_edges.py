@@ -120,3 +120,11 @@ def test_subtask_names_are_escaped_in_the_comment(runs, tmp_path):
     proc = _gate(base, runs["Yes"])
     assert "| a &lt;!-- &#64;someone |" in proc.stdout and "| b &lt;img src=x&gt; |" in proc.stdout
     assert "<!--" not in proc.stdout and "<img" not in proc.stdout and "@someone" not in proc.stdout
+
+
+def test_the_output_folder_instead_of_the_run_directory_names_the_run_inside(runs):
+    # `evalsuite run -o DIR` writes DIR/<run-id>/; the gate was given DIR.
+    proc = evalsuite("gate", "--baseline", str(runs["No"].parent), "--candidate", str(runs["Yes"]))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: {runs['No'].parent} is not an evalsuite run directory (no run.json); "
+                                   f"it holds the run directory {runs['No']}")
