@@ -170,3 +170,13 @@ def test_scoring_votes_over_different_numbers_of_samples_warns(tmp_path):
     same.write_text("".join(json.dumps(line) + "\n" for line in lines[:3]))
     assert "different numbers of samples" not in evalsuite("score", "bbh", "--samples", str(same),
                                                            "--data-dir", str(DATA_DIR)).stdout
+
+
+def test_bbh_an_option_whose_text_is_a_letter_is_still_that_option():
+    # movie_recommendation/144 has an option titled "I" (the upstream split of "I, Robot"):
+    # "I." is its text, not the letter (I), which the question has no option for.
+    from tasks.bbh.extract import read
+
+    row = _bbh_item("movie_recommendation", 144)
+    assert "(A) I\n" in row["input"]
+    assert read("So the answer is I.", "movie_recommendation", row["input"], True).answer == "(A)"

@@ -260,13 +260,13 @@ def _choice(span: str, opts: dict[str, str]) -> str | Hedge | NotAnOption | None
     Several options in the clause are a hedge, except those negated ("(B), not (A)").
     """
     text = re.sub(r"^(?:either|both|option|choice)\s+", "", span, flags=re.IGNORECASE)
-    beyond = BEYOND_LETTER.match(text)
+    letter, rest = _leading_option(text, opts)
+    beyond = BEYOND_LETTER.match(text) if letter is None else None  # "I, Robot" may be an option's text
     named = beyond and (beyond.group(1) or beyond.group(2)).upper()
     if opts and named and named not in opts:
         # "(G), not (B)": the answer is G, which is no option; reading on (or searching
         # the reasoning) would credit a letter the output did not choose.
         return NotAnOption(f"({named})")
-    letter, rest = _leading_option(text, opts)
     if letter is None:
         clause = _clause(text)
         named = [m for m in PAREN_LETTER.finditer(clause) if (not opts or m.group(1).upper() in opts)
