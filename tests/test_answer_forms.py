@@ -180,3 +180,18 @@ def test_bbh_an_option_whose_text_is_a_letter_is_still_that_option():
     row = _bbh_item("movie_recommendation", 144)
     assert "(A) I\n" in row["input"]
     assert read("So the answer is I.", "movie_recommendation", row["input"], True).answer == "(A)"
+
+
+@pytest.mark.parametrize("token", ["</s>", "<|im_end|>", "<|eot_id|>"])
+def test_bbh_end_of_turn_tokens_left_in_a_completion(tmp_path, token):
+    # dyck_languages/0 (target "] ]"): the "<" of "</s>" was read as a bracket.
+    from tests.conftest import evalsuite
+
+    lines = [{"task_id": "dyck_languages/0", "completion": f"So the answer is ] ]{token}"},
+             {"task_id": "date_understanding/0", "completion": f"So the answer is B{token}\nQ: ..."}]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    proc = evalsuite("score", "bbh", "--samples", str(path), "--data-dir", str(DATA_DIR))
+    assert proc.returncode == 0, proc.stderr
+    verdicts = [json.loads(line) for line in (tmp_path / "s.jsonl_results.jsonl").read_text().splitlines()]
+    assert [v["metrics"]["exact_match"] for v in verdicts] == [1.0, 1.0]

@@ -33,7 +33,7 @@ from evalsuite.backends.base import cut_at_stop
 from evalsuite.data import DataSource
 from evalsuite.metrics import aggregate_means
 from evalsuite.multiple_choice import choice_score
-from evalsuite.prompting import Turn, assemble
+from evalsuite.prompting import END_OF_TURN, Turn, assemble
 from evalsuite.records import GenerationConfig, Sample, Score
 from evalsuite.selfconsistency import sampling_config, vote_score
 from evalsuite.task import (
@@ -157,8 +157,9 @@ def bbh(
             s = choice_score(output, sample.choices, {sample.choices.index(sample.target)})
             return s.model_copy(update={"answer": sample.choices[s.answer]})
         # Generations from elsewhere (`evalsuite score --samples`) may run on into the next
-        # few-shot question and its answer: cut them where this task's generation stops.
-        completions = [cut_at_stop(c, config.stop)[0] for c in output.completions]
+        # few-shot question and its answer, or keep an end-of-turn token: cut them where
+        # this task's generation stops.
+        completions = [cut_at_stop(c, [*config.stop, *END_OF_TURN])[0] for c in output.completions]
         if len(completions) > 1:
             return vote_score(
                 completions,
