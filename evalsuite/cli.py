@@ -159,8 +159,10 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
         for warning in task.warnings:
             console.print(f"{name}: {warning}")
         if task.headline_aggregation:
+            counted = sum(task.headline in sub.metrics for sub in task.subtasks.values())
+            over = f"{counted} of {len(task.subtasks)}" if counted < len(task.subtasks) else str(len(task.subtasks))
             console.print(f"{name}: ★ {task.headline} is the {task.headline_aggregation} mean over "
-                          f"{len(task.subtasks)} subtasks ({task.headline}_micro weights them by size)")
+                          f"{over} subtasks ({task.headline}_micro weights them by size)")
         if task.judging is not None:
             console.print(f"{name}: " + judging_line(task.judging), markup=False, highlight=False)
 

@@ -20,6 +20,7 @@ prompts, templates or task parameters: a delta would be meaningless).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from evalsuite.errors import UserError
 from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
 from evalsuite.rundir import RunDir
-from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap
+from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap, smallest_p
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_NOT_COMPARABLE = 0, 1, 3
 POINTS = 100.0  # fractions are shown, and thresholds given, in percentage points
@@ -55,7 +56,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"`{_md(self.provenance.run_id)}` ({_md(self.provenance.model.id)})"
+        return f"`{_code(self.provenance.run_id)}` (`{_code(self.provenance.model.id)}`)"
 
 
 @dataclass
@@ -74,10 +75,20 @@ class TaskComparison:
     scale: float = POINTS
     judge: str | None = None  # the LLM judge of a judged task
     left_out: int = 0  # judged tasks: pairs without a verdict in either run
+    p_floor: float = 0.0  # the smallest p-value any outcome on these n pairs could give
 
 
 def _md(text: str) -> str:
-    """Make text safe inside a markdown table cell or inline code."""
+    """Make text safe as plain text in a markdown table cell, list item or HTML summary
+    of a pull-request comment: "<!--" in a model or task name hid the rest of the
+    comment, "<b>" rendered, and "@name" pinged a user; entities show them as typed."""
+    for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("@", "&#64;")):
+        text = text.replace(raw, safe)
+    return _code(text)
+
+
+def _code(text: str) -> str:
+    """Make text safe inside inline code (where entities are not decoded), also in a table."""
     return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
@@ -114,6 +125,8 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         b_res, c_res = base.results.tasks[task], cand.results.tasks[task]
         if b_res.headline != c_res.headline:
             problems.append(f"{task}: headline metric differs ({b_res.headline} vs {c_res.headline})")
+        elif b_res.headline_aggregation != c_res.headline_aggregation:
+            problems.append(f"{task}: headline aggregation differs ({b_res.headline_aggregation} vs {c_res.headline_aggregation})")
         b_ids, c_ids = set(base.samples.get(task, {})), set(cand.samples.get(task, {}))
         if b_ids != c_ids:
             only_b, only_c = sorted(b_ids - c_ids), sorted(c_ids - b_ids)
@@ -127,6 +140,12 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         ]
         if changed:
             problems.append(f"{task}: {len(changed)} prompts differ (prompt_hash), e.g. {', '.join(changed[:3])}")
+    # Same major schema (else loading refused); scoring code may still differ between versions.
+    for name, b_val, c_val in (("schema versions", base.provenance.schema_version, cand.provenance.schema_version),
+                               ("evalsuite versions", base.provenance.evalsuite_version, cand.provenance.evalsuite_version)):
+        if b_val != c_val:
+            warnings.append(f"the runs were written by different {name} ({b_val} vs {c_val}): "
+                            "answer extraction and scoring may differ between them")
     bm, cm = base.provenance.model, cand.provenance.model
     if bm.chat_template != cm.chat_template:
         problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")
@@ -220,6 +239,9 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
                           judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
+    # Every pair moved one way is the most extreme outcome: p = 2 * 0.5^n.
+    # With n <= 5 it is >= 0.05, and a 100-point drop would pass unnoticed.
+    comp.p_floor = smallest_p(stats.n)
     names = np.array([base.samples[task][sid].subtask or "" for sid in ids])
     if len(set(names)) > 1:
         for name in sorted(set(names)):
@@ -249,6 +271,8 @@ def decide(
             comp.verdict = "⚠️ dropped within tolerance"
         elif significant and delta_pts > 0:
             comp.verdict = "✅ improved"
+        elif comp.p_floor >= alpha:
+            comp.verdict = "⚠️ too few samples to test"
         else:
             comp.verdict = "✅ no significant change"
         if comp.task in minimums and comp.stats.candidate * comp.scale < minimums[comp.task]:
@@ -316,10 +340,15 @@ def render_markdown(
             lines.append(f"- **{_md(c.task)}**: {reason}")
     for c in comparisons:
         if c.judge is not None:
-            lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_md(c.judge)}` in both runs"
+            lines.append(f"- {_md(c.task)}: graded by the LLM judge `{_code(c.judge)}` in both runs"
                          + (f"; {c.left_out} samples without a judge verdict in either run left out" if c.left_out else ""))
+    for c in comparisons:
+        if c.p_floor >= alpha:
+            lines.append(f"- ⚠️ {_md(c.task)}: with {c.stats.n} paired samples no change can be significant at "
+                         f"α = {alpha:g} (the smallest possible p is {c.p_floor:.3g}), so no drop can fail this "
+                         "gate; evaluate more samples")
     for w in warnings:
-        lines.append(f"- ⚠️ {w}")
+        lines.append(f"- ⚠️ {_md(w)}")
     for c in comparisons:
         if not c.subtasks:
             continue
@@ -371,6 +400,16 @@ def _minimums(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def _prepare_output(output: Path) -> None:
+    """Create the folder of --output and check the file can be written (UserError if not)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output {output}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(output if output.exists() else output.parent, os.W_OK):
+        raise UserError(f"--output {output}: not writable")
+
+
 @click.command()
 @click.option("--baseline", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the reference model.")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the model under test.")
@@ -402,6 +441,8 @@ def gate(
     templates or task parameters differ).
     """
     mins = _minimums(minimums)
+    if output is not None:
+        _prepare_output(output)  # before the comparison: a bad path must not turn a verdict into a traceback
     base, cand = Run.load(baseline), Run.load(candidate)
     unknown = sorted(set(mins) - set(base.results.tasks))
     if unknown:
@@ -416,7 +457,10 @@ def gate(
         code = EXIT_REGRESSED if any(c.failures for c in comparisons) else EXIT_PASS
     click.echo(text, nl=False)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--output {output}: cannot write ({exc.strerror or exc}); the summary is above") from None
     # sys.exit, not ctx.exit: the CLI runs click with standalone_mode=False,
     # which would swallow the code.
     sys.exit(code)

@@ -19,10 +19,11 @@ def mean_stderr(values: Sequence[float]) -> MetricValue:
 
     The interval is Wilson's when every value is 0 or 1 (a proportion), else
     mean ± z·stderr; with one value there is no stderr and no normal interval.
+    Raises ValueError for no values.
     """
     n = len(values)
-    if n == 0:
-        return MetricValue(value=float("nan"), stderr=None)
+    if n == 0:  # a mean of nothing is not a score
+        raise ValueError("mean_stderr: no values")
     arr = np.asarray(values, dtype=float)
     stderr = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else None
     return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr))
@@ -72,7 +73,15 @@ def macro_mean(per_subtask: Sequence[Sequence[float]]) -> MetricValue:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of the Codex paper: 1 - C(n-c, k) / C(n, k), computed stably."""
+    """Unbiased pass@k of the Codex paper: 1 - C(n-c, k) / C(n, k), computed stably.
+
+    Chen et al. (2021), arXiv 2107.03374, fig. 3: 1 - prod_{i=n-c+1}^{n} (1 - k/i);
+    n samples of which c passed.  Raises ValueError unless 1 <= k <= n and
+    0 <= c <= n (a count outside them would give a number in or beyond [0, 1]
+    that means nothing: c > n gave 1.0, k = 0 gave 0.0, k < 0 a negative value).
+    """
+    if k < 1 or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 1 <= k and 0 <= c <= n, got n={n}, c={c}, k={k}")
     if k > n:
         raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
     if n - c < k:
@@ -95,7 +104,8 @@ def aggregate_means(
     Only ``scored`` samples enter the means; the others are counted in
     ``status_counts``.  With subtasks, the task-level value of metric ``m`` is
     reported three ways: ``m`` (the headline aggregate), ``m_macro`` (the
-    unweighted mean over subtasks) and ``m_micro`` (size-weighted).
+    unweighted mean over subtasks) and ``m_micro`` (size-weighted).  A subtask
+    without a scored sample cannot enter the macro mean: a warning names it.
     """
     scored = [r for r in results if r.score.status == ScoreStatus.SCORED]
     by_subtask: dict[str, list[SampleResult]] = defaultdict(list)
@@ -117,10 +127,16 @@ def aggregate_means(
             )
 
     metrics: dict[str, MetricValue] = {}
+    warnings: list[str] = []
     for m in metric_names:
         micro = mean_stderr(values(scored, m))
         if subtasks:
-            macro = macro_mean([values(by_subtask[name], m) for name in subtasks if m in subtasks[name].metrics])
+            counted = [name for name in subtasks if m in subtasks[name].metrics]
+            if len(counted) < len(subtasks):  # the macro mean silently meant fewer subtasks
+                missing = [name for name in subtasks if name not in counted]
+                warnings.append(f"{m}_macro averages {len(counted)} of {len(subtasks)} subtasks: "
+                                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} have no scored sample")
+            macro = macro_mean([values(by_subtask[name], m) for name in counted])
             metrics[f"{m}_macro"] = macro
             metrics[f"{m}_micro"] = micro
             metrics[m] = macro if headline_aggregate == "macro" else micro
@@ -134,4 +150,5 @@ def aggregate_means(
         subtasks=subtasks,
         status_counts=status_counts(results),
         notes=notes or {},
+        warnings=warnings,
     )

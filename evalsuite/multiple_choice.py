@@ -14,6 +14,9 @@ Each option is scored as a continuation of the shared context (one
 
 Gold may hold several options (multi-answer items count as correct when the
 top option is any gold one, as in lm-eval).  Ties go to the first option.
+An option whose text equals a gold option's is gold too: the model cannot tell
+two identical continuations apart (they tie, and the tie would otherwise go
+to whichever comes first, scoring a correct pick 0 or 1 by position).
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ def choice_score(result: LoglikelihoodResult, choices: Sequence[str], gold: Coll
     ``choices`` are the options without their continuation delimiter (the
     continuation of "True" is " True", its length for ``acc_norm`` is 4);
     ``result.logprobs`` holds one summed log-probability per option, in order.
-    Raises ValueError when the two counts differ.
+    Raises ValueError when the two counts differ, a gold index is not an option or an
+    option is empty.
     """
     lps = result.logprobs
     if len(lps) != len(choices):
         raise ValueError(f"{len(lps)} log-likelihoods for {len(choices)} options")
+    if not all(0 <= i < len(choices) for i in gold):
+        raise ValueError(f"gold {sorted(gold)} names no option of {len(choices)}")
+    if any(not c.strip() for c in choices):
+        # Its continuation is the delimiter alone (" "), likely the likeliest: it would
+        # win acc for a reason that has nothing to do with the question.
+        raise ValueError(f"empty option {[c for c in choices if not c.strip()][0]!r} among {len(choices)}")
+    gold_texts = {choices[i] for i in gold}
+    gold = {i for i, c in enumerate(choices) if c in gold_texts}
     best = _argmax(lps)
     norm = [lp / max(1, len(c)) for lp, c in zip(lps, choices)]
     best_norm = _argmax(norm)

@@ -109,6 +109,27 @@ def select_shots(
     raise UserError(f"shot selection must be 'fixed' or 'random', got {selection!r}")
 
 
+# End-of-sequence / end-of-turn markers that generations from servers or other harnesses
+# can keep as text (SentencePiece, ChatML, Llama 3, GPT-2, Phi-3, Gemma, DeepSeek): what
+# follows one is not the answer, and its "<" would read as a bracket in dyck_languages.
+END_OF_TURN = ("</s>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<end_of_turn>",
+               "<｜end▁of▁sentence｜>")
+
+
+# Full-width ASCII forms (U+FF01-U+FF5E: "Ｂ", "（Ａ）", "：", "１２") as ASCII, the
+# ideographic space as a space, and the minus signs U+2212 / U+FE63 as "-".
+# Narrower than NFKC on purpose: NFKC also turns "x²" into "x2" and "½" into "1⁄2".
+_HALFWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: " ", 0x2212: "-", 0xFE63: "-"}
+
+
+def halfwidth(text: str) -> str:
+    """``text`` with full-width letters, digits and punctuation and Unicode minus
+    signs as their ASCII forms, before an answer is read from it: Chinese input
+    methods type "答案是（Ｂ）" and typeset text "−12", which the extraction
+    patterns (ASCII letters, "-") would otherwise miss or misread as 12."""
+    return text.translate(_HALFWIDTH)
+
+
 def after_last(text: str, markers: Sequence[str]) -> str | None:
     """The text after the last occurrence of any marker (case-insensitive), or None.
 

@@ -13,9 +13,9 @@ import enum
 import math
 import re
 from statistics import NormalDist
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 SCHEMA_VERSION = "1.0"
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a Python str holds pairs as one code point
@@ -39,7 +39,20 @@ def jsonl_lines(text: str) -> list[str]:
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # ser_json_inf_nan: a float that may be infinite (a log-probability of -inf)
+    # is written as -Infinity, which reads back, not as null, which does not.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+
+def _not_nan(x: float) -> float:
+    if math.isnan(x):
+        raise ValueError("NaN is not a log-probability")
+    return x
+
+
+# Scores and their aggregates must be finite: a NaN would turn a mean, a
+# bootstrap and every comparison with it into noise, silently.
+LogProb = Annotated[float, AfterValidator(_not_nan)]
 
 
 class Message(Record):
@@ -103,7 +116,7 @@ class ModelOutput(Record):
 class LoglikelihoodResult(Record):
     """Log-probabilities of each continuation given one shared context."""
 
-    logprobs: list[float]
+    logprobs: list[LogProb]  # -inf allowed (probability 0), NaN not
     is_greedy: list[bool]
     token_counts: list[int]
     cached: bool = False  # served from the response cache (--cache), not by the model
@@ -156,7 +169,7 @@ class Score(Record):
     """The verdict on one sample."""
 
     status: ScoreStatus = ScoreStatus.SCORED
-    metrics: dict[str, float] = Field(default_factory=dict)  # e.g. {"exact_match": 1.0}
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)  # e.g. {"exact_match": 1.0}; NaN/inf refused
     answer: Any = None  # the extracted answer, if any
     detail: str | None = None  # why it was not scored, or per-completion verdicts
     judgments: list[Judgment] = Field(default_factory=list)  # judged tasks: every judge call behind the score
@@ -301,11 +314,11 @@ class MetricValue(Record):
     of proportions it is Kish's effective size (see evalsuite.metrics).
     """
 
-    value: float
-    stderr: float | None = None
-    ci: tuple[float, float] | None = None
+    value: FiniteFloat
+    stderr: FiniteFloat | None = None
+    ci: tuple[FiniteFloat, FiniteFloat] | None = None
     ci_method: Literal["wilson", "normal"] | None = None
-    n: float | None = None
+    n: FiniteFloat | None = None
 
 
 def wilson_interval(p: float, n: float, level: float = CI_LEVEL) -> tuple[float, float]:

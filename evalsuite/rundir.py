@@ -16,7 +16,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from evalsuite.errors import UserError
-from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, SampleResult, jsonl_lines
+from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, SampleResult
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -40,7 +40,10 @@ class RunDir:
     def existing(cls, path: Path | str) -> "RunDir":
         run = cls(path)
         if not (run.path / RUN_FILE).is_file():
-            raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE})")
+            # `evalsuite run -o DIR` writes DIR/<run-id>/: the usual slip is passing DIR.
+            inside = sorted(str(f.parent) for f in run.path.glob(f"*/{RUN_FILE}")) if run.path.is_dir() else []
+            hint = f"; it holds the run director{'y' if len(inside) == 1 else 'ies'} {', '.join(inside[:3])}" if inside else ""
+            raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE}){hint}")
         return run
 
     # -- provenance and results ------------------------------------------------
@@ -91,8 +94,8 @@ class RunDir:
     def samples(self) -> list[SampleResult]:
         """Latest record per (task, sample_id), in first-seen order.
 
-        A torn last line (the process died mid-write) is ignored; a bad line
-        anywhere else is an error.
+        A torn last line (the process died mid-write) is ignored, a whole one
+        without its newline is kept; a bad line anywhere else is an error.
         """
         return self._latest()[0]
 
@@ -119,26 +122,39 @@ class RunDir:
         if not path.is_file():
             return [], 0
         latest: dict[tuple[str, str], SampleResult] = {}
-        text = path.read_text(encoding="utf-8")
-        # Every write ends with a newline, so text after the last one is torn.
-        lines = jsonl_lines(text[: text.rfind("\n") + 1])
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
+        data = _read_bytes(path)
+        # Every write ends with a newline, so bytes after the last one are torn
+        # (possibly mid-character): cut them before decoding.
+        lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})") from None
             try:
                 record = SampleResult.model_validate_json(line)
             except ValidationError as exc:
-                raise UserError(f"{path}:{lineno}: not a valid sample record ({exc.errors()[0]['msg']})") from None
-            latest[(record.task, record.sample_id)] = record
-        return list(latest.values()), len(lines)
+                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
+            latest[(record.task, record.sample_id)] = _same_major(record, f"{path}:{lineno}")
+        tail = _whole_tail(data)
+        if tail is not None:
+            latest[(tail.task, tail.sample_id)] = _same_major(tail, f"{path}:{len(lines) + 1}")
+        return list(latest.values()), len(lines) + (tail is not None)
 
     def truncate_torn_tail(self) -> None:
-        """Drop a partial last line before appending to it on resume."""
+        """Drop a partial last line before appending to it on resume; a whole record
+        that only lacks its newline (cut just before it, or a file from elsewhere) is kept."""
         path = self.path / SAMPLES_FILE
         if path.is_file():
             data = path.read_bytes()
             if data and not data.endswith(b"\n"):
-                path.write_bytes(data[: data.rfind(b"\n") + 1])
+                if _whole_tail(data) is not None:
+                    with path.open("ab") as fh:
+                        fh.write(b"\n")
+                else:
+                    path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def close(self) -> None:
         if self._appender is not None:
@@ -148,18 +164,65 @@ class RunDir:
             self._appender = None
 
 
+def _whole_tail(data: bytes) -> SampleResult | None:
+    """The record after the last newline of samples.jsonl if it is whole and valid, else None (torn)."""
+    tail = data[data.rfind(b"\n") + 1 :]
+    if not tail.strip():
+        return None
+    try:
+        return SampleResult.model_validate_json(tail.decode("utf-8"))
+    except (UnicodeDecodeError, ValidationError):
+        return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(map(str, err["loc"]))
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
 def _parse(path: Path, model: type):
     if not path.is_file():
         raise UserError(f"{path} not found")
+    raw = _read_bytes(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     version = str(data.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+    major, _, minor = version.partition(".")
+    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
+    if major != ours_major:
         raise UserError(f"{path}: schema version {version or 'missing'}, this evalsuite reads {SCHEMA_VERSION}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise UserError(f"{path}: invalid {model.__name__} at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        # A newer minor version may add fields this evalsuite does not know: say so.
+        newer = f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})" if _newer(minor, ours_minor) else ""
+        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{newer}") from None
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0]
+
+
+def _same_major(record: SampleResult, where: str) -> SampleResult:
+    """``record`` if this evalsuite reads its schema (as for run.json and results.json)."""
+    if _major(record.schema_version) != _major(SCHEMA_VERSION):
+        raise UserError(f"{where}: schema version {record.schema_version}, this evalsuite reads {SCHEMA_VERSION}")
+    return record
+
+
+def _newer(minor: str, ours: str) -> bool:
+    return minor.isdigit() and ours.isdigit() and int(minor) > int(ours)

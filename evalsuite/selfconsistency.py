@@ -66,10 +66,13 @@ def vote_score(
         "answer_found": sum(found) / len(found),
         "vote_share": count / len(answers),
     }
+    # A tie is decided by sample order: say so, with the answers it was decided against.
+    tied = [a for a, n in Counter(a for a in answers if a is not None).items() if n == count and a != voted]
+    tie = f" (tied with {', '.join(str(_jsonable(a)) for a in tied)}: the first to reach {count} wins)" if tied else ""
     return Score(
         metrics=metrics,
         answer=_jsonable(voted),
-        detail=f"votes {count}/{len(answers)}; samples: {[_jsonable(a) for a in answers]}",
+        detail=f"votes {count}/{len(answers)}{tie}; samples: {[_jsonable(a) for a in answers]}",
     )
 
 

@@ -95,7 +95,11 @@ def paired_bootstrap(
     equally), matching tasks whose headline averages subtasks; resampling
     within each stratum keeps its size fixed. The p-value is the two-sided
     bootstrap p: twice the share of resampled deltas on the far side of zero
-    (so it is never reported below 1/n_boot).
+    (so it is never reported below 1/n_boot).  With at most ``EXACT_MAX``
+    non-zero differences the p-value is instead the exact sign-flip
+    (Fisher-Pitman) permutation p of the same statistic: the bootstrap of a
+    handful of items has almost no distinct resamples, and two items that both
+    dropped by 0.5 gave p = 1/n_boot, a "significant" regression.
     """
     d = cand - base
     rng = np.random.default_rng(seed)
@@ -116,8 +120,13 @@ def paired_bootstrap(
             idx = rng.integers(0, len(g), size=(stop - start, len(g)))
             boots[start:stop] += weight * dg[idx].mean(axis=1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    weights = np.zeros(len(d))
+    for g in groups:
+        weights[g] = weight / len(g)
     if np.all(d == 0):
         p = 1.0
+    elif np.count_nonzero(d) <= EXACT_MAX:
+        p = sign_flip_p(d * weights)
     else:
         tail = min((boots <= 0).mean(), (boots >= 0).mean())
         p = float(min(1.0, max(2 * tail, 1.0 / n_boot)))
@@ -131,6 +140,33 @@ def paired_bootstrap(
         p_value=p,
         n=len(d),
     )
+
+
+EXACT_MAX = 16  # paired_bootstrap: up to 2^16 sign patterns are enumerated
+
+
+def sign_flip_p(terms: np.ndarray) -> float:
+    """Exact two-sided p of H0 "each paired difference is symmetric about 0" for the
+    statistic sum(terms): the share of the 2^m sign patterns of the m non-zero
+    terms whose |sum| is at least the observed one (Fisher 1935; Pitman 1937).
+    Its smallest value is 2 / 2^m.  Raises ValueError above ``EXACT_MAX`` terms.
+    """
+    t = terms[terms != 0]
+    if len(t) > EXACT_MAX:
+        raise ValueError(f"sign_flip_p enumerates at most 2^{EXACT_MAX} patterns, got {len(t)} terms")
+    if len(t) == 0:
+        return 1.0
+    signs = 1 - 2 * ((np.arange(2 ** len(t))[:, None] >> np.arange(len(t))) & 1)
+    sums = np.abs(signs @ t)
+    observed = abs(t.sum())
+    return float(np.mean(sums >= observed * (1 - 1e-12)))
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided p any outcome on n pairs can give the gate's tests:
+    2 * 0.5^n for McNemar's exact test and the sign-flip test (every pair moved
+    one way); the large-n bootstrap can go down to 1/n_boot, reported as 0."""
+    return min(1.0, 2 * 0.5**n) if n <= EXACT_MAX else 0.0
 
 
 def holm(p_values: list[float]) -> list[float]:

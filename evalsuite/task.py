@@ -78,6 +78,15 @@ class Task:
     notes: dict[str, Any] = field(default_factory=dict)  # counted data quirks etc.
     judge_templates: dict[str, str] = field(default_factory=dict)  # judge prompt name -> sha256
 
+    def __post_init__(self) -> None:
+        # (task, sample_id) keys resume, rescoring and the gate's pairing: a repeated
+        # id would silently keep one of its samples and drop the others.
+        seen: set[str] = set()
+        repeated = list(dict.fromkeys(s.id for s in self.samples if s.id in seen or seen.add(s.id)))
+        if repeated:
+            raise UserError(f"task {self.name}: {len(repeated)} sample ids occur more than once "
+                            f"(e.g. {', '.join(repeated[:3])}); ids must be unique within a task")
+
 
 def stratified_order(samples: Sequence[Sample], seed: str | int = 0) -> list[Sample]:
     """Samples grouped by subtask (sorted), each group in a fixed random order.

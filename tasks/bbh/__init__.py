@@ -29,10 +29,11 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, Literal
 
+from evalsuite.backends.base import cut_at_stop
 from evalsuite.data import DataSource
 from evalsuite.metrics import aggregate_means
 from evalsuite.multiple_choice import choice_score
-from evalsuite.prompting import Turn, assemble
+from evalsuite.prompting import END_OF_TURN, Turn, assemble
 from evalsuite.records import GenerationConfig, Sample, Score
 from evalsuite.selfconsistency import sampling_config, vote_score
 from evalsuite.task import (
@@ -155,14 +156,18 @@ def bbh(
         if mc:
             s = choice_score(output, sample.choices, {sample.choices.index(sample.target)})
             return s.model_copy(update={"answer": sample.choices[s.answer]})
-        if len(output.completions) > 1:
+        # Generations from elsewhere (`evalsuite score --samples`) may run on into the next
+        # few-shot question and its answer, or keep an end-of-turn token: cut them where
+        # this task's generation stops.
+        completions = [cut_at_stop(c, [*config.stop, *END_OF_TURN])[0] for c in output.completions]
+        if len(completions) > 1:
             return vote_score(
-                output.completions,
+                completions,
                 lambda text: _vote_answer(text, sample, cot),
                 lambda answer: answer is not None and is_correct(answer, answer, sample.target, sample.subtask),
                 "exact_match",
             )
-        text = output.completions[0]
+        text = completions[0]
         reading = read(text, sample.subtask, sample.input["input"], chain_of_thought=cot)
         correct = is_correct(text, reading.answer, sample.target, sample.subtask)
         return Score(

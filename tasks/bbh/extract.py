@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from evalsuite.prompting import is_english_word
+from evalsuite.prompting import halfwidth, is_english_word
 
 # "answer is" / "answer:" but not "answer is not" / "answer isn't".
 ANSWER_PHRASE = re.compile(
@@ -40,6 +40,8 @@ LATEX_WRAPPER = re.compile(r"\\(?:boxed|fbox|text|textbf|mathrm)\s*\{([^{}]*)\}"
 OPTION = re.compile(r"^\(([A-Z])\)\s*(.+?)\s*$", re.MULTILINE)
 PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 UPPER_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
+# An answer that opens with an option letter as such: "(G)", "G)", "G." or "G" alone.
+BEYOND_LETTER = re.compile(r"^(?:\(([A-Za-z])\)|([A-Z])(?:\)|[.,;:!?]|\s*$))")
 # A bare letter standing alone at the start: "B", "B.", "B)", "b", "B: ...", "B Maelstrom".
 BARE_LETTER = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[\s.,:;!?\]]|$))")
 # Where the answer's clause ends: a sentence end, or a reason / a contrast after it.
@@ -50,7 +52,9 @@ CLAUSE_END = re.compile(
 )
 # A parenthesised note with words in it: "(in alphabetical order)", "(closing the brackets)".
 NOTE = re.compile(r"\s*\((?=[^()]*[A-Za-z]{2})[^()]*\)")
-INTEGER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.0+)?(?![\d.]*\d)")
+# A comma only as a thousands separator ("1,000"): "2,4" is not 24 (a list, or a
+# decimal comma), so no number is read from it.
+INTEGER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?(?![\d.,]*\d)")
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen twenty".split())}
@@ -124,12 +128,21 @@ class Hedge:
 
 
 @dataclass(frozen=True)
+class NotAnOption:
+    """An answer naming a letter the question has no option for ("the answer is (G)")."""
+
+    letter: str
+
+
+@dataclass(frozen=True)
 class Reading:
     """What an output answers: ``answer`` in the target's form, or None with ``hedged``
-    holding the alternatives when the output named several instead of one."""
+    holding the alternatives when the output named several instead of one, or
+    ``beyond`` the letter it named when the question has no such option."""
 
     answer: str | None
     hedged: tuple[str, ...] = ()
+    beyond: str | None = None
 
     @property
     def detail(self) -> str | None:
@@ -137,6 +150,8 @@ class Reading:
             return None
         if self.hedged:
             return f"hedged between {' and '.join(self.hedged)}: not an answer"
+        if self.beyond:
+            return f"answered {self.beyond}, which is not an option"
         return "no answer found in the output"
 
 
@@ -187,6 +202,7 @@ def _clause(text: str) -> str:
 
 def read(output: str, subtask: str, question: str, chain_of_thought: bool) -> Reading:
     """The model's final answer in the target's canonical form, or why there is none."""
+    output = halfwidth(output)  # "−12" is -12, not 12; "（Ｂ）" is (B)
     fmt = answer_format(subtask)
     if fmt is Format.WORDS:
         return Reading(_word_list(output, chain_of_thought))
@@ -209,6 +225,8 @@ def read(output: str, subtask: str, question: str, chain_of_thought: bool) -> Re
         found = _search_last(output if rest is None else rest, fmt, subtask, question)
     if isinstance(found, Hedge):
         return Reading(None, found.alternatives)
+    if isinstance(found, NotAnOption):
+        return Reading(None, beyond=found.letter)
     return Reading(found)
 
 
@@ -217,7 +235,7 @@ def extract(output: str, subtask: str, question: str, chain_of_thought: bool) ->
     return read(output, subtask, question, chain_of_thought).answer
 
 
-def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | None:
+def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | NotAnOption | None:
     """One answer span (already located and cleaned) in the target's form."""
     if fmt is Format.CHOICE:
         return _choice(span, options(question))
@@ -234,7 +252,7 @@ def parse(span: str, fmt: Format, subtask: str, question: str) -> str | Hedge | 
 # -- letter choices ----------------------------------------------------------------
 
 
-def _choice(span: str, opts: dict[str, str]) -> str | Hedge | None:
+def _choice(span: str, opts: dict[str, str]) -> str | Hedge | NotAnOption | None:
     """Read one option from a span: its text, "(X)", a bare letter, or the one "(X)" in the clause.
 
     An option's text wins over a bare letter, so "A Plasticine Crow" is the option
@@ -243,6 +261,12 @@ def _choice(span: str, opts: dict[str, str]) -> str | Hedge | None:
     """
     text = re.sub(r"^(?:either|both|option|choice)\s+", "", span, flags=re.IGNORECASE)
     letter, rest = _leading_option(text, opts)
+    beyond = BEYOND_LETTER.match(text) if letter is None else None  # "I, Robot" may be an option's text
+    named = beyond and (beyond.group(1) or beyond.group(2)).upper()
+    if opts and named and named not in opts:
+        # "(G), not (B)": the answer is G, which is no option; reading on (or searching
+        # the reasoning) would credit a letter the output did not choose.
+        return NotAnOption(f"({named})")
     if letter is None:
         clause = _clause(text)
         named = [m for m in PAREN_LETTER.finditer(clause) if (not opts or m.group(1).upper() in opts)
@@ -287,7 +311,7 @@ def _leading_option(text: str, opts: dict[str, str]) -> tuple[str | None, str]:
 def _hedge_after(letter: str, rest: str, opts: dict[str, str]) -> Hedge | None:
     """A second option joined to the first by "or" / "and" / "/" in the rest of its clause."""
     m = (re.match(HEDGE_JOIN + r"(?:either\s+|option\s+)?(\S.*)", rest, re.IGNORECASE)
-         or re.match(r"\s*,\s*(\([A-Za-z]\).*)", rest))  # a list: "(A), (C)"
+         or re.match(r"\s*,?\s*(\([A-Za-z]\).*)", rest))  # a list: "(A), (C)", "(A) (C)"
     if not m:
         return None
     other, _ = _leading_option(m.group(1), opts)
@@ -351,7 +375,8 @@ def _integer(span: str) -> str | Hedge | None:
     if digits is None:
         return None
     first = str(int(float(digits.group().replace(",", ""))))
-    joined = re.match(HEDGE_JOIN + r"(-?\d[\d,]*)\b", head[digits.end():], re.IGNORECASE)
+    # "8 or 9", "8/9", and a list "8, 9": two numbers are a hedge.
+    joined = re.match(r"(?:" + HEDGE_JOIN + r"|\s*,\s*)(-?\d[\d,]*)\b", head[digits.end():], re.IGNORECASE)
     if joined and joined.group(1).replace(",", "") != first:
         return Hedge((first, joined.group(1).replace(",", "")))
     return first

@@ -204,7 +204,7 @@ def aggregate(results: Sequence[SampleResult], plus: bool, requested: Sequence[i
         notes["upstream_quirks"] = PLUS_QUIRKS
     res = aggregate_means(results, "pass@1", notes=notes)
     return res.model_copy(update={"metrics": {m: v for m, v in res.metrics.items() if m in common},
-                                  "warnings": warnings})
+                                  "warnings": [*res.warnings, *warnings]})
 
 
 def _dropped_k(scored: Sequence[SampleResult], ks: Sequence[int], common: set[str]) -> list[str]:

@@ -208,9 +208,11 @@ def aggregate_turns(results: Sequence[SampleResult], headline: str, notes: dict,
     def metrics(rs: Sequence[SampleResult]) -> dict:
         scored = [r.score.metrics for r in rs if r.score.status is ScoreStatus.SCORED]
         turns = {t: [m[t] for m in scored if t in m] for t in ("turn_1", "turn_2")}
+        if not (turns["turn_1"] or turns["turn_2"]):
+            return {}  # nothing scored: no mean (not a NaN one)
         out = {headline: mean_stderr(turns["turn_1"] + turns["turn_2"])}
         out.update({t: mean_stderr(v) for t, v in turns.items() if v})
-        return out if turns["turn_1"] or turns["turn_2"] else {}
+        return out
 
     by_category: dict[str, list[SampleResult]] = {}
     for r in results:
