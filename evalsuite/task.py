@@ -138,7 +138,7 @@ class TaskFactory:
         for key, value in raw.items():
             if key not in known:
                 raise unknown_name(f"parameter of task '{self.name}'", key, known)
-            out[key] = _coerce(value, hints.get(key, str), f"{self.name}.{key}")
+            out[key] = coerce(value, hints.get(key, str), f"{self.name}.{key}")
         return out
 
 
@@ -189,10 +189,6 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     """A command-line ``value`` as the type ``hint`` (int, float, an annotated
     bound such as :data:`PositiveInt`, a Literal...), as ``-T`` parameters are
     read; ``UserError`` naming ``where`` when it is not one."""
-    return _coerce(value, hint, where)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
     types = typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) else (hint,)
     if not isinstance(value, str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
