@@ -378,10 +378,7 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
         try:
             for j, response in method([reqs[i] for i in idx]):
                 seen.add(idx[j])
-                if isinstance(response, RequestFailure):  # this request alone failed for good
-                    yield samples[idx[j]], None, response.reason
-                else:
-                    yield samples[idx[j]], response, None
+                yield _as_outcome(samples[idx[j]], response)
         except UserError:
             raise
         except Exception:
@@ -390,11 +387,18 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
                     continue
                 try:
                     (_, response), = list(method([reqs[i]]))
-                    yield samples[i], response, None
+                    yield _as_outcome(samples[i], response)
                 except UserError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded per sample, never dropped
                     yield samples[i], None, f"{type(exc).__name__}: {exc}"
+
+
+def _as_outcome(sample: Sample, response: Any) -> tuple[Sample, Response | None, str | None]:
+    """(sample, response, None), or (sample, None, reason) for a request that alone failed for good."""
+    if isinstance(response, RequestFailure):
+        return sample, None, response.reason
+    return sample, response, None
 
 
 class _Scorer:

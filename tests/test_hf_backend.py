@@ -100,7 +100,7 @@ def test_shared_fewshot_prefix_is_prefilled_once_and_changes_nothing(model, data
     cached = dict(model.generate(requests))
     assert model.stats["prefix_prefills"] == before + 1
     encoded = [model._encode(r.prompt) for r in requests]
-    plain = model._generate_batch(encoded, config, shared=0)
+    plain = model._generate_batch(encoded, config, 0, config.max_new_tokens)
     assert [cached[i].completions for i in range(3)] == [o.completions for o in plain]
 
 
@@ -295,3 +295,42 @@ def test_onednn_linears_pack_in_place_and_change_no_greedy_output(model, data_di
         HFBackend("smollm2-135m", BackendOptions(extra={"linear": "mkl"}))
     with pytest.raises(UserError, match="linear=onednn: needs a float32 model on the CPU"):
         HFBackend("smollm2-135m", BackendOptions(dtype="bfloat16", extra={"linear": "onednn"}))
+
+
+def test_the_models_context_bounds_every_row_and_a_prompt_that_fills_it_fails(model):
+    """A model declaring 48 positions (as GPT-2 declares 1,024): an answer stops at the context's end with
+    "length", equal to the start of the unbounded answer, on the engine and on static batches alike; a
+    prompt that leaves no room, and a log-likelihood request past the context, are RequestFailures with
+    the reason, never a crash nor text from positions the model was not trained for."""
+    from evalsuite.backends.base import ChoiceRequest, RequestFailure
+
+    config = GenerationConfig(max_new_tokens=48)
+    loop = "Repeat after me ten times: red green blue, red green blue, red green blue,"  # runs to any limit
+    long = PROMPTS[3] * 3  # 60 tokens
+    requests = [GenerateRequest(p, config) for p in (loop, PROMPTS[0], long)]
+    free = _by_engine(model, requests[:2], "continuous")
+    lengths = [len(model._encode(p)) for p in (loop, PROMPTS[0], long)]
+    config_, saved = model.model.config, (model.model.config.max_position_embeddings, model.engine.draft_tokens)
+    config_.max_position_embeddings = 48
+    try:
+        for engine in ("continuous", "static"):
+            for draft_tokens in (0, 4):
+                model.engine.draft_tokens = draft_tokens
+                bounded = _by_engine(model, requests, engine)
+                cut = 0
+                for out, unbounded, n in zip(bounded, free, lengths):
+                    room = 48 - n
+                    assert out.completion_tokens <= room
+                    if unbounded.completion_tokens > room:  # cut by the context, not by max_new_tokens
+                        assert out.finish_reasons == ["length"] and out.completion_tokens == room
+                        assert unbounded.completions[0].startswith(out.completions[0])
+                        cut += 1
+                    else:
+                        assert out.model_dump() == unbounded.model_dump()
+                assert cut
+                assert isinstance(bounded[2], RequestFailure) and "60 tokens" in bounded[2].reason, bounded[2]
+        results = dict(model.loglikelihood([ChoiceRequest(long, [" yes"]), ChoiceRequest(PROMPTS[1], [" apples"])]))
+        assert isinstance(results[0], RequestFailure) and "holds 48" in results[0].reason
+        assert not isinstance(results[1], RequestFailure)
+    finally:
+        config_.max_position_embeddings, model.engine.draft_tokens = saved

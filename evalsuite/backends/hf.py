@@ -17,6 +17,7 @@ from evalsuite.backends.base import (
     BackendOptions,
     ChoiceRequest,
     GenerateRequest,
+    RequestFailure,
     cut_at_stop,
     render_prompt,
     split_continuations,
@@ -166,10 +167,40 @@ class HFBackend(Backend):
 
     # -- generation ------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput]]:
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model declares (``max_position_embeddings``, GPT-2's ``n_positions``...), or None."""
+        config = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def _budgets(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[int]:
+        """New tokens each prompt may get: ``max_new_tokens``, or what is left of the context."""
+        limit = self.context_length
+        return [max_new_tokens if limit is None else min(max_new_tokens, limit - len(p)) for p in prompts]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, ModelOutput | RequestFailure]]:
+        """Completions of each request; a prompt the model's context cannot hold is a RequestFailure.
+
+        A row stops at the end of the context (finish reason "length") when
+        its prompt plus ``max_new_tokens`` would pass it: past its trained
+        positions a model either fails (learned position embeddings) or
+        extrapolates into text nobody should score.
+        """
         encoded = [self._encode(r.prompt) for r in requests]
+        limit = self.context_length
+        fits = []
+        for i, ids in enumerate(encoded):
+            if limit is not None and len(ids) >= limit:
+                yield i, RequestFailure(f"the prompt is {len(ids)} tokens; the model's context holds {limit}, "
+                                        "leaving no room for an answer")
+            else:
+                fits.append(i)
         # One generation config per pass (a static batch needs one anyway).
-        by_config = sorted(range(len(requests)), key=lambda i: requests[i].config.model_dump_json())
+        by_config = sorted(fits, key=lambda i: requests[i].config.model_dump_json())
         for _, group in groupby(by_config, key=lambda i: requests[i].config.model_dump_json()):
             idx = list(group)
             config = requests[idx[0]].config
@@ -183,13 +214,14 @@ class HFBackend(Backend):
         from evalsuite.backends.hf_engine import Finisher, Sampling
 
         prompts = [encoded[i] for i in idx]
+        budgets = self._budgets(prompts, config.max_new_tokens)
         sampling = Sampling(config.temperature, config.top_p, config.seed)
-        finisher = Finisher(self.tokenizer, self.engine.eos, config.stop, config.max_new_tokens)
+        finisher = Finisher(self.tokenizer, self.engine.eos, config.stop, budgets)
         pending = admission_order(prompts)
         while pending:
             finished: set[int] = set()
             try:
-                for j, rows in self.engine.run(prompts, pending, config.n, config.max_new_tokens, sampling, finisher):
+                for j, rows in self.engine.run(prompts, pending, config.n, budgets, sampling, finisher):
                     finished.add(j)
                     yield idx[j], self._output(len(prompts[j]), [r.tokens for r in rows], config.stop)
                 return
@@ -201,15 +233,23 @@ class HFBackend(Backend):
                 pending = [p for p in pending if p[0] not in finished]
 
     def _generate_static(self, idx: list[int], encoded: list[list[int]], config: GenerationConfig) -> Iterator[tuple[int, ModelOutput]]:
-        """Length-sorted static batches through ``model.generate``; halves the batch on a GPU OOM."""
-        pending = [
-            Batch([idx[j] for j in b.indices], b.shared_prefix)
-            for b in plan_batches([encoded[i] for i in idx], self.batch_size, self.max_batch_tokens)
-        ]
+        """Length-sorted static batches through ``model.generate``; halves the batch on a GPU OOM.
+
+        A prompt whose answer the context cuts short runs on its own, so its
+        budget does not cut the other rows of a batch."""
+        budget = dict(zip(idx, self._budgets([encoded[i] for i in idx], config.max_new_tokens)))
+        pending = []
+        for b in plan_batches([encoded[i] for i in idx], self.batch_size, self.max_batch_tokens):
+            rows = [idx[j] for j in b.indices]
+            if all(budget[i] == config.max_new_tokens for i in rows):
+                pending.append(Batch(rows, b.shared_prefix))
+            else:
+                pending += [Batch([i], b.shared_prefix) for i in rows]
         while pending:
             batch = pending.pop(0)
             try:
-                outputs = self._generate_batch([encoded[i] for i in batch.indices], config, batch.shared_prefix)
+                outputs = self._generate_batch([encoded[i] for i in batch.indices], config, batch.shared_prefix,
+                                               min(budget[i] for i in batch.indices))
             except self.torch.cuda.OutOfMemoryError:
                 if len(batch.indices) == 1:
                     raise
@@ -233,7 +273,7 @@ class HFBackend(Backend):
             self._prefix_key = key
         return copy.deepcopy(self._prefix_kv)
 
-    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig, shared: int = 0) -> list[ModelOutput]:
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig, shared: int, max_new_tokens: int) -> list[ModelOutput]:
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         # n samples per prompt become n rows, so one prefix cache fits all.
@@ -244,7 +284,7 @@ class HFBackend(Backend):
         ids = torch.tensor([p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in rows], device=self.device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in rows], device=self.device)
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             pad_token_id=pad,
         )
         if shared:
@@ -290,15 +330,23 @@ class HFBackend(Backend):
 
     # -- log-likelihood --------------------------------------------------------
 
-    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, LoglikelihoodResult]]:
+    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, LoglikelihoodResult | RequestFailure]]:
         """Score every continuation of a request against one forward pass of its context.
 
         The context is run once; its KV cache is repeated across the options,
-        which are then scored in a single batched pass (prefix reuse).
+        which are then scored in a single batched pass (prefix reuse).  A
+        request whose context and longest continuation pass the model's
+        context is a RequestFailure (not silently left-truncated, as
+        lm-evaluation-harness does).
         """
         torch = self.torch
+        limit = self.context_length
         for i, req in enumerate(requests):
             ctx_ids, conts = self._split_tokens(req)
+            longest = len(ctx_ids) + max(map(len, conts))
+            if limit is not None and longest > limit:
+                yield i, RequestFailure(f"context and continuation are {longest} tokens; the model's context holds {limit}")
+                continue
             with torch.inference_mode():
                 ctx = torch.tensor([ctx_ids[:-1]], device=self.device)
                 cache = None

@@ -508,10 +508,10 @@ class NgramDrafter:
 
 
 class Finisher:
-    """Decides when a row ends: an EOS token, a stop string in its text, or its token limit."""
+    """Decides when a row ends: an EOS token, a stop string in its text, or its prompt's token budget."""
 
-    def __init__(self, tokenizer: Any, eos: set[int], stops: Sequence[str], max_new_tokens: int) -> None:
-        self.tokenizer, self.eos, self.stops, self.max_new_tokens = tokenizer, eos, [s for s in stops if s], max_new_tokens
+    def __init__(self, tokenizer: Any, eos: set[int], stops: Sequence[str], budgets: Sequence[int]) -> None:
+        self.tokenizer, self.eos, self.stops, self.budgets = tokenizer, eos, [s for s in stops if s], budgets
 
     def __call__(self, row: Row) -> str | None:
         if row.tokens[-1] in self.eos:
@@ -522,7 +522,7 @@ class Finisher:
             text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
             if any(s in text for s in self.stops):
                 return "stop"
-        if len(row.tokens) >= self.max_new_tokens:
+        if len(row.tokens) >= self.budgets[row.request]:
             return "length"
         return None
 
@@ -590,7 +590,7 @@ class SlotEngine:
         prompts: Sequence[Sequence[int]],
         order: Sequence[tuple[int, int]],
         n: int,
-        max_new_tokens: int,
+        budgets: Sequence[int],
         sampling: Sampling,
         finisher: Callable[[Row], str | None],
     ) -> Iterator[tuple[int, list[Row]]]:
@@ -598,16 +598,17 @@ class SlotEngine:
 
         ``order`` lists ``(prompt index, shared prefix length)`` in admission
         order; prompts with a shared prefix continue from its cached KV.
+        ``budgets[i]``: the most new tokens prompt i's rows may get.
         """
         cache = SlotCache(self.model)
         done: dict[int, list[Row]] = {}
         queue = list(order)[::-1]  # next prompt last
         with torch.inference_mode():
             while queue or cache.live_count():
-                while queue and self._admits(cache, n, len(prompts[queue[-1][0]]) - queue[-1][1] + max_new_tokens):
+                while queue and self._admits(cache, n, len(prompts[queue[-1][0]]) - queue[-1][1] + budgets[queue[-1][0]]):
                     index, shared = queue.pop()
                     past, logits, prefix = self._prefill(prompts[index], shared)
-                    bucket = cache.bucket(len(prompts[index]) - shared + max_new_tokens)
+                    bucket = cache.bucket(len(prompts[index]) - shared + budgets[index])
                     for j in range(n):
                         row = Row(index, j, generator=sampling.generator(prompts[index], j, self.model.device), prefix=prefix)
                         if self.draft_tokens and row.generator is None:
@@ -620,7 +621,7 @@ class SlotEngine:
                     continue
                 rows = cache.live_rows()
                 start = time.perf_counter()
-                drafts = [r.drafter.propose(min(self.draft_tokens, max_new_tokens - len(r.tokens) - 1)) if r.drafter else []
+                drafts = [r.drafter.propose(min(self.draft_tokens, budgets[r.request] - len(r.tokens) - 1)) if r.drafter else []
                           for r in rows]
                 step = cache.begin_step([1 + len(d) for d in drafts])
                 ids = torch.tensor([[t for r, d in zip(rows, drafts) for t in (r.tokens[-1], *d)]], device=self.model.device)
