@@ -119,6 +119,7 @@ class TaskCounts:
 
     @property
     def elapsed(self) -> float:
+        """Seconds this entry worked in this session."""
         return (self.paused_at if self.paused_at is not None else time.monotonic()) - self.t0
 
     @property
@@ -360,8 +361,9 @@ class RunProgress:
             self.ids[name] = self.progress.add_task(name, total=max(1, counts.total), completed=0, counts=counts)
 
     def _changed(self, name: str, show: bool = False) -> None:
-        """Entry ``name`` moved (the lock is held): it is the one working now; once its known work is done,
-        the entry that hands it work (if still working) is; a plain line when ``show``, at each ``PLAIN_STEP`` of its units, or after ``interval_s`` without one."""
+        """Entry ``name`` moved (the lock is held): it is the one working now; once its known work is
+        done, the entry that hands it work (if still working) is.  A plain line when ``show``, at each
+        ``PLAIN_STEP`` of its units, or after ``interval_s`` without one."""
         counts = self.counts[name]
         if name != self._current:
             if self._current is not None:
