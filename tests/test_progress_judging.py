@@ -55,6 +55,8 @@ def test_a_log_shows_each_judge_batch_and_never_reprints_finished_generation(tmp
     assert len(finished) == 1 and finished[0] == generation[-1][0]
     assert lines.index(judging[0].group(0)) < finished[0] < lines.index(judging[-1].group(0))
     assert "done" in generation[-1][1]
+    # Answers written ahead of their judging still count for the generation rate (the mock counts no live tokens).
+    assert float(re.search(r"· ([\d.]+) tok/s", generation[-1][1])[1]) > 0
 
 
 def test_rejudging_a_run_shows_the_same_judging_progress(tmp_path, data_dir):
