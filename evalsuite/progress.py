@@ -15,6 +15,22 @@ finishes and adds the prompt tokens it prefills, so a long prefill shows too::
 
     bbh: 0/27 (0%) · elapsed 0:20 · ETA ? · 0.0 tok/s · prefill 571 tok/s · 0 errors
 
+A task's later phase (its judging: :meth:`RunProgress.start_phase`) gets a
+line or bar of its own, in its own unit, with its own error kinds.  Its total
+grows as work is handed to it; a ``+`` says more may come (the task is still
+generating).  Where one unit takes several steps (a two-turn judge
+conversation gives two replies) the steps are shown, and they move the ETA::
+
+    tinystories judging: 3/20+ judgments (15%) · 23/40 replies · elapsed 1:02 · ETA 0:46 · 41.0 tok/s · 1 parse error · 0 judge failures
+
+Only one entry works at a time: the others' clocks and token counts stand
+still meanwhile (a judge sharing the evaluated model's backend does not
+inflate its generation rate), and an entry whose known work is done stops
+its clock and is not printed again.  While a task's last entry is done but
+the task is not (scoring its last batch), the heartbeat says so instead::
+
+    humaneval: scoring … 0:40
+
 :func:`status` is the same for one-off waits (loading a model, starting a
 server): a spinner on a terminal; otherwise a line once it has lasted a
 second, every ``PLAIN_INTERVAL_S`` seconds while it lasts and at the end.
@@ -25,13 +41,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn
 from rich.text import Text
 
 # Seconds between plain lines: at most (heartbeat) and at least (throttle).
@@ -56,70 +73,167 @@ def _clock(seconds: float | None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 @dataclass
 class TaskCounts:
-    """What is known about one task's progress; rates cover this session only."""
+    """What is known about one progress entry: a task's samples, or a later phase of it (its judgments).
+
+    Clocks and rates cover the time this entry worked in this session: the
+    clock stands still while the entry is paused (another entry works, or its
+    known work is done).
+    """
 
     total: int
     done: int
-    started_done: int  # already done when the task started (resume)
+    started_done: int  # done without work in this session (resumed, or answered from a log)
+    unit: str = ""  # what is counted, after the count ("judgments"); "" for a task's samples
+    error_kinds: tuple[str, ...] = ("error",)  # failure kinds, counted apart ("parse error", "judge failure")
+    step_unit: str = ""  # a finer count within a unit ("replies"); shown when a unit takes several
+    parent: TaskCounts | None = None  # the entry that hands this one its work: while it runs, more may come
     t0: float = field(default_factory=time.monotonic)
-    tokens: int = 0  # completion tokens of finished samples
-    errors: int = 0
+    tokens: int = 0  # completion tokens of finished samples (or steps)
+    errors: Counter[str] = field(default_factory=Counter)
+    steps: int = 0
+    steps_total: int = 0
     live: LiveTokens | None = None  # the backend's running (prompt, completion) token counts
     live_start: tuple[int, int] = (0, 0)
+    paused_at: float | None = None
+    live_paused: tuple[int, int] = (0, 0)  # live() when paused
 
     def __post_init__(self) -> None:
         if self.live is not None:
             self.live_start = self.live()
 
     @property
+    def open(self) -> bool:
+        """Whether more work may still be handed to this entry (its parent is not done)."""
+        return self.parent is not None and not self.parent.complete
+
+    @property
+    def complete(self) -> bool:
+        """Whether all work known now is done."""
+        return self.done >= self.total
+
+    @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.t0
+        """Seconds this entry worked in this session."""
+        return (self.paused_at if self.paused_at is not None else time.monotonic()) - self.t0
 
     @property
     def eta(self) -> float | None:
-        fresh = self.done - self.started_done
+        """Seconds until the known work is done, at this session's pace (steps where counted); None: no pace yet."""
+        if self.steps_total:
+            fresh, left = self.steps, self.steps_total - self.steps
+        else:
+            fresh, left = self.done - self.started_done, self.total - self.done
         if fresh <= 0:
             return None
-        return self.elapsed / fresh * (self.total - self.done)
+        return self.elapsed / fresh * max(0, left)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the known work done in [0, 1]; steps, where counted, move it within a unit."""
+        if not self.total:
+            return 1.0
+        if not self.steps_total or self.complete:
+            return min(1.0, self.done / self.total)
+        fresh = self.total - self.started_done
+        return (self.started_done + fresh * min(1.0, self.steps / self.steps_total)) / self.total
+
+    def pause(self) -> None:
+        """Stop the clock and the live token counts (another entry works, or this one has nothing to do)."""
+        if self.paused_at is None:
+            self.paused_at = time.monotonic()
+            if self.live is not None:
+                self.live_paused = self.live()
+
+    def resume(self) -> None:
+        """Restart the clock; time and live tokens spent while paused belong to someone else."""
+        if self.paused_at is None:
+            return
+        self.t0 += time.monotonic() - self.paused_at
+        self.paused_at = None
+        if self.live is not None:
+            now = self.live()
+            self.live_start = tuple(s + n - p for s, n, p in zip(self.live_start, now, self.live_paused))  # type: ignore[assignment]
+
+    def live_tokens(self) -> tuple[int, int] | None:
+        """(prompt, completion) tokens the backend processed while this entry worked; None: not counted live."""
+        if self.live is None:
+            return None
+        prompt, completion = self.live() if self.paused_at is None else self.live_paused
+        return prompt - self.live_start[0], completion - self.live_start[1]
 
     def rates(self) -> str:
         """Completion tokens per second of this session (``85.3 tok/s``), plus ``· prefill 571 tok/s``
         where the backend counts tokens live."""
         elapsed = self.elapsed
-        if self.live is None or elapsed <= 0:
+        live = self.live_tokens()
+        if live is None or elapsed <= 0:
             return f"{self.tokens / elapsed if elapsed > 0 else 0.0:.1f} tok/s"
-        prompt, completion = self.live()
-        return (f"{(completion - self.live_start[1]) / elapsed:.1f} tok/s"
-                f" · prefill {(prompt - self.live_start[0]) / elapsed:.0f} tok/s")
+        return f"{live[1] / elapsed:.1f} tok/s · prefill {live[0] / elapsed:.0f} tok/s"
+
+    def amount(self) -> str:
+        """``12/32`` (``12/32+`` while more may come) and the unit."""
+        return f"{self.done}/{self.total}{'+' if self.open else ''}" + (f" {self.unit}" if self.unit else "")
+
+    def steps_text(self) -> str:
+        """``23/40 replies`` where some unit takes several steps (or a step was retried), else ``""``."""
+        if not self.step_unit or self.steps_total <= self.total - self.started_done:
+            return ""
+        return f"{self.steps}/{self.steps_total} {self.step_unit}"
+
+    def count(self) -> str:
+        """The amount, and the steps where they say more."""
+        return " · ".join(filter(None, (self.amount(), self.steps_text())))
+
+    def error_text(self, short: bool = False) -> str:
+        """``0 errors``, or one count per kind (``1 parse error · 0 judge failures``); ``short``: ``0 err``."""
+        if short and self.error_kinds == ("error",):
+            return f"{self.errors['error']} err"
+        return " · ".join(_plural(self.errors[kind], kind) for kind in self.error_kinds)
+
+    def eta_text(self) -> str:
+        """``ETA 1:07``, ``ETA ?`` before there is a pace, or ``done``."""
+        return "done" if self.complete and not self.open else f"ETA {_clock(self.eta)}"
 
     def line(self, name: str) -> str:
+        """The plain line of this entry, called ``name``."""
         pct = f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
-        eta = "done" if self.done >= self.total else f"ETA {_clock(self.eta)}"
-        errors = f"{self.errors} error{'s' if self.errors != 1 else ''}"
-        return (f"{name}: {self.done}/{self.total} ({pct}) · elapsed {_clock(self.elapsed)} · {eta} · "
-                f"{self.rates()} · {errors}")
+        steps = self.steps_text()
+        return (f"{name}: {self.amount()} ({pct}){f' · {steps}' if steps else ''} · elapsed {_clock(self.elapsed)} · "
+                f"{self.eta_text()} · {self.rates()} · {self.error_text()}")
 
 
-class _TokensPerSecond(ProgressColumn):
-    def render(self, task: Any) -> Text:
-        counts: TaskCounts | None = task.fields.get("counts")
-        return Text(counts.rates() if counts else "   0.0 tok/s", style="progress.data.speed")
+def _counts_column(render: Callable[[TaskCounts], str], style: str | Callable[[TaskCounts], str]) -> type[ProgressColumn]:
+    """A rich column that shows ``render(counts)`` of each row's :class:`TaskCounts`."""
+
+    class Column(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            counts: TaskCounts = task.fields["counts"]
+            return Text(render(counts), style=style(counts) if callable(style) else style)
+
+    return Column
 
 
-class _Errors(ProgressColumn):
-    def render(self, task: Any) -> Text:
-        counts: TaskCounts | None = task.fields.get("counts")
-        n = counts.errors if counts else 0
-        return Text(f"{n} err", style="red" if n else "dim")
+_Count = _counts_column(TaskCounts.count, "progress.download")
+_Elapsed = _counts_column(lambda c: _clock(c.elapsed), "progress.elapsed")
+_Eta = _counts_column(TaskCounts.eta_text, "progress.remaining")
+_TokensPerSecond = _counts_column(TaskCounts.rates, "progress.data.speed")
+_Errors = _counts_column(lambda c: c.error_text(short=True), lambda c: "red" if sum(c.errors.values()) else "dim")
 
 
 class RunProgress:
     """Per-task progress of a run: ``start_task``, ``advance`` per sample, ``finish_task``.
 
-    A live bar when ``console`` is a terminal, plain lines otherwise (see the
-    module docstring).  Thread-safe; use as a context manager.
+    A later phase of a task (its judging) is an entry of its own:
+    ``start_phase`` once, then ``add_work`` as work is handed to it,
+    ``add_steps``/``step`` where a unit takes several steps, ``advance`` per
+    finished unit.  A live bar when ``console`` is a terminal, plain lines
+    otherwise (see the module docstring).  Thread-safe; use as a context manager.
     """
 
     def __init__(self, console: Console | None = None, interval_s: float = PLAIN_INTERVAL_S) -> None:
@@ -130,8 +244,10 @@ class RunProgress:
         self._lock = threading.Lock()
         self._last_line = 0.0
         self._last_step: dict[str, int] = {}
-        self._printed: dict[str, int] = {}  # done count of each task's last plain line
-        self._current: str | None = None
+        self._printed: dict[str, tuple[int, int, int]] = {}  # each entry's _state at its last plain line
+        self._phases: dict[str, list[str]] = {}  # task -> its later phases' entries
+        self._task_of: dict[str, str] = {}  # entry -> its task
+        self._current: str | None = None  # the entry working now
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.progress: Progress | None = None
@@ -140,10 +256,9 @@ class RunProgress:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                _Count(),
+                _Elapsed(),
+                _Eta(),
                 _TokensPerSecond(),
                 _Errors(),
                 console=self.console,
@@ -168,53 +283,145 @@ class RunProgress:
     def start_task(self, name: str, total: int, completed: int, live: LiveTokens | None = None) -> None:
         """Show task ``name`` with ``completed`` of ``total`` samples done; ``live`` counts tokens as they go."""
         with self._lock:
-            self.counts[name] = TaskCounts(total=total, done=completed, started_done=completed, live=live)
-            self._current = name
-            if self.progress is not None:
-                self.ids[name] = self.progress.add_task(name, total=total, completed=completed, counts=self.counts[name])
-            else:
-                self._print(name)
+            self._add(name, name, TaskCounts(total=total, done=completed, started_done=completed, live=live))
+            self._phases[name] = []
+            self._changed(name, show=True)
 
-    def advance(self, name: str, tokens: int = 0, error: bool = False) -> None:
-        """One more sample of ``name`` is done (``error``: it failed)."""
+    def start_phase(
+        self, task: str, phase: str, unit: str, error_kinds: tuple[str, ...], step_unit: str = "",
+        live: LiveTokens | None = None,
+    ) -> str:
+        """Add the entry ``"{task} {phase}"`` (e.g. ``mtbench judging``), counting ``unit`` with ``error_kinds``;
+        empty until ``add_work``.  Returns its name, for the calls below."""
+        name = f"{task} {phase}"
+        with self._lock:
+            counts = TaskCounts(total=0, done=0, started_done=0, unit=unit, error_kinds=error_kinds,
+                                step_unit=step_unit, parent=self.counts[task], live=live)
+            counts.pause()  # nothing to do yet
+            self._add(name, task, counts)
+            self._phases[task].append(name)
+        return name
+
+    def add_work(self, name: str, n: int, done: int = 0) -> None:
+        """``n`` more units for entry ``name``, ``done`` of them done already (answered without work)."""
+        with self._lock:
+            counts = self.counts[name]
+            counts.total += n
+            counts.done += done
+            counts.started_done += done
+            self._changed(name, show=True)
+
+    def add_steps(self, name: str, n: int) -> None:
+        """``n`` more steps are coming for ``name``'s units (negative: fewer than announced)."""
+        with self._lock:
+            self.counts[name].steps_total += n
+            self._changed(name)
+
+    def step(self, name: str, tokens: int = 0) -> None:
+        """One step of a unit of ``name`` is done, with ``tokens`` completion tokens."""
+        with self._lock:
+            counts = self.counts[name]
+            counts.steps += 1
+            counts.tokens += tokens
+            self._changed(name)
+
+    def advance(self, name: str, tokens: int = 0, error: bool | str = False) -> None:
+        """One more unit of ``name`` is done; ``error``: it failed (``True``: the entry's first error kind)."""
         with self._lock:
             counts = self.counts[name]
             counts.done += 1
             counts.tokens += tokens
-            counts.errors += int(error)
-            if self.progress is not None:
-                self.progress.update(self.ids[name], advance=1)
-                return
-            step = int(counts.done / counts.total / PLAIN_STEP) if counts.total else 0
-            if step > self._last_step.get(name, 0) or time.monotonic() - self._last_line >= self.interval_s:
-                self._print(name)
+            if error:
+                counts.errors[counts.error_kinds[0] if error is True else error] += 1
+            self._changed(name)
 
     def add_errors(self, name: str, n: int) -> None:
         """Count ``n`` samples of ``name`` that were done but not scored (e.g. sandbox errors)."""
         with self._lock:
-            self.counts[name].errors += n
+            counts = self.counts[name]
+            counts.errors[counts.error_kinds[0]] += n
+            self._sync(name)
 
     def finish_task(self, name: str) -> None:
+        """Task ``name`` and its phases are over: their clocks stop, their last state is shown."""
         with self._lock:
+            for entry in (name, *self._phases.get(name, ())):
+                self.counts[entry].pause()
+                if self.progress is None and self._printed.get(entry) != self._state(entry):
+                    self._print(entry)
             if self.progress is not None:
                 self.progress.refresh()
-            elif self._printed.get(name) != self.counts[name].done:
+            if self._task_of.get(self._current or "") == name:
+                self._current = None
+
+    def _add(self, name: str, task: str, counts: TaskCounts) -> None:
+        self.counts[name] = counts
+        self._task_of[name] = task
+        if self.progress is not None:
+            self.ids[name] = self.progress.add_task(name, total=max(1, counts.total), completed=0, counts=counts)
+
+    def _changed(self, name: str, show: bool = False) -> None:
+        """Entry ``name`` moved (the lock is held): it is the one working now; once its known work is
+        done, the entry that hands it work (if still working) is.  A plain line when ``show``, at each
+        ``PLAIN_STEP`` of its units, or after ``interval_s`` without one."""
+        counts = self.counts[name]
+        if name != self._current:
+            if self._current is not None:
+                self.counts[self._current].pause()
+            self._current = name
+        if not counts.complete:
+            counts.resume()
+        else:
+            counts.pause()
+            task = self._task_of[name]
+            if counts.open:  # the work goes back to the entry that hands it out (generation)
+                self._current = task
+                self.counts[task].resume()
+        self._sync(name)
+        if self.progress is None:
+            step = self._unit_step(counts)
+            if show or step > self._last_step.get(name, 0) or time.monotonic() - self._last_line >= self.interval_s:
                 self._print(name)
-            self._current = None
+
+    def _sync(self, name: str) -> None:
+        """Move ``name``'s bar to its counts (the lock is held); the columns read the counts themselves."""
+        if self.progress is not None:
+            counts = self.counts[name]
+            total = max(1, counts.total)
+            self.progress.update(self.ids[name], total=total, completed=counts.fraction * total)
+
+    @staticmethod
+    def _unit_step(counts: TaskCounts) -> int:
+        # Units, not steps: a line per reply would repeat the judgment count just before it moves.
+        return int(counts.done / counts.total / PLAIN_STEP) if counts.total else 0
+
+    def _state(self, name: str) -> tuple[int, int, int]:
+        # Not the errors: samples that fail scoring after their task's last line are the judging line's
+        # (or the summary's) to report, not a reason to print generation again.
+        counts = self.counts[name]
+        return counts.done, counts.total, counts.steps
 
     def _print(self, name: str) -> None:
         """Write the plain line of ``name`` (the lock is held)."""
         counts = self.counts[name]
         self._last_line = time.monotonic()
-        self._printed[name] = counts.done
-        self._last_step[name] = int(counts.done / counts.total / PLAIN_STEP) if counts.total else 0
+        self._printed[name] = self._state(name)
+        self._last_step[name] = self._unit_step(counts)
         self.console.print(counts.line(name), highlight=False, soft_wrap=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.interval_s)):
             with self._lock:
-                if self._current is not None and time.monotonic() - self._last_line >= self.interval_s:
-                    self._print(self._current)
+                name = self._current
+                if name is None or time.monotonic() - self._last_line < self.interval_s:
+                    continue
+                counts = self.counts[name]
+                if not counts.complete:
+                    self._print(name)
+                else:  # its work is done, its task's is not: scoring its last batch
+                    self._last_line = time.monotonic()
+                    waited = _clock(self._last_line - (counts.paused_at or self._last_line))
+                    self.console.print(f"{self._task_of[name]}: scoring … {waited}", highlight=False, soft_wrap=True)
 
 
 _spinners: list[Any] = []  # live terminal spinners, innermost last (rich shows one at a time)

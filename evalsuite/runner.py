@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +40,7 @@ from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
 from evalsuite.errors import UserError, unknown_name
-from evalsuite.judging.judge import Judge, load_judge, split_judge_args
+from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
     LoglikelihoodResult,
@@ -61,6 +62,8 @@ from evalsuite.templates import sha256_text
 
 LOCAL_RAY = "local"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
+# How a final judgment counts in the judging progress (a scored one is no error).
+JUDGING_ERRORS = {ScoreStatus.PARSE_ERROR: "parse error", ScoreStatus.SCORING_ERROR: "judge failure"}
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                     respond = source.responder(name) if source else _generator(task, backend)
                     _run_task(task, samples, respond, rundir, done, progress, config.generate_only,
                               request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk,
-                              live=backend.live_tokens if backend is not None and backend.live_tokens() is not None else None)
+                              live=_live(backend) if backend is not None else None, judge=judge,
+                              generating=source is None)
         finally:
             rundir.close()
             if judge is not None:
@@ -242,11 +246,13 @@ def _run_task(
     generate_only: bool,
     request_chunk: int | None,
     live: LiveTokens | None = None,
+    judge: Judge | None = None,
+    generating: bool = True,
 ) -> None:
     todo, rescore = _partition(task, samples, done, generate_only)
     progress.start_task(task.name, total=len(samples), completed=len(samples) - len(todo) - len(rescore), live=live)
 
-    scorer = _Scorer(task, rundir, progress, generate_only)
+    scorer = _Scorer(task, rundir, progress, generate_only, judge, generating)
     scorer.rescore(rescore)  # generated before a crash or by --generate-only
 
     step = request_chunk or max(1, len(todo))
@@ -264,6 +270,11 @@ def _run_task(
         scorer.flush(unscored=True)  # generation stopped (lost backend, Ctrl-C): what came back stays
         raise
     progress.finish_task(task.name)
+
+
+def _live(backend: Backend) -> LiveTokens | None:
+    """The backend's running token counts for progress, where it keeps them."""
+    return backend.live_tokens if backend.live_tokens() is not None else None
 
 
 def _generator(task: Task, backend: Backend) -> Responder:
@@ -410,18 +421,22 @@ class _Scorer:
     the scored record written later supersedes it (the latest record wins).
     """
 
-    def __init__(self, task: Task, rundir: RunDir, progress: RunProgress, generate_only: bool) -> None:
+    def __init__(self, task: Task, rundir: RunDir, progress: RunProgress, generate_only: bool,
+                 judge: Judge | None = None, generating: bool = True) -> None:
         self.task, self.rundir, self.progress, self.generate_only = task, rundir, progress, generate_only
+        self.generating = generating  # False: outputs come from an earlier run (`evalsuite judge`)
+        self.judging = _JudgingProgress(progress, task.name, judge) if judge is not None else None
         self.write_ahead = not generate_only and task.score_chunk > 1
         # (sample, prompt, response, started, already on disk as generated)
         self.pending: list[tuple[Sample, Any, Response, float, bool]] = []
 
     def add(self, sample: Sample, prompt: Any, response: Response, started: float, stored: bool = False) -> None:
+        # Tokens generated in this session only: stored outputs read back would fake a rate.
+        tokens = getattr(response, "completion_tokens", 0) if self.generating and not stored else 0
         if self.write_ahead and not stored:
             self.rundir.append([self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)])
             stored = True
         self.pending.append((sample, prompt, response, started, stored))
-        tokens = getattr(response, "completion_tokens", 0)
         self.progress.advance(self.task.name, tokens=tokens)
         if self.generate_only or len(self.pending) >= self.task.score_chunk:
             self.flush()  # nothing to batch when only generating: write at once
@@ -443,7 +458,8 @@ class _Scorer:
             scores = [Score(status=ScoreStatus.GENERATED)] * len(batch)
         else:
             try:  # an interruption in here leaves the batch pending, for flush(unscored=True)
-                scores = list(self.task.score([(s, r) for s, _, r, _, _ in batch]))
+                with self.judging.reporting() if self.judging is not None else nullcontext():
+                    scores = list(self.task.score([(s, r) for s, _, r, _, _ in batch]))
             except UserError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the generations, mark them
@@ -482,6 +498,33 @@ class _Scorer:
             error=error,
             duration_s=round(time.monotonic() - started, 4),
         )
+
+
+class _JudgingProgress(JudgeListener):
+    """One task's judging as its own progress entry (``mtbench judging``), opened at its first judgment."""
+
+    def __init__(self, progress: RunProgress, task: str, judge: Judge) -> None:
+        self.progress, self.task, self.judge = progress, task, judge
+        self.entry = ""
+
+    def reporting(self) -> AbstractContextManager[None]:
+        """The judge reports here inside this block."""
+        return self.judge.reporting_to(self)
+
+    def requested(self, judgments: int, reused: int) -> None:
+        if not self.entry:
+            self.entry = self.progress.start_phase(self.task, "judging", "judgments", tuple(JUDGING_ERRORS.values()),
+                                                   step_unit="replies", live=_live(self.judge.backend))
+        self.progress.add_work(self.entry, judgments, done=reused)
+
+    def expect_replies(self, n: int) -> None:
+        self.progress.add_steps(self.entry, n)
+
+    def replied(self, completion_tokens: int) -> None:
+        self.progress.step(self.entry, tokens=completion_tokens)
+
+    def judged(self, status: ScoreStatus) -> None:
+        self.progress.advance(self.entry, error=JUDGING_ERRORS.get(status, False))
 
 
 def _prompt_of(request: Any) -> Any:
@@ -617,7 +660,7 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
             for name, task in tasks.items():
                 _, rescore = _partition(task, limit_samples(task.samples, config.limit), done, generate_only=False)
                 progress.start_task(name, total=len(rescore), completed=0)
-                _Scorer(task, rundir, progress, generate_only=False).rescore(rescore)
+                _Scorer(task, rundir, progress, generate_only=False, judge=judge).rescore(rescore)
                 progress.finish_task(name)
     finally:
         rundir.close()

@@ -6,16 +6,14 @@ delay stands in for a slow model) and read its stderr while it runs.
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import select
 import subprocess
 import time
 
 import pytest
 
 from tests.conftest import _command, _env
+from tests.progress_lines import read_terminal
 
 PLAIN = re.compile(
     r"^bbh: (\d+)/(\d+) \((\d+)%\) · elapsed \d+:\d\d · (ETA (\d+:\d\d|\?)|done) · ([\d.]+) tok/s"
@@ -74,27 +72,8 @@ def test_a_local_model_shows_tokens_per_second_before_any_sample_finishes(data_d
 
 
 def test_terminal_gets_a_live_bar_and_a_loading_line(data_dir, tmp_path):
-    master, slave = pty.openpty()
-    args = _run_args(data_dir, tmp_path, "-M", "delay=0.1")
-    proc = subprocess.Popen(_command(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
-                            env=_env({"TERM": "xterm-256color", "COLUMNS": "160"}))
-    os.close(slave)
-    out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    proc.communicate(timeout=60)
-    os.close(master)
-    assert proc.returncode == 0
-    text = out.decode("utf-8", "replace")
+    returncode, text = read_terminal(_command(_run_args(data_dir, tmp_path, "-M", "delay=0.1")), _env({"COLUMNS": "160"}))
+    assert returncode == 0
     assert "\x1b[" in text  # a live display, redrawn in place
     assert re.search(r"✓ loading model mock \([\d.]+ s\)", text)
     assert "━" in text and "27/27" in text and "ETA" in text and "tok/s" in text and "0 err" in text

@@ -14,7 +14,9 @@ records back, in order:
   conversation, so a killed run resumes without asking the judge again and
   identical judge prompts are judged once;
 * the raw replies are kept and re-parsed on every use, so a parser fix applies
-  to cached judgments without new judge calls.
+  to cached judgments without new judge calls;
+* what it asks and what comes back is told to ``Judge.listener``
+  (:class:`JudgeListener`: the run's progress display) as it happens.
 
 A response cache for remote judges belongs in a backend wrapper (any backend
 works here); this log is the run's own record of what its judge said.
@@ -26,7 +28,8 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -156,6 +159,55 @@ def cut_short(output: ModelOutput) -> bool:
     return bool(last.finish_reasons) and last.finish_reasons[0] == "length"
 
 
+class JudgeListener:
+    """What a :class:`Judge` reports as it works, e.g. to a progress display; here, every report is ignored.
+
+    A judgment is one distinct judge call (identical calls are asked once); a
+    reply is one turn of it (a two-turn judge conversation gives two; a retry
+    after a reply without a verdict, more).  Counts are increments.
+    """
+
+    def requested(self, judgments: int, reused: int) -> None:
+        """``judgments`` more judgments are needed, ``reused`` of them already in the judgment log (done now)."""
+
+    def expect_replies(self, n: int) -> None:
+        """``n`` more judge replies are coming (negative: that many announced ones will not, their call failed)."""
+
+    def replied(self, completion_tokens: int) -> None:
+        """One judge reply came back, ``completion_tokens`` long."""
+
+    def judged(self, status: ScoreStatus) -> None:
+        """One judgment is final: ``SCORED``, ``PARSE_ERROR`` (no verdict, retries spent) or ``SCORING_ERROR``
+        (the judge call failed)."""
+
+
+class _Replying:
+    """The judge's backend, telling ``listener`` of each reply (one turn of a judge call) as it comes back."""
+
+    def __init__(self, backend: Backend, listener: JudgeListener) -> None:
+        self.backend, self.listener = backend, listener
+        self.announced = self.received = 0
+
+    def expect(self, calls: Sequence[JudgeCall]) -> None:
+        """Announce the replies ``calls`` will take: one per turn."""
+        n = sum(1 + len(c.followups) for c in calls)
+        self.announced += n
+        self.listener.expect_replies(n)
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Any]]:
+        for i, output in self.backend.generate(requests):
+            if isinstance(output, ModelOutput):
+                self.received += 1
+                self.listener.replied(output.completion_tokens)
+            yield i, output
+
+    def settle(self) -> None:
+        """Withdraw the announced replies that will not come (the turns a failed call never reached)."""
+        if self.announced != self.received:
+            self.listener.expect_replies(self.received - self.announced)
+            self.announced = self.received
+
+
 class JudgmentLog:
     """``judgments.jsonl``: every judgment of a run, appended and fsynced as it
     finishes; read back as the cache of a resumed run."""
@@ -200,6 +252,7 @@ class Judge:
         self.info = info
         self.log = log
         self.owns_backend = owns_backend  # False when the evaluated model's backend is reused
+        self.listener = JudgeListener()
         self.stats: Counter[str] = Counter()  # calls, cached, tokens, seconds (benches, tests)
         self._fingerprint = json.dumps(
             {"model": info.model.model_dump(include={"id", "backend", "file_hash", "revision", "chat_template_hash"}),
@@ -220,6 +273,15 @@ class Judge:
         if self.log is not None:
             self.log.close()
 
+    @contextmanager
+    def reporting_to(self, listener: JudgeListener) -> Iterator[None]:
+        """Report to ``listener`` inside the block (the runner: one task's judging progress)."""
+        previous, self.listener = self.listener, listener
+        try:
+            yield
+        finally:
+            self.listener = previous
+
     def key(self, call: JudgeCall) -> str:
         return sha256_text(self._fingerprint + json.dumps(call.conversation, ensure_ascii=False, sort_keys=True))
 
@@ -229,6 +291,8 @@ class Judge:
         Raises whatever the backend raises; judgments finished before that are
         already in the log, so the runner's retry (on resume) only asks for the rest.
         """
+        if not calls:
+            return []  # no progress entry for nothing to judge
         keys = [self.key(c) for c in calls]
         first: dict[str, JudgeCall] = {}
         for k, c in zip(keys, calls):
@@ -239,32 +303,48 @@ class Judge:
         attempts: dict[str, list[list[str]]] = {k: [] for k in first}
         todo = [k for k in first if k not in done]
         failures: list[str] = []
-        for attempt in range(1 + self.info.retries):
-            if not todo:
-                break
-            again = []
-            began = time.monotonic()
-            requests = [self._request(first[k]) for k in todo]
-            for i, output in run_requests(self.backend, requests):
-                k = todo[i]
-                if not isinstance(output, ModelOutput):  # the call itself failed (e.g. HTTP, after retries)
-                    failures.append(str(getattr(output, "reason", output)))
-                    continue
-                self.stats["calls"] += 1
-                self.stats["prompt_tokens"] += output.prompt_tokens
-                self.stats["completion_tokens"] += output.completion_tokens
-                judgment = make_judgment(first[k], replies_of(output), judge=self.id, key=k, retries=attempts[k],
-                                         prompt_tokens=output.prompt_tokens, completion_tokens=output.completion_tokens,
-                                         truncated=cut_short(output))
-                if judgment.status is ScoreStatus.PARSE_ERROR and attempt < self.info.retries:
-                    attempts[k].append(judgment.replies)  # recorded with the final judgment
-                    again.append(k)
-                    continue
-                done[k] = judgment
-                if self.log is not None:
-                    self.log.append(judgment)
-            self.stats["seconds"] += time.monotonic() - began
-            todo = again
+        listener = self.listener
+        listener.requested(len(first), len(done))
+        pending = set(todo)
+        backend = _Replying(self.backend, listener)
+        try:
+            for attempt in range(1 + self.info.retries):
+                if not todo:
+                    break
+                again = []
+                began = time.monotonic()
+                requests = [self._request(first[k]) for k in todo]
+                backend.expect([first[k] for k in todo])
+                for i, output in run_requests(backend, requests):  # type: ignore[arg-type] - it only generates
+                    k = todo[i]
+                    if not isinstance(output, ModelOutput):  # the call itself failed (e.g. HTTP, after retries)
+                        failures.append(str(getattr(output, "reason", output)))
+                        pending.discard(k)
+                        listener.judged(ScoreStatus.SCORING_ERROR)
+                        continue
+                    self.stats["calls"] += 1
+                    self.stats["prompt_tokens"] += output.prompt_tokens
+                    self.stats["completion_tokens"] += output.completion_tokens
+                    judgment = make_judgment(first[k], replies_of(output), judge=self.id, key=k, retries=attempts[k],
+                                             prompt_tokens=output.prompt_tokens,
+                                             completion_tokens=output.completion_tokens, truncated=cut_short(output))
+                    if judgment.status is ScoreStatus.PARSE_ERROR and attempt < self.info.retries:
+                        attempts[k].append(judgment.replies)  # recorded with the final judgment
+                        again.append(k)
+                        continue
+                    done[k] = judgment
+                    pending.discard(k)
+                    if self.log is not None:
+                        self.log.append(judgment)
+                    listener.judged(judgment.status)
+                self.stats["seconds"] += time.monotonic() - began
+                todo = again
+        except Exception:
+            for _ in pending:  # the backend gave up on the whole batch
+                listener.judged(ScoreStatus.SCORING_ERROR)
+            raise
+        finally:
+            backend.settle()
         if failures:
             # The finished judgments are logged: a retry (resume) asks only for these.
             raise JudgeCallFailed(f"{len(failures)} judge call(s) failed, e.g. {failures[0]}")
