@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalsuite import __version__, registry
-from evalsuite.errors import UserError
+from evalsuite.errors import Interrupted, UserError
 from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskResult
 
 # Offline by default unless the user says otherwise: transformers otherwise
@@ -258,11 +258,13 @@ def main() -> None:
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted: completed samples are saved; continue with `evalsuite run --resume RUN_DIR`", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # Click turns Ctrl-C into Abort, the KeyboardInterrupt as its cause.
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        if isinstance(cause, Interrupted):
+            click.echo(f"interrupted: all finished work is saved; continue with `{cause.resume}`", err=True)
+        else:
+            click.echo("interrupted" if isinstance(cause, KeyboardInterrupt) else "aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)

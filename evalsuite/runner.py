@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shlex
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from evalsuite.backends.base import (
 from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
-from evalsuite.errors import UserError, unknown_name
+from evalsuite.errors import Interrupted, UserError, unknown_name
 from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
@@ -174,6 +175,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                               request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk,
                               live=_live(backend) if backend is not None else None, judge=judge,
                               generating=source is None)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(f"evalsuite run --resume {shlex.quote(str(rundir.path))}") from exc
         finally:
             rundir.close()
             if judge is not None:
@@ -662,6 +665,8 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
                 progress.start_task(name, total=len(rescore), completed=0)
                 _Scorer(task, rundir, progress, generate_only=False, judge=judge).rescore(rescore)
                 progress.finish_task(name)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(f"evalsuite score --run {shlex.quote(str(path))}") from exc
     finally:
         rundir.close()
         if judge is not None:

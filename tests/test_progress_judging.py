@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 from rich.console import Console
 
 from evalsuite.progress import RunProgress
-from tests.conftest import _command, _env, evalsuite
+from tests.conftest import REPO, _command, _env, evalsuite
 from tests.progress_lines import generation_lines, judging_lines, read_terminal
 
 RATING = {"": "Rating: [[7]]"}
@@ -109,6 +112,34 @@ def test_terminal_shows_a_judging_bar_per_task(tmp_path, data_dir):
     assert "\x1b[" in text and not judging_lines(text.replace("\r", "\n"), "mtbench")  # a live display, no log lines
     assert re.search(r"mtbench judging\s+━+\s+4/4 judgments\s+\d+:\d\d done [\d.]+ tok/s\s+2 parse errors · 0 judge failures",
                      re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))
+
+
+def test_ctrl_c_while_judging_says_how_to_continue_and_the_resumed_run_finishes(tmp_path, data_dir):
+    # 10 questions, 20 judgments, a slow judge: Ctrl-C lands once the first judgment is shown.
+    args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "10",
+            "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', RATING)}", "-J", "delay=0.2",
+            "--data-dir", str(data_dir), "-o", str(tmp_path / "o")]
+    # Ctrl-C as a terminal has it (a CI runner may start us with SIGINT ignored).
+    proc = subprocess.Popen(_command(args), cwd=REPO, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("mtbench judging: 1/20"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, stdout = proc.stderr.read(), proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, "".join(seen) + rest
+    assert stdout == "" and "Traceback" not in rest
+    (run,) = (tmp_path / "o").iterdir()
+    (message,) = [line for line in rest.splitlines() if line.strip()]
+    assert message == f"interrupted: all finished work is saved; continue with `evalsuite run --resume {shlex.quote(str(run))}`"
+    judged = (run / "judgments.jsonl").read_text().count("\n")
+    assert 1 <= judged < 20
+    # The command it names continues: only the judgments not yet made are asked.
+    judging = judging_lines(_ok(*shlex.split(message.split("`")[1])[1:]), "mtbench")
+    assert (judging[0]["done"], judging[-1]["done"], judging[-1]["total"], judging[-1]["eta"]) == (str(judged), "20", "20", "done")
+    assert (run / "judgments.jsonl").read_text().count("\n") == 20
 
 
 def _plain(interval_s: float) -> tuple[RunProgress, io.StringIO]:
