@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evalsuite import __version__, registry
 from evalsuite.errors import Interrupted, UserError
@@ -132,7 +133,7 @@ def run(**opts: object) -> None:
 
 
 def print_summary(results: ResultsSummary, console: Console) -> None:
-    table = Table(title=f"{results.model} — {results.run_id}")
+    table = Table(title=Text(f"{results.model} — {results.run_id}", style="table.title"))
     for col in ("task / subtask", "n", "metric", "value", "± stderr", "95% CI", "not scored"):
         table.add_column(col, justify="right" if col in ("n", "value", "± stderr", "95% CI") else "left", no_wrap=col != "not scored")
     for name, task in results.tasks.items():

@@ -65,6 +65,11 @@ def stderr_console() -> Console:
     return Console(stderr=True)
 
 
+def _say(console: Console, line: str) -> None:
+    """Print ``line`` as it is: no rich markup or emoji codes (``mock:x[/]``, ``hf:ok`` are model names)."""
+    console.print(Text(line), soft_wrap=True)
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -407,7 +412,7 @@ class RunProgress:
         self._last_line = time.monotonic()
         self._printed[name] = self._state(name)
         self._last_step[name] = self._unit_step(counts)
-        self.console.print(counts.line(name), highlight=False, soft_wrap=True)
+        _say(self.console, counts.line(name))
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.interval_s)):
@@ -421,7 +426,7 @@ class RunProgress:
                 else:  # its work is done, its task's is not: scoring its last batch
                     self._last_line = time.monotonic()
                     waited = _clock(self._last_line - (counts.paused_at or self._last_line))
-                    self.console.print(f"{self._task_of[name]}: scoring … {waited}", highlight=False, soft_wrap=True)
+                    _say(self.console, f"{self._task_of[name]}: scoring … {waited}")
 
 
 _spinners: list[Any] = []  # live terminal spinners, innermost last (rich shows one at a time)
@@ -445,19 +450,19 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
     spinner = None
     if console.is_terminal:
         outer = _spinners[-1] if _spinners else None
-        spinner = outer or console.status(message)
+        spinner = outer or console.status(Text(message))
         if outer is None:
             spinner.start()
         _spinners.append(spinner)
 
         def show() -> None:
-            spinner.update(f"{message} ({_clock(time.monotonic() - t0)})")
+            spinner.update(Text(f"{message} ({_clock(time.monotonic() - t0)})"))
 
         show()
     else:
         def show() -> None:
             elapsed = time.monotonic() - t0
-            console.print(f"{message} …" + (f" {_clock(elapsed)}" if shown else ""), highlight=False, soft_wrap=True)
+            _say(console, f"{message} …" + (f" {_clock(elapsed)}" if shown else ""))
             shown.append(elapsed)
 
     shown: list[float] = []
@@ -482,6 +487,6 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
             _spinners.pop()
             if not _spinners:
                 spinner.stop()
-            console.print(f"{'✓' if ok else '✗'} {message} ({took})", highlight=False, soft_wrap=True)
+            _say(console, f"{'✓' if ok else '✗'} {message} ({took})")
         elif ok or shown:
-            console.print(f"{message}: {'done in' if ok else 'failed after'} {took}", highlight=False, soft_wrap=True)
+            _say(console, f"{message}: {'done in' if ok else 'failed after'} {took}")
