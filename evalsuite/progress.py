@@ -330,11 +330,13 @@ class RunProgress:
             counts.tokens += tokens
             self._changed(name)
 
-    def advance(self, name: str, tokens: int = 0, error: bool | str = False) -> None:
-        """One more unit of ``name`` is done; ``error``: it failed (``True``: the entry's first error kind)."""
+    def advance(self, name: str, tokens: int = 0, error: bool | str = False, reused: bool = False) -> None:
+        """One more unit of ``name`` is done; ``error``: it failed (``True``: the entry's first error kind);
+        ``reused``: done without work in this session (a stored output read back), so it does not set the pace."""
         with self._lock:
             counts = self.counts[name]
             counts.done += 1
+            counts.started_done += reused
             counts.tokens += tokens
             if error:
                 counts.errors[counts.error_kinds[0] if error is True else error] += 1

@@ -434,13 +434,14 @@ class _Scorer:
         self.pending: list[tuple[Sample, Any, Response, float, bool]] = []
 
     def add(self, sample: Sample, prompt: Any, response: Response, started: float, stored: bool = False) -> None:
-        # Tokens generated in this session only: stored outputs read back would fake a rate.
-        tokens = getattr(response, "completion_tokens", 0) if self.generating and not stored else 0
+        # Work of this session only: stored outputs read back would fake a rate and an ETA.
+        reused = stored or not self.generating
+        tokens = 0 if reused else getattr(response, "completion_tokens", 0)
         if self.write_ahead and not stored:
             self.rundir.append([self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)])
             stored = True
         self.pending.append((sample, prompt, response, started, stored))
-        self.progress.advance(self.task.name, tokens=tokens)
+        self.progress.advance(self.task.name, tokens=tokens, reused=reused)
         if self.generate_only or len(self.pending) >= self.task.score_chunk:
             self.flush()  # nothing to batch when only generating: write at once
 

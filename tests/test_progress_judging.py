@@ -142,6 +142,24 @@ def test_ctrl_c_while_judging_says_how_to_continue_and_the_resumed_run_finishes(
     assert (run / "judgments.jsonl").read_text().count("\n") == 20
 
 
+def test_resumed_outputs_scored_again_do_not_set_the_generation_pace(tmp_path, data_dir):
+    # 32 two-turn questions; the model kills the run at its 47th reply: 15 answers written ahead, none judged.
+    out = tmp_path / "o"
+    killed = evalsuite("run", "--model", "mock:m", "-M", "kill_after=47", "--tasks", "mtbench", "--limit", "4",
+                       "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', RATING)}",
+                       "--data-dir", str(data_dir), "-o", str(out))
+    assert killed.returncode == -9, killed.stderr
+    (run,) = out.iterdir()
+    assert (run / "samples.jsonl").read_text().count('"generated"') == 15
+    stderr = _ok("run", "--resume", str(run), "--data-dir", str(data_dir))
+    generation = [line for _, line in generation_lines(stderr, "mtbench")]
+    # The 15 read back take no generating: no pace, no ETA (it said "ETA 0:00" with 17 answers still to come).
+    read_back = [line for line in generation if int(line.split(": ")[1].split("/")[0]) <= 15]
+    assert read_back and all(" · ETA ? · 0.0 tok/s · " in line for line in read_back), read_back
+    assert generation[-1].startswith("mtbench: 32/32 (100%)") and " · done · " in generation[-1]
+    assert judging_lines(stderr, "mtbench")[-1]["done"] == "64"
+
+
 def _plain(interval_s: float) -> tuple[RunProgress, io.StringIO]:
     out = io.StringIO()
     return RunProgress(Console(file=out, force_terminal=False, width=300), interval_s=interval_s), out
