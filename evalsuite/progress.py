@@ -39,6 +39,7 @@ second, every ``PLAIN_INTERVAL_S`` seconds while it lasts and at the end.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn
+from rich.table import Column as TableColumn
 from rich.text import Text
 
 # Seconds between plain lines: at most (heartbeat) and at least (throttle).
@@ -76,6 +78,13 @@ def _clock(seconds: float | None) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+_SHORT_KIND = re.compile(r"\b(error|failure)$")  # a kind's last word, shortened in a bar: error -> err, failure -> fail
+
+
+def _short_word(match: re.Match[str]) -> str:
+    return {"error": "err", "failure": "fail"}[match[1]]
 
 
 def _plural(n: int, noun: str) -> str:
@@ -196,9 +205,10 @@ class TaskCounts:
         return " · ".join(filter(None, (self.amount(), self.steps_text())))
 
     def error_text(self, short: bool = False) -> str:
-        """``0 errors``, or one count per kind (``1 parse error · 0 judge failures``); ``short``: ``0 err``."""
-        if short and self.error_kinds == ("error",):
-            return f"{self.errors['error']} err"
+        """``0 errors``, or one count per kind (``1 parse error · 0 judge failures``); ``short``, for a bar:
+        ``0 err``, ``1 parse err · 0 judge fail``."""
+        if short:
+            return " · ".join(f"{self.errors[kind]} {_SHORT_KIND.sub(_short_word, kind)}" for kind in self.error_kinds)
         return " · ".join(_plural(self.errors[kind], kind) for kind in self.error_kinds)
 
     def eta_text(self) -> str:
@@ -217,6 +227,10 @@ def _counts_column(render: Callable[[TaskCounts], str], style: str | Callable[[T
     """A rich column that shows ``render(counts)`` of each row's :class:`TaskCounts`."""
 
     class Column(ProgressColumn):
+        def __init__(self) -> None:
+            # One line per entry however narrow the terminal: a cell is cut short (…), never wrapped.
+            super().__init__(table_column=TableColumn(no_wrap=True, overflow="ellipsis"))
+
         def render(self, task: Any) -> Text:
             counts: TaskCounts = task.fields["counts"]
             return Text(render(counts), style=style(counts) if callable(style) else style)

@@ -110,8 +110,22 @@ def test_terminal_shows_a_judging_bar_per_task(tmp_path, data_dir):
     returncode, text = read_terminal(_command(args), _env())
     assert returncode == 0, text
     assert "\x1b[" in text and not judging_lines(text.replace("\r", "\n"), "mtbench")  # a live display, no log lines
-    assert re.search(r"mtbench judging\s+━+\s+4/4 judgments\s+\d+:\d\d done [\d.]+ tok/s\s+2 parse errors · 0 judge failures",
+    assert re.search(r"mtbench judging\s+━+\s+4/4 judgments\s+\d+:\d\d done [\d.]+ tok/s\s+2 parse err · 0 judge fail",
                      re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))
+
+
+def test_a_narrow_terminal_keeps_each_entry_on_one_line(tmp_path, data_dir):
+    args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "2", "--judge",
+            "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', TURN_2_UNGRADED)}", "--data-dir", str(data_dir)]
+    for columns in (80, 40):
+        returncode, text = read_terminal(_command([*args, "-o", str(tmp_path / str(columns))]), _env({"COLUMNS": str(columns)}))
+        assert returncode == 0, text
+        rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n").splitlines()
+        # A wrapped row goes on in a line of its own that starts with blanks ("   errors · 0 judge").
+        assert not [row for row in rows if re.match(r"\s{8,}\S", row)], rows
+        if columns == 80:  # a usual terminal still shows every column
+            assert any(re.fullmatch(r"mtbench judging\s.*4/4 judgments \d+:\d\d done [\d.]+ tok/s\s+2 parse err · 0 judge fail\s*",
+                                    row) for row in rows), rows
 
 
 def test_ctrl_c_while_judging_says_how_to_continue_and_the_resumed_run_finishes(tmp_path, data_dir):
