@@ -196,9 +196,11 @@ class TaskCounts:
 
     def steps_text(self) -> str:
         """``23/40 replies`` where some unit takes several steps (or a step was retried), else ``""``."""
-        if not self.step_unit or self.steps_total <= self.total - self.started_done:
+        # Once the known units are done, no announced step is still to come (a failed unit's never will).
+        steps_total = self.steps if self.complete else self.steps_total
+        if not self.step_unit or steps_total <= self.total - self.started_done:
             return ""
-        return f"{self.steps}/{self.steps_total} {self.step_unit}"
+        return f"{self.steps}/{steps_total} {self.step_unit}"
 
     def count(self) -> str:
         """The amount, and the steps where they say more."""

@@ -103,6 +103,20 @@ def test_two_turn_judge_conversations_show_their_replies(tmp_path, data_dir):
     assert (last["eta"], last["parse_errors"], last["failures"]) == ("done", "0", "0")
 
 
+def test_failed_judge_conversations_leave_no_replies_to_wait_for(tmp_path, data_dir):
+    # 6 beginnings, two-reply judge conversations; the judge's 4th call raises: that batch's calls all fail.
+    judge = {"Now, grade": "Grammar: 8/10, Creativity: 6/10, Consistency: 7/10. Age group: C (6-7)", "": "Simple."}
+    stderr = _ok("run", "--model", "mock:m", "-M", "reply= she went to bed.", "--tasks", "tinystories", "--limit", "6",
+                 "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', judge)}", "-J", "fail_every=4",
+                 "--data-dir", str(data_dir), "-o", str(tmp_path / "o"))
+    judging = judging_lines(stderr, "tinystories")
+    assert (judging[-1]["done"], judging[-1]["total"], judging[-1]["eta"]) == ("6", "6", "done")
+    assert int(judging[-1]["failures"]) > 0
+    # Once its judgments are all done, a line shows no replies still to come ("4/4+ judgments · 3/8 replies").
+    finished = [m.group(0) for m in judging if m["done"] == m["total"]]
+    assert finished and all(" replies " not in line for line in finished), finished
+
+
 def test_terminal_shows_a_judging_bar_per_task(tmp_path, data_dir):
     args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "2", "--judge",
             "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', TURN_2_UNGRADED)}", "-J", "delay=0.1",
