@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evalsuite import __version__, registry
-from evalsuite.errors import UserError
+from evalsuite.errors import Interrupted, UserError
 from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskResult
 
 # Offline by default unless the user says otherwise: transformers otherwise
@@ -132,7 +133,7 @@ def run(**opts: object) -> None:
 
 
 def print_summary(results: ResultsSummary, console: Console) -> None:
-    table = Table(title=f"{results.model} — {results.run_id}")
+    table = Table(title=Text(f"{results.model} — {results.run_id}", style="table.title"))
     for col in ("task / subtask", "n", "metric", "value", "± stderr", "95% CI", "not scored"):
         table.add_column(col, justify="right" if col in ("n", "value", "± stderr", "95% CI") else "left", no_wrap=col != "not scored")
     for name, task in results.tasks.items():
@@ -258,11 +259,13 @@ def main() -> None:
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted: completed samples are saved; continue with `evalsuite run --resume RUN_DIR`", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # Click turns Ctrl-C into Abort, the KeyboardInterrupt as its cause.
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        if isinstance(cause, Interrupted):
+            click.echo(f"interrupted: all finished work is saved; continue with `{cause.resume}`", err=True)
+        else:
+            click.echo("interrupted" if isinstance(cause, KeyboardInterrupt) else "aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)

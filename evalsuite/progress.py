@@ -39,6 +39,7 @@ second, every ``PLAIN_INTERVAL_S`` seconds while it lasts and at the end.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn
+from rich.table import Column as TableColumn
 from rich.text import Text
 
 # Seconds between plain lines: at most (heartbeat) and at least (throttle).
@@ -65,12 +67,24 @@ def stderr_console() -> Console:
     return Console(stderr=True)
 
 
+def _say(console: Console, line: str) -> None:
+    """Print ``line`` as it is: no rich markup or emoji codes (``mock:x[/]``, ``hf:ok`` are model names)."""
+    console.print(Text(line), soft_wrap=True)
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+_SHORT_KIND = re.compile(r"\b(error|failure)$")  # a kind's last word, shortened in a bar: error -> err, failure -> fail
+
+
+def _short_word(match: re.Match[str]) -> str:
+    return {"error": "err", "failure": "fail"}[match[1]]
 
 
 def _plural(n: int, noun: str) -> str:
@@ -182,18 +196,21 @@ class TaskCounts:
 
     def steps_text(self) -> str:
         """``23/40 replies`` where some unit takes several steps (or a step was retried), else ``""``."""
-        if not self.step_unit or self.steps_total <= self.total - self.started_done:
+        # Once the known units are done, no announced step is still to come (a failed unit's never will).
+        steps_total = self.steps if self.complete else self.steps_total
+        if not self.step_unit or steps_total <= self.total - self.started_done:
             return ""
-        return f"{self.steps}/{self.steps_total} {self.step_unit}"
+        return f"{self.steps}/{steps_total} {self.step_unit}"
 
     def count(self) -> str:
         """The amount, and the steps where they say more."""
         return " · ".join(filter(None, (self.amount(), self.steps_text())))
 
     def error_text(self, short: bool = False) -> str:
-        """``0 errors``, or one count per kind (``1 parse error · 0 judge failures``); ``short``: ``0 err``."""
-        if short and self.error_kinds == ("error",):
-            return f"{self.errors['error']} err"
+        """``0 errors``, or one count per kind (``1 parse error · 0 judge failures``); ``short``, for a bar:
+        ``0 err``, ``1 parse err · 0 judge fail``."""
+        if short:
+            return " · ".join(f"{self.errors[kind]} {_SHORT_KIND.sub(_short_word, kind)}" for kind in self.error_kinds)
         return " · ".join(_plural(self.errors[kind], kind) for kind in self.error_kinds)
 
     def eta_text(self) -> str:
@@ -212,6 +229,10 @@ def _counts_column(render: Callable[[TaskCounts], str], style: str | Callable[[T
     """A rich column that shows ``render(counts)`` of each row's :class:`TaskCounts`."""
 
     class Column(ProgressColumn):
+        def __init__(self) -> None:
+            # One line per entry however narrow the terminal: a cell is cut short (…), never wrapped.
+            super().__init__(table_column=TableColumn(no_wrap=True, overflow="ellipsis"))
+
         def render(self, task: Any) -> Text:
             counts: TaskCounts = task.fields["counts"]
             return Text(render(counts), style=style(counts) if callable(style) else style)
@@ -325,11 +346,13 @@ class RunProgress:
             counts.tokens += tokens
             self._changed(name)
 
-    def advance(self, name: str, tokens: int = 0, error: bool | str = False) -> None:
-        """One more unit of ``name`` is done; ``error``: it failed (``True``: the entry's first error kind)."""
+    def advance(self, name: str, tokens: int = 0, error: bool | str = False, reused: bool = False) -> None:
+        """One more unit of ``name`` is done; ``error``: it failed (``True``: the entry's first error kind);
+        ``reused``: done without work in this session (a stored output read back), so it does not set the pace."""
         with self._lock:
             counts = self.counts[name]
             counts.done += 1
+            counts.started_done += reused
             counts.tokens += tokens
             if error:
                 counts.errors[counts.error_kinds[0] if error is True else error] += 1
@@ -407,7 +430,7 @@ class RunProgress:
         self._last_line = time.monotonic()
         self._printed[name] = self._state(name)
         self._last_step[name] = self._unit_step(counts)
-        self.console.print(counts.line(name), highlight=False, soft_wrap=True)
+        _say(self.console, counts.line(name))
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.interval_s)):
@@ -421,7 +444,7 @@ class RunProgress:
                 else:  # its work is done, its task's is not: scoring its last batch
                     self._last_line = time.monotonic()
                     waited = _clock(self._last_line - (counts.paused_at or self._last_line))
-                    self.console.print(f"{self._task_of[name]}: scoring … {waited}", highlight=False, soft_wrap=True)
+                    _say(self.console, f"{self._task_of[name]}: scoring … {waited}")
 
 
 _spinners: list[Any] = []  # live terminal spinners, innermost last (rich shows one at a time)
@@ -445,19 +468,19 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
     spinner = None
     if console.is_terminal:
         outer = _spinners[-1] if _spinners else None
-        spinner = outer or console.status(message)
+        spinner = outer or console.status(Text(message))
         if outer is None:
             spinner.start()
         _spinners.append(spinner)
 
         def show() -> None:
-            spinner.update(f"{message} ({_clock(time.monotonic() - t0)})")
+            spinner.update(Text(f"{message} ({_clock(time.monotonic() - t0)})"))
 
         show()
     else:
         def show() -> None:
             elapsed = time.monotonic() - t0
-            console.print(f"{message} …" + (f" {_clock(elapsed)}" if shown else ""), highlight=False, soft_wrap=True)
+            _say(console, f"{message} …" + (f" {_clock(elapsed)}" if shown else ""))
             shown.append(elapsed)
 
     shown: list[float] = []
@@ -482,6 +505,6 @@ def status(message: str, console: Console | None = None, interval_s: float = PLA
             _spinners.pop()
             if not _spinners:
                 spinner.stop()
-            console.print(f"{'✓' if ok else '✗'} {message} ({took})", highlight=False, soft_wrap=True)
+            _say(console, f"{'✓' if ok else '✗'} {message} ({took})")
         elif ok or shown:
-            console.print(f"{message}: {'done in' if ok else 'failed after'} {took}", highlight=False, soft_wrap=True)
+            _say(console, f"{message}: {'done in' if ok else 'failed after'} {took}")

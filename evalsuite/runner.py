@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shlex
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from evalsuite.backends.base import (
 from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
-from evalsuite.errors import UserError, unknown_name
+from evalsuite.errors import Interrupted, UserError, unknown_name
 from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
@@ -174,6 +175,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                               request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk,
                               live=_live(backend) if backend is not None else None, judge=judge,
                               generating=source is None)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(f"evalsuite run --resume {shlex.quote(str(rundir.path))}") from exc
         finally:
             rundir.close()
             if judge is not None:
@@ -431,13 +434,14 @@ class _Scorer:
         self.pending: list[tuple[Sample, Any, Response, float, bool]] = []
 
     def add(self, sample: Sample, prompt: Any, response: Response, started: float, stored: bool = False) -> None:
-        # Tokens generated in this session only: stored outputs read back would fake a rate.
-        tokens = getattr(response, "completion_tokens", 0) if self.generating and not stored else 0
+        # Work of this session only: stored outputs read back would fake a rate and an ETA.
+        reused = stored or not self.generating
+        tokens = 0 if reused else getattr(response, "completion_tokens", 0)
         if self.write_ahead and not stored:
             self.rundir.append([self._record(sample, prompt, response, Score(status=ScoreStatus.GENERATED), started)])
             stored = True
         self.pending.append((sample, prompt, response, started, stored))
-        self.progress.advance(self.task.name, tokens=tokens)
+        self.progress.advance(self.task.name, tokens=tokens, reused=reused)
         if self.generate_only or len(self.pending) >= self.task.score_chunk:
             self.flush()  # nothing to batch when only generating: write at once
 
@@ -662,6 +666,8 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
                 progress.start_task(name, total=len(rescore), completed=0)
                 _Scorer(task, rundir, progress, generate_only=False, judge=judge).rescore(rescore)
                 progress.finish_task(name)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(f"evalsuite score --run {shlex.quote(str(path))}") from exc
     finally:
         rundir.close()
         if judge is not None:

@@ -103,3 +103,17 @@ def test_plain_status_shows_a_slow_step_while_it_lasts_and_a_quick_error_not_at_
     except UserError:
         pass
     assert out.getvalue() == ""  # the error line the CLI prints stays the only one
+
+
+def test_a_model_name_is_shown_as_typed_not_as_rich_markup_or_emoji(data_dir, tmp_path):
+    # "[/]" is a rich closing tag (a MarkupError), ":ok:" an emoji code (🆗): both are a valid model name here.
+    args = ["run", "--model", "mock:ok:x[/]", "--tasks", "bbh", "-T", "subtasks=navigate", "--limit", "1",
+            "--data-dir", str(data_dir)]
+    proc = subprocess.run(_command((*args, "-o", str(tmp_path / "log"))), capture_output=True, text=True, env=_env(),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"loading model mock:ok:x\[/\]: done in [\d.]+ s", proc.stderr.splitlines()[0]), proc.stderr
+    assert proc.stdout.split("\n", 1)[0].strip().startswith("ok:x[/] — ")  # the results table's title
+    returncode, text = read_terminal(_command((*args, "-o", str(tmp_path / "tty"))), _env({"COLUMNS": "160"}))
+    assert returncode == 0 and "Traceback" not in text
+    assert re.search(r"✓ loading model mock:ok:x\[/\] \([\d.]+ s\)", text), text

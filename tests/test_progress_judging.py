@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 from rich.console import Console
 
 from evalsuite.progress import RunProgress
-from tests.conftest import _command, _env, evalsuite
+from tests.conftest import REPO, _command, _env, evalsuite
 from tests.progress_lines import generation_lines, judging_lines, read_terminal
 
 RATING = {"": "Rating: [[7]]"}
@@ -100,6 +103,20 @@ def test_two_turn_judge_conversations_show_their_replies(tmp_path, data_dir):
     assert (last["eta"], last["parse_errors"], last["failures"]) == ("done", "0", "0")
 
 
+def test_failed_judge_conversations_leave_no_replies_to_wait_for(tmp_path, data_dir):
+    # 6 beginnings, two-reply judge conversations; the judge's 4th call raises: that batch's calls all fail.
+    judge = {"Now, grade": "Grammar: 8/10, Creativity: 6/10, Consistency: 7/10. Age group: C (6-7)", "": "Simple."}
+    stderr = _ok("run", "--model", "mock:m", "-M", "reply= she went to bed.", "--tasks", "tinystories", "--limit", "6",
+                 "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', judge)}", "-J", "fail_every=4",
+                 "--data-dir", str(data_dir), "-o", str(tmp_path / "o"))
+    judging = judging_lines(stderr, "tinystories")
+    assert (judging[-1]["done"], judging[-1]["total"], judging[-1]["eta"]) == ("6", "6", "done")
+    assert int(judging[-1]["failures"]) > 0
+    # Once its judgments are all done, a line shows no replies still to come ("4/4+ judgments · 3/8 replies").
+    finished = [m.group(0) for m in judging if m["done"] == m["total"]]
+    assert finished and all(" replies " not in line for line in finished), finished
+
+
 def test_terminal_shows_a_judging_bar_per_task(tmp_path, data_dir):
     args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "2", "--judge",
             "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', TURN_2_UNGRADED)}", "-J", "delay=0.1",
@@ -107,8 +124,68 @@ def test_terminal_shows_a_judging_bar_per_task(tmp_path, data_dir):
     returncode, text = read_terminal(_command(args), _env())
     assert returncode == 0, text
     assert "\x1b[" in text and not judging_lines(text.replace("\r", "\n"), "mtbench")  # a live display, no log lines
-    assert re.search(r"mtbench judging\s+━+\s+4/4 judgments\s+\d+:\d\d done [\d.]+ tok/s\s+2 parse errors · 0 judge failures",
+    assert re.search(r"mtbench judging\s+━+\s+4/4 judgments\s+\d+:\d\d done [\d.]+ tok/s\s+2 parse err · 0 judge fail",
                      re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))
+
+
+def test_a_narrow_terminal_keeps_each_entry_on_one_line(tmp_path, data_dir):
+    args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "2", "--judge",
+            "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', TURN_2_UNGRADED)}", "--data-dir", str(data_dir)]
+    for columns in (80, 40):
+        returncode, text = read_terminal(_command([*args, "-o", str(tmp_path / str(columns))]), _env({"COLUMNS": str(columns)}))
+        assert returncode == 0, text
+        rows = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n").splitlines()
+        # A wrapped row goes on in a line of its own that starts with blanks ("   errors · 0 judge").
+        assert not [row for row in rows if re.match(r"\s{8,}\S", row)], rows
+        if columns == 80:  # a usual terminal still shows every column
+            assert any(re.fullmatch(r"mtbench judging\s.*4/4 judgments \d+:\d\d done [\d.]+ tok/s\s+2 parse err · 0 judge fail\s*",
+                                    row) for row in rows), rows
+
+
+def test_ctrl_c_while_judging_says_how_to_continue_and_the_resumed_run_finishes(tmp_path, data_dir):
+    # 10 questions, 20 judgments, a slow judge: Ctrl-C lands once the first judgment is shown.
+    args = ["run", "--model", "mock", "--tasks", "mtbench", "-T", "categories=writing", "--limit", "10",
+            "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', RATING)}", "-J", "delay=0.2",
+            "--data-dir", str(data_dir), "-o", str(tmp_path / "o")]
+    # Ctrl-C as a terminal has it (a CI runner may start us with SIGINT ignored).
+    proc = subprocess.Popen(_command(args), cwd=REPO, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("mtbench judging: 1/20"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, stdout = proc.stderr.read(), proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, "".join(seen) + rest
+    assert stdout == "" and "Traceback" not in rest
+    (run,) = (tmp_path / "o").iterdir()
+    (message,) = [line for line in rest.splitlines() if line.strip()]
+    assert message == f"interrupted: all finished work is saved; continue with `evalsuite run --resume {shlex.quote(str(run))}`"
+    judged = (run / "judgments.jsonl").read_text().count("\n")
+    assert 1 <= judged < 20
+    # The command it names continues: only the judgments not yet made are asked.
+    judging = judging_lines(_ok(*shlex.split(message.split("`")[1])[1:]), "mtbench")
+    assert (judging[0]["done"], judging[-1]["done"], judging[-1]["total"], judging[-1]["eta"]) == (str(judged), "20", "20", "done")
+    assert (run / "judgments.jsonl").read_text().count("\n") == 20
+
+
+def test_resumed_outputs_scored_again_do_not_set_the_generation_pace(tmp_path, data_dir):
+    # 32 two-turn questions; the model kills the run at its 47th reply: 15 answers written ahead, none judged.
+    out = tmp_path / "o"
+    killed = evalsuite("run", "--model", "mock:m", "-M", "kill_after=47", "--tasks", "mtbench", "--limit", "4",
+                       "--judge", "mock:j", "-J", f"replies={_replies(tmp_path, 'judge', RATING)}",
+                       "--data-dir", str(data_dir), "-o", str(out))
+    assert killed.returncode == -9, killed.stderr
+    (run,) = out.iterdir()
+    assert (run / "samples.jsonl").read_text().count('"generated"') == 15
+    stderr = _ok("run", "--resume", str(run), "--data-dir", str(data_dir))
+    generation = [line for _, line in generation_lines(stderr, "mtbench")]
+    # The 15 read back take no generating: no pace, no ETA (it said "ETA 0:00" with 17 answers still to come).
+    read_back = [line for line in generation if int(line.split(": ")[1].split("/")[0]) <= 15]
+    assert read_back and all(" · ETA ? · 0.0 tok/s · " in line for line in read_back), read_back
+    assert generation[-1].startswith("mtbench: 32/32 (100%)") and " · done · " in generation[-1]
+    assert judging_lines(stderr, "mtbench")[-1]["done"] == "64"
 
 
 def _plain(interval_s: float) -> tuple[RunProgress, io.StringIO]:

@@ -340,6 +340,7 @@ class Judge:
                 self.stats["seconds"] += time.monotonic() - began
                 todo = again
         except Exception:
+            backend.settle()  # their replies will not come: withdrawn before they count as failed
             for _ in pending:  # the backend gave up on the whole batch
                 listener.judged(ScoreStatus.SCORING_ERROR)
             raise
