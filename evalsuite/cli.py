@@ -158,7 +158,7 @@ def print_summary(results: ResultsSummary, console: Console) -> None:
                       + ("; value ± 1.96 stderr otherwise" if "normal" in methods else ""))
     for name, task in results.tasks.items():
         for warning in task.warnings:
-            console.print(f"{name}: {warning}")
+            console.print(Text(f"{name}: {warning}"))  # as written: a warning may quote a model's text
         if task.headline_aggregation:
             counted = sum(task.headline in sub.metrics for sub in task.subtasks.values())
             over = f"{counted} of {len(task.subtasks)}" if counted < len(task.subtasks) else str(len(task.subtasks))

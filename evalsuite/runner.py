@@ -102,6 +102,9 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
 
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _check_judge(config, factories)
+    # A value only the task can check (an unknown MT-Bench category, missing data) fails here too,
+    # not after minutes of loading: a trial build, discarded (builds take well under a second).
+    _build_tasks(config, factories, params, chat=True)
     source = SourceRun.open(Path(config.source_run)) if config.source_run else None
     _seed_everything(config.seed)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
 import pytest
+from rich.console import Console
 
+from evalsuite.cli import print_summary
+from evalsuite.records import MetricValue, ResultsSummary, TaskResult
 from tests.conftest import evalsuite
 
 
@@ -105,6 +109,19 @@ def test_bad_device_is_one_line_before_the_model_loads(tmp_path, device):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("task,param,needle", [
+    ("mtbench", "categories=writing,nosuch", "unknown mtbench category 'nosuch'"),
+    ("bbh", "subtasks=navigate,navigat", "navigat"),
+])
+def test_a_value_only_the_task_can_check_fails_before_the_model_loads(tmp_path, data_dir, task, param, needle):
+    # smollm2-135m (and its judge) would load first, for seconds here and minutes for a served model
+    proc = evalsuite("run", "--model", "smollm2-135m", "--tasks", task, "-T", param, "--judge", "smollm2-135m",
+                     "--limit", "1", "--data-dir", str(data_dir), "-o", str(tmp_path), timeout=60)
+    assert_one_line_error(proc, needle)
+    assert proc.returncode == 2
+    assert "loading model" not in proc.stderr and not any(tmp_path.iterdir())
+
+
 HUMANEVAL_53 = '{"task_id": "HumanEval/53", "completion": "    return x + y\\n"}\n'
 
 
@@ -178,3 +195,12 @@ def test_samples_of_a_judged_task_point_to_the_judge(tmp_path, data_dir):
     proc = evalsuite("score", "mtbench", "--samples", str(samples), "--data-dir", str(data_dir), timeout=60)
     assert_one_line_error(proc, "mtbench is graded by an LLM judge", "--judge MODEL")
     assert proc.returncode == 2
+
+
+def test_a_results_warning_is_printed_as_written():
+    # A plugin task's warning may quote a name or a model's text: "[/]" was a MarkupError after the whole run.
+    warning = "samples like [/] and [bold]x[/bold] :ok: were set aside"
+    result = TaskResult(n_samples=1, metrics={"acc": MetricValue(value=1.0)}, headline="acc", warnings=[warning])
+    out = io.StringIO()
+    print_summary(ResultsSummary(run_id="r", model="m", tasks={"plugin": result}), Console(file=out, width=200))
+    assert f"plugin: {warning}" in out.getvalue()
