@@ -18,6 +18,24 @@ class Interrupted(KeyboardInterrupt):
         self.resume = resume
 
 
+class ResumePoint:
+    """Context manager: once ``command`` is set, a Ctrl-C anywhere inside it
+    (loading, generating, scoring, closing a server, writing results) leaves as
+    :class:`Interrupted` naming that command; before, it stays a plain
+    KeyboardInterrupt (nothing on disk to continue)."""
+
+    def __init__(self, command: str | None = None) -> None:
+        self.command = command
+
+    def __enter__(self) -> ResumePoint:
+        return self
+
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if (self.command is not None and isinstance(exc, KeyboardInterrupt)
+                and not isinstance(exc, Interrupted)):
+            raise Interrupted(self.command) from exc
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> UserError:
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

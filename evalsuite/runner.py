@@ -40,7 +40,7 @@ from evalsuite.backends.base import (
 from evalsuite.backends.models import DEFAULT_MODEL, load_backend
 from evalsuite.compound import run_requests, script_of
 from evalsuite.backends.ray_replicas import PLACEMENT_KEYS, RayReplicas
-from evalsuite.errors import Interrupted, UserError, unknown_name
+from evalsuite.errors import ResumePoint, UserError, unknown_name
 from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
@@ -92,6 +92,19 @@ class RunConfig:
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
+    """Generate, score (and judge) ``config``'s tasks into a new run directory,
+    or continue the one at ``resume``.  Raises UserError for bad input, and
+    Interrupted (with the command that continues) on Ctrl-C once the run
+    directory exists."""
+    with ResumePoint(_resume_command(resume) if resume is not None else None) as on_ctrl_c:
+        return _run(config, resume, console, on_ctrl_c)
+
+
+def _resume_command(rundir: Path) -> str:
+    return f"evalsuite run --resume {shlex.quote(str(rundir))}"
+
+
+def _run(config: RunConfig, resume: Path | None, console: Any, on_ctrl_c: ResumePoint) -> RunDir:
     if resume is not None:
         rundir = RunDir.existing(resume)
         prov = rundir.provenance()
@@ -163,6 +176,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
             ray=_ray_info(backend),
         )
         rundir.write_provenance(prov)
+        on_ctrl_c.command = _resume_command(rundir.path)
         rundir.truncate_torn_tail()
         if judge is not None:
             judge.open_log(rundir.path)
@@ -178,8 +192,6 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
                               request_chunk=backend.request_chunk if backend is not None else Backend.request_chunk,
                               live=_live(backend) if backend is not None else None, judge=judge,
                               generating=source is None)
-        except KeyboardInterrupt as exc:
-            raise Interrupted(f"evalsuite run --resume {shlex.quote(str(rundir.path))}") from exc
         finally:
             rundir.close()
             if judge is not None:
@@ -642,7 +654,13 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     errors) without loading its model: ``evalsuite score --run RUN_DIR``.
 
     Uses the same scoring path as ``--resume``; the tasks are rebuilt from
-    run.json and must read the same data (checked by content hash)."""
+    run.json and must read the same data (checked by content hash).  Raises
+    UserError for bad input, Interrupted on Ctrl-C."""
+    with ResumePoint(f"evalsuite score --run {shlex.quote(str(path))}"):
+        return _score_run(path, data_dir, console)
+
+
+def _score_run(path: Path, data_dir: str | None, console: Any) -> RunDir:
     rundir = RunDir.existing(path)
     prov = rundir.provenance()
     config = _resumed_config(prov.command_config, RunConfig())
@@ -669,8 +687,6 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
                 progress.start_task(name, total=len(rescore), completed=0)
                 _Scorer(task, rundir, progress, generate_only=False, judge=judge).rescore(rescore)
                 progress.finish_task(name)
-    except KeyboardInterrupt as exc:
-        raise Interrupted(f"evalsuite score --run {shlex.quote(str(path))}") from exc
     finally:
         rundir.close()
         if judge is not None:

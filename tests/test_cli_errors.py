@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import shutil
+import sys
 
 import pytest
 from rich.console import Console
 
+from evalsuite import cli
 from evalsuite.cli import print_summary
 from evalsuite.records import MetricValue, ResultsSummary, TaskResult
+from evalsuite.rundir import RunDir
 from tests.conftest import evalsuite
 
 
@@ -204,3 +208,34 @@ def test_a_results_warning_is_printed_as_written():
     out = io.StringIO()
     print_summary(ResultsSummary(run_id="r", model="m", tasks={"plugin": result}), Console(file=out, width=200))
     assert f"plugin: {warning}" in out.getvalue()
+
+
+@pytest.mark.parametrize("command", ["run", "score"])
+def test_ctrl_c_while_the_results_are_written_names_the_command_that_finishes(tmp_path, data_dir, monkeypatch,
+                                                                               capsys, command):
+    # Ctrl-C after the last sample, as results.json is written (it printed a bare "interrupted").
+    out = tmp_path / "o"
+    args = ["--model", "mock", "--tasks", "bbh", "-T", "subtasks=navigate", "--limit", "2",
+            "--data-dir", str(data_dir), "-o", str(out)]
+    if command == "score":
+        assert evalsuite("run", *args, "--generate-only").returncode == 0
+        argv = ["score", "--run", str(next(out.iterdir())), "--data-dir", str(data_dir)]
+    else:
+        argv = ["run", *args]
+
+    def ctrl_c(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "write_results", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["evalsuite", *argv])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    (run,) = out.iterdir()
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    continued = f"evalsuite run --resume {run}" if command == "run" else f"evalsuite score --run {run}"
+    assert message == f"interrupted: all finished work is saved; continue with `{continued}`"
+    monkeypatch.undo()
+    finished = evalsuite(*shlex.split(continued)[1:], "--data-dir", str(data_dir))
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads((run / "results.json").read_text())["tasks"]["bbh"]["status_counts"] == {"scored": 2}
