@@ -116,6 +116,7 @@ class TaskCounts:
     live_start: tuple[int, int] = (0, 0)
     paused_at: float | None = None
     live_paused: tuple[int, int] = (0, 0)  # live() when paused
+    interrupted: bool = False  # the run stopped (Ctrl-C) before this entry's work was done
 
     def __post_init__(self) -> None:
         if self.live is not None:
@@ -152,7 +153,7 @@ class TaskCounts:
         """Share of the known work done in [0, 1]; steps, where counted, move it within a unit."""
         if not self.total:
             return 1.0
-        if not self.steps_total or self.complete:
+        if not self.steps_total or self.complete or self.interrupted:  # steps settled on the way out say nothing
             return min(1.0, self.done / self.total)
         fresh = self.total - self.started_done
         return (self.started_done + fresh * min(1.0, self.steps / self.steps_total)) / self.total
@@ -214,8 +215,10 @@ class TaskCounts:
         return " · ".join(_plural(self.errors[kind], kind) for kind in self.error_kinds)
 
     def eta_text(self) -> str:
-        """``ETA 1:07``, ``ETA ?`` before there is a pace, or ``done``."""
-        return "done" if self.complete and not self.open else f"ETA {_clock(self.eta)}"
+        """``ETA 1:07``, ``ETA ?`` before there is a pace, ``done``, or ``interrupted``."""
+        if self.complete and not self.open:
+            return "done"
+        return "interrupted" if self.interrupted else f"ETA {_clock(self.eta)}"
 
     def line(self, name: str) -> str:
         """The plain line of this entry, called ``name``."""
@@ -294,7 +297,15 @@ class RunProgress:
             self._heartbeat.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            # The last frame stays on the terminal: it must not promise an ETA
+            # (work settled on the way out, like a judge's pending replies, reads as 0:00).
+            with self._lock:
+                for name, counts in self.counts.items():
+                    counts.interrupted = True
+                    counts.pause()
+                    self._sync(name)
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from evalsuite.progress import RunProgress
@@ -229,3 +230,27 @@ def test_a_judge_sharing_the_models_backend_leaves_the_generation_count_alone():
     generation, judged = progress.counts["mtbench"], progress.counts[judging]
     assert generation.live_tokens() == (200, 20) and judged.live_tokens() == (1000, 500)
     assert judged.errors["parse error"] == 1 and judged.done == judged.total == 1 and not judged.open
+
+
+def test_after_ctrl_c_the_last_terminal_frame_says_interrupted_not_an_eta():
+    # Ctrl-C mid-judging: the judge settles its announced replies on the way out, which read as "ETA 0:00"
+    # in the frame left on the terminal.
+    out = io.StringIO()
+    progress = RunProgress(Console(file=out, force_terminal=True, width=200))
+    with pytest.raises(KeyboardInterrupt), progress:
+        progress.start_task("mtbench", total=2, completed=0)
+        for _ in range(2):
+            progress.advance("mtbench", tokens=10)
+        progress.finish_task("mtbench")
+        judging = progress.start_phase("mtbench", "judging", "judgments", ("parse error", "judge failure"))
+        progress.add_work(judging, 4)
+        progress.add_steps(judging, 4)
+        progress.step(judging, tokens=7)
+        progress.advance(judging, tokens=0)
+        progress.add_steps(judging, -3)  # the pending replies, settled as the interrupt unwinds
+        raise KeyboardInterrupt
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).replace("\r", "\n").splitlines()
+    judging_rows = [row for row in last if row.startswith("mtbench judging")]
+    assert re.match(r"mtbench judging\s+━{10}╺━+\s+1/4 judgments", judging_rows[-1]), judging_rows[-1]  # a quarter full
+    assert "interrupted" in judging_rows[-1] and "ETA" not in judging_rows[-1], judging_rows[-1]
+    assert re.search(r"mtbench\s+━+\s+2/2\s+\d+:\d\d done", "\n".join(last)), last  # finished work stays "done"
