@@ -111,9 +111,12 @@ class Pattern:
 
     regex: re.Pattern[str]
     read: Callable[[str], float | str | None]  # None: not a valid value (out of range, unknown label)
+    copies: re.Pattern[str] | None = None  # its syntax in the judged material, if looser than ``regex``
 
     def values(self, text: str) -> set[float | str]:
-        return {v for m in self.regex.finditer(text) if (v := self.read(m.group(1))) is not None}
+        """The valid values written in ``text`` (judged material) in this syntax."""
+        found = (self.copies or self.regex).finditer(text)
+        return {v for m in found if (v := self.read(m.group(1))) is not None}
 
 
 def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]) -> Parsed:
@@ -207,9 +210,12 @@ class Criterion:
 
     ``labels`` makes it categorical (e.g. age groups ``A``–``F``); otherwise
     it is a number on ``low``–``high``.  ``pattern`` overrides how it is
-    found; by default ``<name>`` (or any of ``aliases``), an optional colon or
-    dash, or a short qualifier and a colon, then the value (``Grammar: 8/10``,
-    ``**Creativity** - 7``, ``Consistency with the beginning: 9``).
+    found; by default ``<name>`` (or any of ``aliases``), a colon, dash, ``=``,
+    ``is`` or table bar, or a short qualifier and a colon, then the value
+    (``Grammar: 8/10``, ``**Creativity** - 7``, ``Consistency with the
+    beginning: 9``, ``| Grammar | 8 |``).  The name right before a value
+    (``Grammar 8/10``) counts only in a reply that labels none: prose after
+    the grades ("beyond age group C") is not a grade.
     """
 
     name: str
@@ -222,24 +228,32 @@ class Criterion:
     description: str = ""
     values: tuple[float, ...] = field(default=())  # allowed numbers (e.g. 0, 0.5, 1); empty: any in range
 
-    def compiled(self) -> Pattern:
+    def patterns(self) -> list[Pattern]:
+        """How the criterion's value is found, most explicit first (``own_verdict``
+        falls back to a later pattern only when an earlier one matches nowhere)."""
+        if self.pattern:
+            return [Pattern(re.compile(self.pattern, re.IGNORECASE), self._read)]
         names = "|".join(re.escape(n) for n in (self.name, *self.aliases))
         # The name, then a separator; or a short qualifier ending in a colon, as
         # judges echo the prompt's wording ("Consistency with the story's beginning: 9/10").
-        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*(?:[:=\-–]|is)?)[*_\s]*"
-        if self.pattern:
-            regex = re.compile(self.pattern, re.IGNORECASE)
-        elif self.labels:
+        separator = r"(?:[:=\-–|]|is)"
+        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*SEPARATOR)[*_\s|]*"
+        labelled = self._regex(lead.replace("SEPARATOR", separator))
+        either = self._regex(lead.replace("SEPARATOR", separator + "?"))
+        bare = self._regex(rf"(?<![\w-])(?:{names})\b[*_\s]*")
+        # Either spelling in the material is a copy: a story's "Grammar 10" never becomes the judge's "Grammar: 10".
+        return [Pattern(labelled, self._read, either), Pattern(bare, self._read, either)]
+
+    def _regex(self, lead: str) -> re.Pattern[str]:
+        if self.labels:
             choices = "|".join(re.escape(lab) for lab in self.labels)
             if all(len(lab) == 1 for lab in self.labels):
                 # A letter grade stands alone: in "Age: a teenager", "Age group: A young
                 # child" or "Age: a 6-year-old" the letter is an article, not group A.
                 lower = "|".join(re.escape(lab.lower()) for lab in self.labels)
                 choices = f"(?-i:{choices})(?![^\\S\\n]*[^\\W\\d_])|(?-i:{lower})(?![^\\S\\n]*[^\\W_])"
-            regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
-        else:
-            regex = re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
-        return Pattern(regex, self._read)
+            return re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
+        return re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
 
     def _read(self, text: str) -> float | str | None:
         if self.labels:
@@ -258,13 +272,13 @@ def rubric(criteria: Sequence[Criterion]) -> Parser:
     a value makes the whole reply verdict-less (the values found are named in
     ``detail``); an optional one is simply absent.
     """
-    compiled = [(c, c.compiled()) for c in criteria]
+    compiled = [(c, c.patterns()) for c in criteria]
 
     def parse(reply: str, material: Sequence[str]) -> Parsed:
         found: dict[str, float | str] = {}
         missing, notes, quoted = [], [], 0
-        for criterion, pattern in compiled:
-            parsed = own_verdict(reply, [pattern], material)
+        for criterion, patterns in compiled:
+            parsed = own_verdict(reply, patterns, material)
             quoted += parsed.quoted
             if parsed.verdict is None:
                 if criterion.required:
