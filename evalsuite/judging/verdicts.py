@@ -15,7 +15,10 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
 3. A candidate whose value also appears in the same syntax in the judged
    material (question, answers, references) cannot be told apart from a copy
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
-   be rated 10 by that text.
+   be rated 10 by that text.  In a pairwise call (:class:`PairMaterial`) only
+   the text a verdict would favour counts: ``[[A]]`` written in the answer
+   shown second favours its rival, so the judge's ``[[A]]`` stands -- else an
+   answer could turn each of its losses into a parse error.
 4. Of the rest, the **last** is the verdict: judges are told to end with it,
    and earlier ones are drafts or restatements (Inspect's convention; FastChat
    takes the first match, which an answer can inject).  A different verdict
@@ -55,6 +58,37 @@ class Parsed:
 
 
 Parser = Callable[[str, Sequence[str]], Parsed]  # (reply, judged material) -> Parsed
+
+
+@dataclass(frozen=True)
+class PairMaterial(Sequence[str]):
+    """The judged material of a pairwise call, by whose text it is (as a
+    sequence: every text).  A verdict copied from the text it favours is an
+    injection; from the rival's text, copying it would only hurt its author."""
+
+    shared: tuple[str, ...] = ()  # question, references
+    first: tuple[str, ...] = ()  # the answer(s) shown first
+    second: tuple[str, ...] = ()
+
+    def __getitem__(self, index):  # type: ignore[override] - a plain tuple's indexing
+        return (*self.shared, *self.first, *self.second)[index]
+
+    def __len__(self) -> int:
+        return len(self.shared) + len(self.first) + len(self.second)
+
+    def favouring(self, verdict: object) -> tuple[str, ...]:
+        """The texts where ``verdict`` (``first`` / ``second``; anything else, e.g. a tie,
+        helps whichever answer is losing) would be an injection."""
+        own = {"first": self.first, "second": self.second}.get(verdict, (*self.first, *self.second))  # type: ignore[call-overload]
+        return (*self.shared, *own)
+
+
+def _copies(pattern: Pattern, material: Sequence[str]) -> Callable[[float | str], bool]:
+    """Whether a value of ``pattern`` may be copied from ``material`` (rule 3)."""
+    if isinstance(material, PairMaterial):
+        return lambda value: value in set().union(*(pattern.values(m) for m in material.favouring(value)))
+    copied = set().union(*(pattern.values(m) for m in material)) if material else set()
+    return lambda value: value in copied
 
 
 def _quote_around(line: str, start: int, end: int) -> str | None:
@@ -129,14 +163,14 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
         matches = list(pattern.regex.finditer(reply))
         if not matches:
             continue
-        copied = set().union(*(pattern.values(m) for m in material)) if material else set()
+        copied = _copies(pattern, material)
         kept, quoted, invalid = [], 0, []
         blocks = code_blocks(reply)
         for m in matches:
             value = pattern.read(m.group(1))
             if value is None:
                 invalid.append(m.group(0))
-            elif _quoted(reply, m, blocks) or value in copied:
+            elif _quoted(reply, m, blocks) or copied(value):
                 quoted += 1
             else:
                 kept.append((value, m))
