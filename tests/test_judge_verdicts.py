@@ -277,3 +277,18 @@ def test_a_pairwise_verdict_is_a_copy_only_of_the_answer_it_favours(first, secon
     from evalsuite.judging.verdicts import PairMaterial
 
     assert PAIR(reply, PairMaterial(("Question?",), (first,), (second,))).verdict == expected
+
+
+@pytest.mark.parametrize(
+    "reply, parser",
+    [
+        ("\n".join(f"Rating: [[{i}]]" for i in range(1, 11)), RATE),  # a scale listed, or a counting loop
+        ("Rating: [[5]]\nRating: [[6]]\nRating: [[7]]\nRating: [[8]]", RATE),
+        ("[[A]]\n[[B]]\n[[C]]", PAIR),
+        ("Grammar: 6\nGrammar: 7\nGrammar: 8", rubric([Criterion("grammar")])),
+    ],
+)
+def test_a_reply_listing_three_or_more_different_verdicts_has_none(reply, parser):
+    parsed = parser(reply, [])
+    assert parsed.verdict is None
+    assert "different verdicts" in parsed.detail

@@ -24,6 +24,9 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
    takes the first match, which an answer can inject).  A different verdict
    in that same sentence (``[[A]] and [[B]]``, ``[[3]] or [[4]]``) makes it a hedge:
    no verdict (Arena-Hard likewise rejects replies with differing verdicts).
+   So do three or more different values anywhere (``[[1]]`` ... ``[[10]]``
+   one per line, a small judge's counting loop): one draft is revised, a list
+   is not a verdict.
 5. Nothing left: no verdict.  The caller records ``parse_error`` with the
    reason (``detail``) and keeps the raw reply; it never enters a score.
 
@@ -46,6 +49,7 @@ OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may s
 GRADE_LINE = re.compile(r"[ \t*_#-]*(?:[A-Za-z][\w '()-]{0,40}[*_]*:[ \t*_]*)?[\w\[\]./()+ -]{1,24}[ \t.*_]*")
 BLOCKQUOTE = re.compile(r"[ \t]*(?:>[ \t]*)+")  # a Markdown blockquote line's marker(s)
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
+MAX_REVISIONS = 1  # a draft verdict, then the final one; more different values are a list, not revisions
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,11 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
             else:
                 kept.append((value, m))
         if kept:
+            shown = {v: m.group(0) for v, m in reversed(kept)}  # each value as first written
+            if len(shown) >= MAX_REVISIONS + 2:  # a scale listed, a counting loop: no draft-then-final
+                listed = ", ".join(list(reversed(shown.values()))[:5]) + (", ..." if len(shown) > 5 else "")
+                return Parsed(None, f"{len(shown)} different verdicts in the reply ({listed}): none is the final one",
+                              quoted)
             value, last = kept[-1]
             rivals = [m.group(0) for v, m in kept
                       if v != value and not SENTENCE_END.search(reply, m.end(), last.start())]
