@@ -176,6 +176,20 @@ def test_a_pairwise_verdict_written_into_an_answer_cannot_hide_its_loss(tmp_path
     assert (o.wins, o.losses, o.ties) == (2, 2, 0) and o.win_rate == 0.5
 
 
+def test_headline_stderr_treats_a_questions_two_turns_as_one_draw(mtbench_args):
+    """Q81 gets 2 on both turns, Q82 6 on both: two independent draws, not four.  The
+    headline's stderr is the clustered one (the pairwise outcome's, too), not sd/sqrt(4)."""
+    run = run_ok(*mtbench_args("single", {"Zq": "Rating: [[2]]", "Qx email": "Rating: [[6]]"}))
+    score = RunDir(run).results().tasks["mtbench"].metrics["score"]
+    assert score.value == 4.0 and score.stderr == pytest.approx(2.0)  # sqrt(2/1 * (4^2 + 4^2)) / 4
+    judge = {"Assistant A's Answer]\nZq": "[[A]]", "Assistant B's Answer]\nZq": "[[B]]",
+             "### Assistant A:\nZq": "[[A]]", "### Assistant B:\nZq": "[[B]]",
+             "Assistant A's Answer]\nQx": "[[B]]", "Assistant B's Answer]\nQx": "[[A]]",
+             "### Assistant A:\nQx": "[[B]]", "### Assistant B:\nQx": "[[A]]"}
+    result = RunDir(run_ok(*mtbench_args("pairwise", judge, "-T", "grading=pairwise"))).results().tasks["mtbench"]
+    assert result.metrics["win_rate"].stderr == pytest.approx(result.judging.outcome.stderr) == pytest.approx(0.5)
+
+
 def test_identical_judge_prompts_are_judged_once(tmp_path, data_dir):
     """n=3 identical completions per beginning: one two-turn judge conversation each."""
     judge = write(tmp_path / "judge.json", {
