@@ -45,7 +45,7 @@ def ratio_stderr(sums: Sequence[float], counts: Sequence[float]) -> float | None
 
 def clustered_mean(groups: Sequence[Sequence[float]]) -> MetricValue:
     """Mean over every value of ``groups`` with its cluster-robust stderr
-    (:func:`ratio_stderr`; Miller 2024, "Adding Error Bars to Evals", sec. 2.2)
+    (:func:`ratio_stderr`; clustered standard errors as in Miller 2024, "Adding Error Bars to Evals")
     and a 95 % interval: normal, or for proportions Wilson's at the effective
     sample size n * (srs stderr / clustered stderr)^2 (Kish's design effect).
     With one value per group this is :func:`mean_stderr`.  Empty groups are
