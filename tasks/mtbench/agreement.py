@@ -158,6 +158,9 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
                 and isinstance(second.get("reference", ""), str)):
             raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a, response_b "
                             "(and optional reference)")
+        if second is not None and second.get("reference") is not None and row.get("reference") is None:
+            raise UserError(f"{where}: turn_2.reference needs a reference for turn 1 too (the reference-guided "
+                            "judge prompt shows both)")
         turns = [row] + ([second] if second else [])
         content = json.dumps([[t["prompt"], t["response_a"], t["response_b"]] for t in turns])
         given = None if row.get("id") is None else str(row["id"])
