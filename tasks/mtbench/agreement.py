@@ -173,7 +173,10 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
             "a": tuple(t["response_a"] for t in turns),
             "b": tuple(t["response_b"] for t in turns),
             "votes": [],
+            "where": where,
         })
+        if str(row.get("category") or "") != item["category"]:
+            raise UserError(f"{where}: category differs from the one {item['where']} gave the same item")
         item["votes"].append(_winner(row["label"], where))
         if isinstance(row.get("reference"), str):
             reference = (row["reference"], str((second or {}).get("reference", "")))
