@@ -29,6 +29,39 @@ def mean_stderr(values: Sequence[float]) -> MetricValue:
     return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr))
 
 
+def ratio_stderr(sums: Sequence[float], counts: Sequence[float]) -> float | None:
+    """Standard error of the ratio estimator sum(sums) / sum(counts) over k
+    clusters (cluster i: ``sums[i]`` over ``counts[i]`` units), linearised:
+    sqrt(k/(k-1) * sum((y_i - r*n_i)^2)) / sum(n_i) (Cochran 1977, Sampling
+    Techniques, sec. 6.3).  The units of a cluster (two turns of one question,
+    votes on one item) are not independent draws.  None for fewer than 2 clusters."""
+    k = len(sums)
+    if k < 2:
+        return None
+    total = float(sum(counts))
+    value = sum(sums) / total
+    return math.sqrt(k / (k - 1) * sum((y - value * n) ** 2 for y, n in zip(sums, counts))) / total
+
+
+def clustered_mean(groups: Sequence[Sequence[float]]) -> MetricValue:
+    """Mean over every value of ``groups`` with its cluster-robust stderr
+    (:func:`ratio_stderr`; clustered standard errors as in Miller 2024, "Adding Error Bars to Evals")
+    and a 95 % interval: normal, or for proportions Wilson's at the effective
+    sample size n * (srs stderr / clustered stderr)^2 (Kish's design effect).
+    With one value per group this is :func:`mean_stderr`.  Empty groups are
+    skipped; raises ValueError for no values."""
+    kept = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not kept:
+        raise ValueError("clustered_mean: no values")
+    values = np.concatenate(kept)
+    simple = mean_stderr(values)
+    stderr = ratio_stderr([float(g.sum()) for g in kept], [len(g) for g in kept])
+    n_eff = float(len(values))
+    if stderr and simple.stderr:
+        n_eff *= (simple.stderr / stderr) ** 2
+    return _with_interval(simple.value, stderr, n_eff, proportion=is_binary(values))
+
+
 def _with_interval(value: float, stderr: float | None, n: float, proportion: bool) -> MetricValue:
     if proportion:
         return MetricValue(value=value, stderr=stderr, ci=wilson_interval(value, n), ci_method="wilson", n=n)

@@ -147,6 +147,14 @@ ROW = {"prompt": "q", "response_a": "x", "response_b": "y", "label": "a"}
         ([json.dumps({**ROW, "reference": 5})], ":1: field(s) reference must be strings"),
         ([json.dumps({**ROW, "turn_2": {"prompt": "q2", "response_a": "x2", "response_b": "y2", "reference": 5}})],
          ":1: turn_2 must be an object"),
+        # a turn-2 reference alone was dropped without a word (the reference-guided prompt shows both turns')
+        ([json.dumps({**ROW, "turn_2": {"prompt": "q2", "response_a": "x2", "response_b": "y2", "reference": "r2"}})],
+         ":1: turn_2.reference needs a reference for turn 1 too"),
+        # two votes on one item that disagree on its reference: the later one silently won
+        ([json.dumps({**ROW, "reference": "r1"}), json.dumps({**ROW, "label": "b", "reference": "r2"})],
+         ":2: reference differs from the one {data}:1 gave the same item"),
+        ([json.dumps({**ROW, "category": "math"}), json.dumps({**ROW, "category": "coding"})],
+         ":2: category differs from the one {data}:1 gave the same item"),
         # an unpaired surrogate escape decodes to text no UTF-8 file can hold (was a UnicodeEncodeError traceback)
         ([json.dumps(ROW), '{"prompt": "q \\ud800", "response_a": "x", "response_b": "y", "label": "a"}'],
          ":2: malformed JSON (a \\u escape of an unpaired UTF-16 surrogate is not text)"),

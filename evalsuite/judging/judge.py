@@ -76,7 +76,8 @@ class JudgeCall:
     further user turns, each sent after the judge's previous reply (the
     TinyStories judge assesses first, then grades).  ``material`` is the text
     under judgment (question, answers, references): verdict-like text copied
-    from it never counts (:mod:`evalsuite.judging.verdicts`).  For pairwise
+    from it never counts (:mod:`evalsuite.judging.verdicts`; pairwise calls
+    pass a :class:`~evalsuite.judging.verdicts.PairMaterial`).  For pairwise
     calls ``swapped`` says that candidate *b* is shown first; the parser's
     positional verdict is mapped back to ``"a"`` / ``"b"`` / ``"tie"``.
     """
@@ -86,7 +87,7 @@ class JudgeCall:
     template: str
     messages: tuple[Message, ...]
     parser: Parser
-    material: tuple[str, ...] = ()
+    material: Sequence[str] = ()
     followups: tuple[str, ...] = ()
     swapped: bool = False
     answer_chars: tuple[int, ...] = ()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evalsuite.metrics import ratio_stderr
 from evalsuite.records import (
     Correlation,
     JudgingSummary,
@@ -147,13 +148,8 @@ def ratio(hits: Sequence[float], totals: Sequence[float]) -> MetricValue | None:
     pairs = [(h, t) for h, t in zip(hits, totals) if t > 0]
     if not pairs:
         return None
-    total = sum(t for _, t in pairs)
-    value = sum(h for h, _ in pairs) / total
-    k = len(pairs)
-    if k < 2:
-        return MetricValue(value=value, stderr=None)
-    var = k / (k - 1) * sum((h - value * t) ** 2 for h, t in pairs) / total**2
-    return MetricValue(value=value, stderr=math.sqrt(var))
+    value = sum(h for h, _ in pairs) / sum(t for _, t in pairs)
+    return MetricValue(value=value, stderr=ratio_stderr([h for h, _ in pairs], [t for _, t in pairs]))
 
 
 def pairwise_outcome(per_sample: Sequence[Sequence[float]], opponent: str, inconsistent: int, seed: int = 0) -> PairwiseOutcome | None:

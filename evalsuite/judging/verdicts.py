@@ -15,12 +15,18 @@ Every parser follows the same rules, so a hostile answer cannot grade itself:
 3. A candidate whose value also appears in the same syntax in the judged
    material (question, answers, references) cannot be told apart from a copy
    of it and is set aside: an answer that writes ``Rating: [[10]]`` can never
-   be rated 10 by that text.
+   be rated 10 by that text.  In a pairwise call (:class:`PairMaterial`) only
+   the text a verdict would favour counts: ``[[A]]`` written in the answer
+   shown second favours its rival, so the judge's ``[[A]]`` stands -- else an
+   answer could turn each of its losses into a parse error.
 4. Of the rest, the **last** is the verdict: judges are told to end with it,
    and earlier ones are drafts or restatements (Inspect's convention; FastChat
    takes the first match, which an answer can inject).  A different verdict
    in that same sentence (``[[A]] and [[B]]``, ``[[3]] or [[4]]``) makes it a hedge:
    no verdict (Arena-Hard likewise rejects replies with differing verdicts).
+   So do three or more different values anywhere (``[[1]]`` ... ``[[10]]``
+   one per line, a small judge's counting loop): one draft is revised, a list
+   is not a verdict.
 5. Nothing left: no verdict.  The caller records ``parse_error`` with the
    reason (``detail``) and keeps the raw reply; it never enters a score.
 
@@ -43,6 +49,7 @@ OWN_LINE = re.compile(r"\s*(?:[A-Za-z][A-Za-z ]{0,30}:)?[\s*_.]*")  # what may s
 GRADE_LINE = re.compile(r"[ \t*_#-]*(?:[A-Za-z][\w '()-]{0,40}[*_]*:[ \t*_]*)?[\w\[\]./()+ -]{1,24}[ \t.*_]*")
 BLOCKQUOTE = re.compile(r"[ \t]*(?:>[ \t]*)+")  # a Markdown blockquote line's marker(s)
 SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")  # between two verdicts: a revision, not a hedge
+MAX_REVISIONS = 1  # a draft verdict, then the final one; more different values are a list, not revisions
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,37 @@ class Parsed:
 
 
 Parser = Callable[[str, Sequence[str]], Parsed]  # (reply, judged material) -> Parsed
+
+
+@dataclass(frozen=True)
+class PairMaterial(Sequence[str]):
+    """The judged material of a pairwise call, by whose text it is (as a
+    sequence: every text).  A verdict copied from the text it favours is an
+    injection; from the rival's text, copying it would only hurt its author."""
+
+    shared: tuple[str, ...] = ()  # question, references
+    first: tuple[str, ...] = ()  # the answer(s) shown first
+    second: tuple[str, ...] = ()
+
+    def __getitem__(self, index):  # type: ignore[override] - a plain tuple's indexing
+        return (*self.shared, *self.first, *self.second)[index]
+
+    def __len__(self) -> int:
+        return len(self.shared) + len(self.first) + len(self.second)
+
+    def favouring(self, verdict: object) -> tuple[str, ...]:
+        """The texts where ``verdict`` (``first`` / ``second``; anything else, e.g. a tie,
+        helps whichever answer is losing) would be an injection."""
+        own = {"first": self.first, "second": self.second}.get(verdict, (*self.first, *self.second))  # type: ignore[call-overload]
+        return (*self.shared, *own)
+
+
+def _copies(pattern: Pattern, material: Sequence[str]) -> Callable[[float | str], bool]:
+    """Whether a value of ``pattern`` may be copied from ``material`` (rule 3)."""
+    if isinstance(material, PairMaterial):
+        return lambda value: value in set().union(*(pattern.values(m) for m in material.favouring(value)))
+    copied = set().union(*(pattern.values(m) for m in material)) if material else set()
+    return lambda value: value in copied
 
 
 def _quote_around(line: str, start: int, end: int) -> str | None:
@@ -111,9 +149,12 @@ class Pattern:
 
     regex: re.Pattern[str]
     read: Callable[[str], float | str | None]  # None: not a valid value (out of range, unknown label)
+    copies: re.Pattern[str] | None = None  # its syntax in the judged material, if looser than ``regex``
 
     def values(self, text: str) -> set[float | str]:
-        return {v for m in self.regex.finditer(text) if (v := self.read(m.group(1))) is not None}
+        """The valid values written in ``text`` (judged material) in this syntax."""
+        found = (self.copies or self.regex).finditer(text)
+        return {v for m in found if (v := self.read(m.group(1))) is not None}
 
 
 def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]) -> Parsed:
@@ -126,18 +167,23 @@ def own_verdict(reply: str, patterns: Sequence[Pattern], material: Sequence[str]
         matches = list(pattern.regex.finditer(reply))
         if not matches:
             continue
-        copied = set().union(*(pattern.values(m) for m in material)) if material else set()
+        copied = _copies(pattern, material)
         kept, quoted, invalid = [], 0, []
         blocks = code_blocks(reply)
         for m in matches:
             value = pattern.read(m.group(1))
             if value is None:
                 invalid.append(m.group(0))
-            elif _quoted(reply, m, blocks) or value in copied:
+            elif _quoted(reply, m, blocks) or copied(value):
                 quoted += 1
             else:
                 kept.append((value, m))
         if kept:
+            shown = {v: m.group(0) for v, m in reversed(kept)}  # each value as first written
+            if len(shown) >= MAX_REVISIONS + 2:  # a scale listed, a counting loop: no draft-then-final
+                listed = ", ".join(list(reversed(shown.values()))[:5]) + (", ..." if len(shown) > 5 else "")
+                return Parsed(None, f"{len(shown)} different verdicts in the reply ({listed}): none is the final one",
+                              quoted)
             value, last = kept[-1]
             rivals = [m.group(0) for v, m in kept
                       if v != value and not SENTENCE_END.search(reply, m.end(), last.start())]
@@ -207,9 +253,12 @@ class Criterion:
 
     ``labels`` makes it categorical (e.g. age groups ``A``–``F``); otherwise
     it is a number on ``low``–``high``.  ``pattern`` overrides how it is
-    found; by default ``<name>`` (or any of ``aliases``), an optional colon or
-    dash, or a short qualifier and a colon, then the value (``Grammar: 8/10``,
-    ``**Creativity** - 7``, ``Consistency with the beginning: 9``).
+    found; by default ``<name>`` (or any of ``aliases``), a colon, dash, ``=``,
+    ``is`` or table bar, or a short qualifier and a colon, then the value
+    (``Grammar: 8/10``, ``**Creativity** - 7``, ``Consistency with the
+    beginning: 9``, ``| Grammar | 8 |``).  The name right before a value
+    (``Grammar 8/10``) counts only in a reply that labels none: prose after
+    the grades ("beyond age group C") is not a grade.
     """
 
     name: str
@@ -222,24 +271,32 @@ class Criterion:
     description: str = ""
     values: tuple[float, ...] = field(default=())  # allowed numbers (e.g. 0, 0.5, 1); empty: any in range
 
-    def compiled(self) -> Pattern:
+    def patterns(self) -> list[Pattern]:
+        """How the criterion's value is found, most explicit first (``own_verdict``
+        falls back to a later pattern only when an earlier one matches nowhere)."""
+        if self.pattern:
+            return [Pattern(re.compile(self.pattern, re.IGNORECASE), self._read)]
         names = "|".join(re.escape(n) for n in (self.name, *self.aliases))
         # The name, then a separator; or a short qualifier ending in a colon, as
         # judges echo the prompt's wording ("Consistency with the story's beginning: 9/10").
-        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*(?:[:=\-–]|is)?)[*_\s]*"
-        if self.pattern:
-            regex = re.compile(self.pattern, re.IGNORECASE)
-        elif self.labels:
+        separator = r"(?:[:=\-–|]|is)"
+        lead = rf"(?<![\w-])(?:{names})\b(?:[^\n:\d.!?]{{1,40}}?:|[*_\s]*SEPARATOR)[*_\s|]*"
+        labelled = self._regex(lead.replace("SEPARATOR", separator))
+        either = self._regex(lead.replace("SEPARATOR", separator + "?"))
+        bare = self._regex(rf"(?<![\w-])(?:{names})\b[*_\s]*")
+        # Either spelling in the material is a copy: a story's "Grammar 10" never becomes the judge's "Grammar: 10".
+        return [Pattern(labelled, self._read, either), Pattern(bare, self._read, either)]
+
+    def _regex(self, lead: str) -> re.Pattern[str]:
+        if self.labels:
             choices = "|".join(re.escape(lab) for lab in self.labels)
             if all(len(lab) == 1 for lab in self.labels):
                 # A letter grade stands alone: in "Age: a teenager", "Age group: A young
                 # child" or "Age: a 6-year-old" the letter is an article, not group A.
                 lower = "|".join(re.escape(lab.lower()) for lab in self.labels)
                 choices = f"(?-i:{choices})(?![^\\S\\n]*[^\\W\\d_])|(?-i:{lower})(?![^\\S\\n]*[^\\W_])"
-            regex = re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
-        else:
-            regex = re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
-        return Pattern(regex, self._read)
+            return re.compile(rf"{lead}\(?({choices})\b", re.IGNORECASE)
+        return re.compile(rf"{lead}\(?({NUMBER})", re.IGNORECASE)
 
     def _read(self, text: str) -> float | str | None:
         if self.labels:
@@ -258,13 +315,13 @@ def rubric(criteria: Sequence[Criterion]) -> Parser:
     a value makes the whole reply verdict-less (the values found are named in
     ``detail``); an optional one is simply absent.
     """
-    compiled = [(c, c.compiled()) for c in criteria]
+    compiled = [(c, c.patterns()) for c in criteria]
 
     def parse(reply: str, material: Sequence[str]) -> Parsed:
         found: dict[str, float | str] = {}
         missing, notes, quoted = [], [], 0
-        for criterion, pattern in compiled:
-            parsed = own_verdict(reply, [pattern], material)
+        for criterion, patterns in compiled:
+            parsed = own_verdict(reply, patterns, material)
             quoted += parsed.quoted
             if parsed.verdict is None:
                 if criterion.required:

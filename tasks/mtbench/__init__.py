@@ -32,7 +32,7 @@ from evalsuite.errors import UserError, unknown_name
 from evalsuite.judging import combine_orders, judging_summary, pairwise_outcome
 from evalsuite.judging.judge import require_judge
 from evalsuite.judging.stats import OUTCOME_POINTS
-from evalsuite.metrics import mean_stderr, status_counts
+from evalsuite.metrics import clustered_mean, mean_stderr, status_counts
 from evalsuite.prompting import assemble
 from evalsuite.records import (
     DatasetInfo,
@@ -203,14 +203,16 @@ def pairwise_score(judgments: list[Judgment]) -> Score:
 
 
 def aggregate_turns(results: Sequence[SampleResult], headline: str, notes: dict, summary) -> TaskResult:
-    """Means over *turns* (FastChat's MT-Bench score), overall and per category."""
+    """Means over *turns* (FastChat's MT-Bench score), overall and per category; the
+    headline's stderr is clustered by question (:func:`~evalsuite.metrics.clustered_mean`)."""
 
     def metrics(rs: Sequence[SampleResult]) -> dict:
         scored = [r.score.metrics for r in rs if r.score.status is ScoreStatus.SCORED]
         turns = {t: [m[t] for m in scored if t in m] for t in ("turn_1", "turn_2")}
         if not (turns["turn_1"] or turns["turn_2"]):
             return {}  # nothing scored: no mean (not a NaN one)
-        out = {headline: mean_stderr(turns["turn_1"] + turns["turn_2"])}
+        # A question's two turns are one draw, not two (its per-turn means are independent).
+        out = {headline: clustered_mean([[m[t] for t in ("turn_1", "turn_2") if t in m] for m in scored])}
         out.update({t: mean_stderr(v) for t, v in turns.items() if v})
         return out
 

@@ -143,7 +143,7 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
     rows, raw = jsonl_objects(path, required=("prompt", "response_a", "response_b", "label"))
     grouped: dict[str, dict[str, Any]] = {}
     ids: dict[str, tuple[str, str]] = {}  # id -> (content, first line) it was given on
-    references: dict[int | str, tuple[str, ...]] = {}
+    referenced: dict[str, tuple[tuple[str, str], str]] = {}  # item id -> (its reference, the line that gave it)
     for where, row in rows:
         wrong = [k for k in ("prompt", "response_a", "response_b", "label") if not isinstance(row[k], str)]
         # Optional fields too: a category or reference of another type would be str()-ed or dropped unseen.
@@ -158,6 +158,9 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
                 and isinstance(second.get("reference", ""), str)):
             raise UserError(f"{where}: turn_2 must be an object with string prompt, response_a, response_b "
                             "(and optional reference)")
+        if second is not None and second.get("reference") is not None and row.get("reference") is None:
+            raise UserError(f"{where}: turn_2.reference needs a reference for turn 1 too (the reference-guided "
+                            "judge prompt shows both)")
         turns = [row] + ([second] if second else [])
         content = json.dumps([[t["prompt"], t["response_a"], t["response_b"]] for t in turns])
         given = None if row.get("id") is None else str(row["id"])
@@ -170,14 +173,20 @@ def preference_items(path: Path, prompts: MTBenchJudging) -> tuple[list[Item], M
             "a": tuple(t["response_a"] for t in turns),
             "b": tuple(t["response_b"] for t in turns),
             "votes": [],
+            "where": where,
         })
+        if str(row.get("category") or "") != item["category"]:
+            raise UserError(f"{where}: category differs from the one {item['where']} gave the same item")
         item["votes"].append(_winner(row["label"], where))
         if isinstance(row.get("reference"), str):
-            references[item["id"]] = (row["reference"], str((second or {}).get("reference", "")))
+            reference = (row["reference"], str((second or {}).get("reference", "")))
+            if referenced.setdefault(item["id"], (reference, where))[0] != reference:
+                raise UserError(f"{where}: reference differs from the one {referenced[item['id']][1]} gave the same item")
     items = [Item(id=g["id"], question=Question(g["id"], g["category"], g["turns"]), turn=len(g["turns"]),
                   a=g["a"], b=g["b"], votes=tuple(g["votes"])) for g in grouped.values()]
     if len({i.id for i in items}) != len(items):
         raise UserError(f"{path}: the same id names different items")
+    references: dict[int | str, tuple[str, ...]] = {k: ref for k, (ref, _) in referenced.items()}
     judging = MTBenchJudging(prompts.prompts, references, ref_categories=None)
     return items, judging, hashlib.sha256(raw).hexdigest()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evalsuite.judging import PAIRWISE_LABELS, JudgeCall, choice, rating
+from evalsuite.judging.verdicts import PairMaterial
 from tasks.mtbench.data import NEED_REF_CATS, JudgePrompt, Question
 
 SINGLE = rating(1, 10)
@@ -55,7 +56,7 @@ class MTBenchJudging:
         ref = self.reference(q)
         name = ("pair-math-v1" if ref else "pair-v2") + ("-multi-turn" if turn == 2 else "")
         prompt = self.prompts[name]
-        material = (*q.turns, *a[:turn], *b[:turn], *(ref or ()))
+        shared = (*q.turns, *(ref or ()))
         calls = []
         for swapped, (first, second) in ((False, (a, b)), (True, (b, a))):
             fields = dict(question=q.turns[0], question_1=q.turns[0], question_2=_at(q.turns, 1),
@@ -64,7 +65,7 @@ class MTBenchJudging:
             if ref:
                 fields.update(ref_answer_1=ref[0], ref_answer_2=_at(ref, 1))
             calls.append(JudgeCall(role=f"turn_{turn}", mode="pairwise", template=name, messages=prompt.render(**fields),
-                                   parser=PAIR, material=material, swapped=swapped,
+                                   parser=PAIR, material=PairMaterial(shared, first[:turn], second[:turn]), swapped=swapped,
                                    answer_chars=(len(a[turn - 1]), len(b[turn - 1]))))
         return calls
 
