@@ -267,6 +267,34 @@ PHRASED = [
 ]
 
 
+# A negation in front of a yes/no-like word turns it over; reading the word alone
+# credits the opposite answer ("Elanor is not a liar" answered No to "Does Elanor
+# tell the truth?").  Each row's expected answer is the one the output gives.
+NEGATED = [
+    ("web_of_lies", 4, "So the answer is Elanor is not a liar.", "Yes"),
+    ("web_of_lies", 4, "So the answer is: Elanor is not lying.", "Yes"),
+    ("web_of_lies", 0, "So the answer is: Elanor isn't telling the truth.", "No"),
+    ("sports_understanding", 0, "So the answer is: not at all plausible.", "no"),
+    ("sports_understanding", 0, "So the answer is: the sentence is hardly plausible.", "no"),
+    ("sports_understanding", 1, "So the answer is: not implausible.", "yes"),
+    ("formal_fallacies", 0, "So the answer is: the argument isn't valid.", "invalid"),
+    ("formal_fallacies", 0, "So the answer is: the argument is never valid.", "invalid"),
+    ("formal_fallacies", 1, "So the answer is: it is not invalid.", "valid"),
+    ("boolean_expressions", 0, "So the answer is not True.", "False"),
+    ("boolean_expressions", 0, "So the answer is: NOT True", "False"),
+    ("boolean_expressions", 1, "So the answer is: not False.", "True"),
+    ("causal_judgement", 0, "So the answer is: not yes.", "No"),
+    ("navigate", 0, "So the answer is: we do not end up at the starting point.", "No"),
+    ("navigate", 3, "So the answer is: we end up back at the start.", "Yes"),
+]
+
+
+@pytest.mark.parametrize("subtask,index,output,expected", NEGATED)
+def test_a_negation_turns_a_yes_no_word_over(data_dir, subtask, index, output, expected):
+    row, reading = _check(data_dir, subtask, index, output, expected)
+    assert is_correct(output, reading.answer, row["target"], subtask) == (expected == row["target"])
+
+
 BOXED = [
     ("date_understanding", 0, "Counting forward one day.\nThus, the final answer is $\\boxed{B}$.", "(B)"),
     ("date_understanding", 0, "Counting forward one day, we get $\\boxed{(B)}$ \\text{as expected}", "(B)"),

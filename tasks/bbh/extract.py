@@ -106,11 +106,20 @@ BINARY_PHRASES: dict[str, list[tuple[re.Pattern[str], int]]] = {
     ],
     "navigate": [
         (_phrase(_NOT + r"(?:end\s+up\s+|get\s+)?(?:return|back)\b|\bnot\s+(?:back\s+)?(?:at|to)\s+the\s+start"), 1),
-        (_phrase(r"\b(?:return(?:s|ed)?\s+to|back\s+(?:at|to))\s+the\s+start(?:ing)?\s+(?:point|position)\b"), 0),
+        # "return to the starting point", "end up back at the start" ("not" before it: see NEGATOR)
+        (_phrase(r"\b(?:return(?:s|ed)?\s+to|back\s+(?:at|to)|end(?:s|ed)?\s+up\s+(?:back\s+)?(?:at|in))\s+"
+                 r"the\s+start(?:ing)?(?:\s+(?:point|position))?\b"), 0),
     ],
     "formal_fallacies": [(_phrase(r"\bnot\s+(?:deductively\s+)?valid\b"), 1)],
 }
 QUESTIONING = re.compile(r"\b(?:whether|if)\b", re.IGNORECASE)
+# A negation at most two words before a yes/no-like word turns it over: "not a liar",
+# "not at all plausible", "isn't valid", "not True" (not across "but", "that"...).
+NEGATOR = re.compile(
+    r"(?:\bnot|n't|\bnever|\bhardly|\bbarely|\bscarcely)\s+"
+    r"(?:(?!(?:but|and|or|so|that|because|if|whether|yet|though)\b)[\w'-]+\s+){0,2}$",
+    re.IGNORECASE,
+)
 FORMATS = {
     **{name: Format.BINARY for name in BINARY_WORDS},
     "object_counting": Format.INTEGER,
@@ -333,17 +342,18 @@ def _binary_hits(text: str, subtask: str) -> list[tuple[int, str]]:
     taken: list[tuple[int, int]] = []
     hits: list[tuple[int, str]] = []
 
-    def claim(m: re.Match[str], word: str) -> None:
+    def claim(m: re.Match[str], index: int) -> None:
         if not any(m.start() < end and start < m.end() for start, end in taken):
             taken.append((m.start(), m.end()))
-            hits.append((m.start(), word))
+            negated = NEGATOR.search(text[: m.start()]) is not None  # "not a liar", "not True"
+            hits.append((m.start(), words[1 - index if negated else index]))
 
     for pattern, index in BINARY_PHRASES.get(subtask, []):
         for m in pattern.finditer(text):
             if not QUESTIONING.search(text[: m.start()]):  # "whether the sentence is plausible"
-                claim(m, words[index])
+                claim(m, index)
     for m in re.finditer(r"\b(" + "|".join(words) + r")\b", text, re.IGNORECASE):
-        claim(m, next(w for w in words if w.lower() == m.group(1).lower()))
+        claim(m, next(i for i, w in enumerate(words) if w.lower() == m.group(1).lower()))
     return sorted(hits)
 
 
