@@ -168,6 +168,9 @@ HEDGES = [
     ("boolean_expressions", 1, "So the answer is either True or False."),  # target True
     ("causal_judgement", 1, "So the answer is Yes or No, it depends."),
     ("object_counting", 0, "So the answer is 8 or 9."),  # target 8
+    ("date_understanding", 1, "So the answer is (A) & (C)."),
+    ("date_understanding", 1, "So the answer is (A) vs. (C)."),
+    ("causal_judgement", 1, "So the answer is Yes & No."),
 ]
 
 
@@ -201,6 +204,9 @@ INTEGERS = [
     ("multistep_arithmetic_two", 0, "So the answer is ((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) = 24.", "24"),
     ("multistep_arithmetic_two", 0, "So the answer is 24 = 46 - 22.", "24"),
     ("object_counting", 3, "So the answer is fourteen (14).", "14"),
+    ("multistep_arithmetic_two", 0, "So the answer is twenty-four.", "24"),  # was 20
+    ("multistep_arithmetic_two", 0, "So the answer is Twenty four.", "24"),
+    ("object_counting", 0, "So the answer is eight.", "8"),
 ]
 
 
@@ -218,6 +224,10 @@ def test_an_integer_answer_is_the_number_the_span_opens_with(data_dir, subtask, 
     "{numbered}",  # an answer-only output that is just the list
     "Step by step, by first letter.\nSorted list:\n{bullets}",  # a chain of thought ending on the list
     "So the answer is {words} (in alphabetical order).",
+    "So the answer is {words}. These words are now in alphabetical order.",  # a sentence after it
+    "So the answer is {commas}. Done!",
+    "So the answer is {python}.",  # a Python list of strings
+    "So the answer is: {inline}",  # an inline numbered list
 ])
 @pytest.mark.parametrize("index", [2, 3])  # word_sorting/2 starts with "artillery" (the example)
 def test_word_sorting_reads_the_whole_list(data_dir, index, layout):
@@ -226,7 +236,8 @@ def test_word_sorting_reads_the_whole_list(data_dir, index, layout):
     output = layout.format(
         lines="\n".join(words), bullets="\n".join(f"- {w}" for w in words),
         numbered="\n".join(f"{i}. {w}" for i, w in enumerate(words, 1)),
-        stars="\n".join(f"* {w}" for w in words), words=" ".join(words),
+        stars="\n".join(f"* {w}" for w in words), words=" ".join(words), commas=", ".join(words),
+        python=repr(words), inline=" ".join(f"{i}) {w}" for i, w in enumerate(words, 1)),
     )
     reading = read(output, "word_sorting", row["input"], chain_of_thought=True)
     assert reading.answer == row["target"]

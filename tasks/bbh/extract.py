@@ -46,7 +46,7 @@ BEYOND_LETTER = re.compile(r"^(?:\(([A-Za-z])\)|([A-Z])(?:\)|[.,;:!?]|\s*$))")
 BARE_LETTER = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[\s.,:;!?\]]|$))")
 # Where the answer's clause ends: a sentence end, or a reason / a contrast after it.
 CLAUSE_END = re.compile(
-    r"(?<=\S)\.(?=\s|$)|[;!?\n]|\s[–—]\s|,?\s+(?:because|since|as|which|given|due|but|however|while|whereas|"
+    r"(?<=\S)(?<!\bvs)\.(?=\s|$)|[;!?\n]|\s[–—]\s|,?\s+(?:because|since|as|which|given|due|but|however|while|whereas|"
     r"though|although|so|hence|therefore)\b",
     re.IGNORECASE,
 )
@@ -57,15 +57,23 @@ NOTE = re.compile(r"\s*\((?=[^()]*[A-Za-z]{2})[^()]*\)")
 INTEGER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?(?![\d.,]*\d)")
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
+    "sixteen seventeen eighteen nineteen".split())}
+TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+# A number in words: "eight", "twenty", "twenty-four" / "twenty four" (not 20).
+NUMBER_WORD = re.compile(
+    r"\b(?:(" + "|".join(TENS) + r")(?:[\s-]+(" + "|".join(list(NUMBER_WORDS)[1:10]) + r"))?|("
+    + "|".join(NUMBER_WORDS) + r"))\b", re.IGNORECASE)
 BRACKET = r"[\]\)\}>\[\(\{<]"
 BRACKET_RUN = re.compile(BRACKET + r"(?:\s*" + BRACKET + r")*")
 # Joins two alternatives into a hedge: "(B) or (A)", "Yes or No", "B/C", "(A) and (C)".
-HEDGE_JOIN = r"\s*,?\s*(?:(?:or|and|and/or|nor)\b|/|\|)\s*(?:maybe|possibly|perhaps|also|even|else)?\s*"
+HEDGE_JOIN = (r"\s*,?\s*(?:(?:or|and|and/or|nor|vs|versus)\b\.?|/|\||&)\s*"
+              r"(?:maybe|possibly|perhaps|also|even|else)?\s*")
 # Options named only to be ruled out: "(B), not (A)", "(C) rather than (A)".
 NEGATED = re.compile(r"(?:\bnot|\bthan|\binstead\s+of|\bover)\s*$", re.IGNORECASE)
 LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d+[.)])?\s*([A-Za-z0-9'&-]+)\s*[,.;]?\s*$")
 WORD = re.compile(r"[a-z0-9'&-]+")
+INLINE_MARKER = re.compile(r"(?<!\S)\d+[.)](?=\s)")  # "1) apple 2) banana": no target has a digit
+SENTENCE_END = re.compile(r"(?<=[\w'\])])[.!?](?=\s|$)")  # "apple banana. These are sorted."
 
 
 class Format(str, Enum):
@@ -379,9 +387,10 @@ def _integer(span: str) -> str | Hedge | None:
     # "3 + 5 = 8": the result; "24 = 46 - 22": the number it opens with.
     head = clause.split("=")[-1] if "=" in clause and not INTEGER.fullmatch(clause.split("=")[0].strip()) else clause
     digits = INTEGER.search(head)
-    word = re.search(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", head, re.IGNORECASE)
+    word = NUMBER_WORD.search(head)
     if word and (digits is None or word.start() < digits.start()):
-        return str(NUMBER_WORDS[word.group(1).lower()])
+        tens, units, small = (g and g.lower() for g in word.groups())
+        return str(TENS[tens] + NUMBER_WORDS.get(units, 0) if tens else NUMBER_WORDS[small])
     if digits is None:
         return None
     first = str(int(float(digits.group().replace(",", ""))))
@@ -426,7 +435,9 @@ def _word_list(output: str, chain_of_thought: bool) -> str | None:
     items = _list_items(lines)  # one word per line, with or without bullets or numbers
     if len(items) > 1:
         return " ".join(items)
-    return " ".join(WORD.findall(_clean(lines[0]).lower())) or None
+    # One line: its first sentence, without inline numbers or the quotes of "['a', 'b']".
+    line = SENTENCE_END.split(INLINE_MARKER.sub(" ", lines[0]), 1)[0]
+    return " ".join(w.strip("'") for w in WORD.findall(_clean(line).lower()) if w.strip("'")) or None
 
 
 def _list_items(lines: list[str]) -> list[str]:
