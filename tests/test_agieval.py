@@ -284,7 +284,8 @@ def test_cli_run_with_mock(tmp_path):
 
 
 @pytest.mark.parametrize("form", ["({a})({b})", "（{a}）（{b}）", "({a}) and ({b})", "{a} and {b}", "{a}、{b}", "{a}{b}",
-                                  "{a}, {b}", "答案是{a}和{b}", "The answer is ({a}) and ({b})."])
+                                  "{a}, {b}", "答案是{a}和{b}", "The answer is ({a}) and ({b}).",
+                                  "{a}, and {b}", "The answer is ({a}), and ({b}).", "{a} & {b}"])
 @pytest.mark.parametrize("sid", ["jec-qa-ca/3", "gaokao-physics/18", "gaokao-mathqa/148"])
 def test_multi_answer_sets_are_read_whole(full, sid, form):
     sample = by_id(full, sid)
@@ -313,6 +314,9 @@ ECHOED = [
     "Answer:\nLet's think step by step. Only one option survives.\nSo ({g}) it is.",
     "A: Let's think step by step.\nHence ({g}).",
     "Answer: Let's think step by step.\n(A) is wrong.\n(B) does not follow either.\nTherefore, {g} is correct.",
+    # the chain of thought on the label's own line: its first option is not the answer
+    "Answer: Let's think step by step. (A) is wrong. Therefore, ({g}) is correct.",
+    "答案：让我们一步一步地思考。A项错误。因此选({g})。",
 ]
 
 
@@ -337,6 +341,22 @@ def test_the_article_a_is_not_option_a(full, text, answer):
     sample = by_id(full, "logiqa-en/3")  # gold D
     score = _score(full, sample, text)
     assert score.answer == answer and score.metrics["acc"] == float(answer == ["D"])
+
+
+@pytest.mark.parametrize("text", ["The answer is not (A); it is (D).", "The answer is (D), not (A).",
+                                  "The answer is D rather than A.", "答案不是A，而是D。", "The answer is: not A but D."])
+def test_an_option_ruled_out_is_not_the_answer(full, text):
+    sample = by_id(full, "logiqa-en/3")  # gold D
+    score = _score(full, sample, text)
+    assert score.answer == ["D"] and score.metrics["acc"] == 1.0
+
+
+def test_three_options_with_an_oxford_comma_are_one_set(full):
+    sample = by_id(full, "gaokao-physics/18")
+    a, b = sample.target
+    others = [x for x in "ABCD" if x not in sample.target]
+    score = _score(full, sample, f"The answer is {a}, {b}, and {others[0]}.")
+    assert score.answer == sorted([a, b, others[0]]) and score.metrics["acc"] == 0.0
 
 
 def _cloze_golds() -> list[tuple[str, str]]:

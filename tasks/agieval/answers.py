@@ -91,12 +91,16 @@ MARKERS = {
 # "AC"; ASCII lookarounds so Chinese text around it does not hide it: "选A。").  "A:" is
 # a speaker label that small chat models echo, not an answer.
 _REF = r"(?:[\(（]\s*[A-G]\s*[\)）]|(?<![A-Za-z])[A-G]+(?![A-Za-z:：]))"
-# A set of options: references joined by nothing, commas, "、", "and", "和", "与", "及".
-_SET_SEP = r"\s*(?:[,，、/&＆]|\band\b|以及|和|与|及)?\s*"
+# A set of options: references joined by nothing, commas, "、", "and", ", and", "和", "与", "及".
+_SET_SEP = r"\s*(?:[,，、/&＆]\s*(?:and\b)?|\band\b|以及|和|与|及)?\s*"
 _LETTER_SET = re.compile(_REF + r"(?:" + _SET_SEP + _REF + r")*")
 # Alternatives are a hedge, not an answer: "A or C", "(B)或(D)".
 _HEDGE = re.compile(r"^\s*,?\s*(?:\bor\b|或者?|还是)\s*" + _REF, re.IGNORECASE)
 _LOWER_PAREN = re.compile(r"[\(（]\s*([a-g])\s*[\)）]")
+# An option named only to be ruled out: "not (A)", "D rather than A", "不是A".
+_RULED_OUT = re.compile(r"(?:\bnot|\brather\s+than|\binstead\s+of|不是|而非|并非)\s*$", re.IGNORECASE)
+# Where the first sentence of a line ends: "Let's think step by step. (A) is wrong. ..."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
 
 
@@ -109,7 +113,8 @@ def _first_line(text: str) -> str:
 def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list[tuple[re.Match[str], frozenset[str] | None]]:
     """Every option set named in ``text`` with its match; None for a hedge ("A or C").
 
-    A bare "A" that is the English article ("A careful reading shows (C)") is skipped.
+    A bare "A" that is the English article ("A careful reading shows (C)") is skipped, and so
+    is an option ruled out ("not (A)", "D rather than A", "不是A").
     A set naming a letter beyond the options is skipped too, or, with ``keep_invalid``,
     kept as an empty set when it is unmistakably an option reference (parenthesised,
     or opening the text): "(E), not (B)" answers E, which is no option.
@@ -117,7 +122,7 @@ def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list
     found = []
     for m in _LETTER_SET.finditer(text):
         letters = re.findall(r"[A-G]", m.group())
-        if m.group() == "A" and is_english_word("A", text[m.end():]):
+        if m.group() == "A" and is_english_word("A", text[m.end():]) or _RULED_OUT.search(text[: m.start()]):
             continue
         if letters and keep_invalid and any(c not in valid for c in letters) and (
                 re.match(r"[\(（]", m.group()) or not text[: m.start()].strip(" \t:：,，")):
@@ -133,10 +138,11 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     """The chosen letters (a set) of a generated MC answer, or None.
 
     The answer is read after the LAST answer marker ("answer is", "答案是", …): the
-    first option set on its first line ("(A)(C)", "（A）（C）", "A and C", "AC" are
-    {A, C}; options joined by "or" are a hedge, None; "(b)" right after the marker is B).  When that line names no
-    option (an echoed "Answer:" label before a chain of thought), the conclusion
-    after the marker counts (see :func:`_concluding_set`).  Without a marker, a
+    first option set in the first sentence of its first line ("(A)(C)", "（A）（C）", "A and C",
+    "A, C, and D", "AC" are sets; options joined by "or" are a hedge, None; an option ruled
+    out, "not (A)", is skipped; "(b)" right after the marker is B).  When that sentence names no
+    option (an echoed "Answer:" label before a chain of thought, "Answer: Let's think step
+    by step. (A) is wrong. ..."), the conclusion after the marker counts (see :func:`_concluding_set`).  Without a marker, a
     direct answer is read from the start of the completion and a chain of thought
     (``cot``) from its conclusion.  ``multi`` does not change the reading: a set is
     read either way, so two letters given for a single-answer item are a wrong
@@ -147,7 +153,7 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     span = after_last(text, MARKERS[lang] + MARKERS["en" if lang == "zh" else "zh"])
     body = text if span is None else span
     if span is not None or not cot:
-        first = _first_line(body)
+        first = _SENTENCE_END.split(_first_line(body), 1)[0]
         if span is not None:  # right after "the answer is", "(b)" is option B, not an enumeration
             first = _LOWER_PAREN.sub(lambda m: f"({m.group(1).upper()})", first)
         on_first_line = _letter_sets(first, valid, keep_invalid=True)
