@@ -445,6 +445,17 @@ def test_integers_compare_exactly(full):
     ("math/843", " CAF", 0.0),
     ("math/93", " VW", 1.0),  # gold \text{VW}
     ("math/93", " WV", 0.0),  # math-verify alone: v*w == w*v
+    ("math/653", " 864 \\mbox{ inches}^2.", 1.0),  # the gold itself, ending a sentence
+    ("math/653", " 864 square inches^2.", 1.0),
+    ("math/1", " 30 (exactly).", 1.0),  # a note after the answer
+    ("math/1", " $30$ (as computed above)", 1.0),
+    ("math/1", " 31 (exactly).", 0.0),
+    ("math/1", " 30 or 31", 0.0),  # a hedge
+    ("math/359", " \\sqrt{5} or -\\sqrt{5}", 1.0),  # solutions joined by "or"
+    ("math/359", " x = \\sqrt{5} or x = -\\sqrt{5}.", 1.0),
+    ("math/530", " 0, \\pi and 2\\pi", 1.0),  # gold 0, \pi, 2 \pi
+    ("math/530", " 2\\pi, \\pi, or 0", 1.0),
+    ("math/530", " 0, \\pi and 3\\pi", 0.0),
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

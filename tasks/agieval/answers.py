@@ -174,6 +174,8 @@ def _concluding_set(text: str, valid: set[str]) -> frozenset[str] | None:
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# A note in words after the answer: "30 (exactly)", "$30$ (as computed above).", "12（单位：米）".
+_NOTE = re.compile(r"\s+[(（](?=[^()（）]*[^\W\d_]{2})[^()（）\\$]*[)）][.。]?$")
 
 
 def last_boxed(text: str) -> str | None:
@@ -205,7 +207,7 @@ def cloze_answer(text: str, lang: str) -> str | None:
     # A reason after it: "30, since ...", "30 because ...", "30, so ...".
     line = re.split(r"(?<!\d)\.(?=\s|$)|。|[,，]?\s*\b(?:because|since|which|so that)\b|[,，]\s*(?:as|so|thus|hence)\b",
                     line)[0]
-    line = line.strip().lstrip(":：").rstrip(",，;；:：").strip()
+    line = _NOTE.sub("", line.strip()).lstrip(":：").rstrip(",，;；:：").strip()
     return line or None
 
 
@@ -291,19 +293,20 @@ def _number(s: str) -> Fraction | None:
         return None
 
 
+_ITEM_SEP = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+")
+
+
 def _items(s: str) -> list[str]:
-    """The items of a list answer: ``s`` split at commas (or, with no comma, at "and")
-    outside brackets; one item when there is none, or when ``s`` is a number with
-    thousands separators ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
+    """The items of a list answer: ``s`` split at commas, "and" and "or" outside
+    brackets ("0, \\pi and 2\\pi", "x = 3 or x = 5": solutions are written both ways);
+    one item when there is none, or when ``s`` is a number with thousands separators
+    ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
     if _GROUPED.fullmatch(s):
         return [s]
     s = re.sub(r"^\\\{(.*)\\\}$", r"\1", s.strip())
-    for separator in (r",", r"\s+and\s+"):
-        cuts = [m for m in re.finditer(separator, s) if _depth(s[: m.start()]) == 0]
-        if cuts:
-            bounds = [0, *(x for m in cuts for x in (m.start(), m.end())), len(s)]
-            return [s[bounds[i]: bounds[i + 1]] for i in range(0, len(bounds), 2)]
-    return [s]
+    cuts = [m for m in _ITEM_SEP.finditer(s) if _depth(s[: m.start()]) == 0]
+    bounds = [0, *(x for m in cuts for x in (m.start(), m.end())), len(s)]
+    return [s[bounds[i]: bounds[i + 1]] for i in range(0, len(bounds), 2)]
 
 
 def _depth(prefix: str) -> int:
