@@ -276,6 +276,16 @@ def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
     assert "pass@5 dropped" in stdout and "pass@1" not in stdout
 
 
+def test_the_headline_is_the_smallest_k_reported(cli, env, data_dir, tmp_path):
+    """-T k=2 reported pass@2 under a headline "pass@1" that results.json did not hold
+    (the gate then refused the run, the leaderboard showed an empty cell)."""
+    p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
+    samples = write_jsonl(tmp_path / "two.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
+                          + [{"task_id": p1["task_id"], "completion": "    return []\n"}] * 2)
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=2,5")
+    assert "pass@2 ★" in stdout and metric(stdout, "pass@2") == 0.5
+
+
 def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):
     from tests.humaneval_chat_answers import CHAT_ANSWERS
 
