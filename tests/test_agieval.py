@@ -343,6 +343,14 @@ def test_the_article_a_is_not_option_a(full, text, answer):
     assert score.answer == answer and score.metrics["acc"] == float(answer == ["D"])
 
 
+def test_the_gaokao_answer_label_marks_the_answer(full):
+    sample = by_id(full, "logiqa-zh/3")
+    gold = sample.target[0]
+    other = next(x for x in "ABCD" if x != gold)
+    text = f"【解析】{other}项错误。\n【答案】{gold}"
+    assert _score(full, sample, text).answer == [gold]
+
+
 @pytest.mark.parametrize("text", ["The answer is not (A); it is (D).", "The answer is (D), not (A).",
                                   "The answer is D rather than A.", "答案不是A，而是D。", "The answer is: not A but D."])
 def test_an_option_ruled_out_is_not_the_answer(full, text):
@@ -456,6 +464,9 @@ def test_integers_compare_exactly(full):
     ("math/530", " 0, \\pi and 2\\pi", 1.0),  # gold 0, \pi, 2 \pi
     ("math/530", " 2\\pi, \\pi, or 0", 1.0),
     ("math/530", " 0, \\pi and 3\\pi", 0.0),
+    ("math/359", " x=\\sqrt{5}或x=-\\sqrt{5}", 1.0),  # Chinese "or"
+    ("math/1", "【答案】30\n【解析】两角相等。", 1.0),  # the gaokao answer label
+    ("math/1", "【答案】31", 0.0),
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

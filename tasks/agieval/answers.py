@@ -85,7 +85,7 @@ def gold_letters(label: object) -> tuple[list[str], str | None]:
 
 MARKERS = {
     "en": ["the answer is therefore", "the answer is", "answer is", "answer:"],
-    "zh": ["答案是", "答案为", "答案：", "答案:", "我们应选择", "应选择", "应选", "故选", "因此选", "所以选"],
+    "zh": ["答案是", "答案为", "答案：", "答案:", "【答案】", "我们应选择", "应选择", "应选", "故选", "因此选", "所以选"],
 }
 # One option reference: "(A)", "（A）", or a bare run of capitals standing alone ("B",
 # "AC"; ASCII lookarounds so Chinese text around it does not hide it: "选A。").  "A:" is
@@ -293,11 +293,11 @@ def _number(s: str) -> Fraction | None:
         return None
 
 
-_ITEM_SEP = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+")
+_ITEM_SEP = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+|\s*(?:或者?|和|及)\s*")
 
 
 def _items(s: str) -> list[str]:
-    """The items of a list answer: ``s`` split at commas, "and" and "or" outside
+    """The items of a list answer: ``s`` split at commas, "and" and "or" (和, 或) outside
     brackets ("0, \\pi and 2\\pi", "x = 3 or x = 5": solutions are written both ways);
     one item when there is none, or when ``s`` is a number with thousands separators
     ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
