@@ -329,6 +329,8 @@ DYCK = [
     (1, "So the answer is ] ] > (each one closes the innermost open bracket)."),
     (3, "So the answer is ) > (the parentheses (and angle brackets) are now balanced)."),
     (5, "So the answer is ] ), which closes everything."),
+    (0, "So the answer is ], ]."),  # brackets listed with commas (was "]")
+    (1, "So the answer is: ], ], >"),
 ]
 
 

@@ -64,7 +64,7 @@ NUMBER_WORD = re.compile(
     r"\b(?:(" + "|".join(TENS) + r")(?:[\s-]+(" + "|".join(list(NUMBER_WORDS)[1:10]) + r"))?|("
     + "|".join(NUMBER_WORDS) + r"))\b", re.IGNORECASE)
 BRACKET = r"[\]\)\}>\[\(\{<]"
-BRACKET_RUN = re.compile(BRACKET + r"(?:\s*" + BRACKET + r")*")
+BRACKET_RUN = re.compile(BRACKET + r"(?:\s*,?\s*" + BRACKET + r")*")  # "] ) >", "]]", "], ], >"
 # Joins two alternatives into a hedge: "(B) or (A)", "Yes or No", "B/C", "(A) and (C)".
 HEDGE_JOIN = (r"\s*,?\s*(?:(?:or|and|and/or|nor|vs|versus)\b\.?|/|\||&)\s*"
               r"(?:maybe|possibly|perhaps|also|even|else)?\s*")
