@@ -297,6 +297,8 @@ NEGATED = [
     ("causal_judgement", 0, "So the answer is: not yes.", "No"),
     ("navigate", 0, "So the answer is: we do not end up at the starting point.", "No"),
     ("navigate", 3, "So the answer is: we end up back at the start.", "Yes"),
+    ("web_of_lies", 4, "So the answer is: Elanor cannot be lying.", "Yes"),
+    ("sports_understanding", 0, "So the answer is: it cannot be plausible.", "no"),
 ]
 
 

@@ -92,7 +92,7 @@ BINARY_WORDS = {
     "sports_understanding": ("yes", "no"),
     "formal_fallacies": ("valid", "invalid"),
 }
-_NOT = r"(?:\bnot|n't|\bnever)\s+"  # "not", "doesn't", "isn't", "never"
+_NOT = r"(?:\bnot|\bcannot|n't|\bnever)\s+"  # "not", "cannot", "doesn't", "isn't", "never"
 
 
 def _phrase(pattern: str) -> re.Pattern[str]:
@@ -124,7 +124,7 @@ QUESTIONING = re.compile(r"\b(?:whether|if)\b", re.IGNORECASE)
 # A negation at most two words before a yes/no-like word turns it over: "not a liar",
 # "not at all plausible", "isn't valid", "not True" (not across "but", "that"...).
 NEGATOR = re.compile(
-    r"(?:\bnot|n't|\bnever|\bhardly|\bbarely|\bscarcely)\s+"
+    r"(?:\bnot|\bcannot|n't|\bnever|\bhardly|\bbarely|\bscarcely)\s+"
     r"(?:(?!(?:but|and|or|so|that|because|if|whether|yet|though)\b)[\w'-]+\s+){0,2}$",
     re.IGNORECASE,
 )
