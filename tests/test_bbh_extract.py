@@ -182,7 +182,8 @@ def test_a_hedge_across_options_is_not_an_answer(data_dir, subtask, index, outpu
 
 
 @pytest.mark.parametrize("output", ["So the answer is (B), not (A).", "So the answer is (B) and not (A).",
-                                    "So the answer is (B) rather than (A).", "So the answer is (B) because (A) skips a day."])
+                                    "So the answer is (B) rather than (A).", "So the answer is (B) because (A) skips a day.",
+                                    "So the answer is never (A); it is (B).", "So the answer is (B) and never (A)."])
 def test_a_ruled_out_option_is_not_a_hedge(data_dir, output):
     _check(data_dir, "date_understanding", 0, output, "(B)")
 

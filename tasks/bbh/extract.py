@@ -69,7 +69,7 @@ BRACKET_RUN = re.compile(BRACKET + r"(?:\s*,?\s*" + BRACKET + r")*")  # "] ) >",
 HEDGE_JOIN = (r"\s*,?\s*(?:(?:or|and|and/or|nor|vs|versus)\b\.?|/|\||&)\s*"
               r"(?:maybe|possibly|perhaps|also|even|else)?\s*")
 # Options named only to be ruled out: "(B), not (A)", "(C) rather than (A)".
-NEGATED = re.compile(r"(?:\bnot|\bthan|\binstead\s+of|\bover)\s*$", re.IGNORECASE)
+NEGATED = re.compile(r"(?:\bnot|\bnever|\bcannot\s+be|\bthan|\binstead\s+of|\bover)\s*$", re.IGNORECASE)
 LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d+[.)])?\s*([A-Za-z0-9'&-]+)\s*[,.;]?\s*$")
 WORD = re.compile(r"[a-z0-9'&-]+")
 INLINE_MARKER = re.compile(r"(?<!\S)\d+[.)](?=\s)")  # "1) apple 2) banana": no target has a digit
