@@ -352,7 +352,8 @@ def test_the_gaokao_answer_label_marks_the_answer(full):
 
 
 @pytest.mark.parametrize("text", ["The answer is not (A); it is (D).", "The answer is (D), not (A).",
-                                  "The answer is D rather than A.", "答案不是A，而是D。", "The answer is: not A but D."])
+                                  "The answer is D rather than A.", "答案不是A，而是D。", "The answer is: not A but D.",
+                                  "The answer is never (A); it is (D)."])
 def test_an_option_ruled_out_is_not_the_answer(full, text):
     sample = by_id(full, "logiqa-en/3")  # gold D
     score = _score(full, sample, text)

@@ -98,7 +98,8 @@ _LETTER_SET = re.compile(_REF + r"(?:" + _SET_SEP + _REF + r")*")
 _HEDGE = re.compile(r"^\s*,?\s*(?:\bor\b|或者?|还是)\s*" + _REF, re.IGNORECASE)
 _LOWER_PAREN = re.compile(r"[\(（]\s*([a-g])\s*[\)）]")
 # An option named only to be ruled out: "not (A)", "D rather than A", "不是A".
-_RULED_OUT = re.compile(r"(?:\bnot|\brather\s+than|\binstead\s+of|不是|而非|并非)\s*$", re.IGNORECASE)
+_RULED_OUT = re.compile(r"(?:\bnot|\bnever|\bcannot\s+be|\brather\s+than|\binstead\s+of|不是|而非|并非)\s*$",
+                        re.IGNORECASE)
 # Where the first sentence of a line ends: "Let's think step by step. (A) is wrong. ..."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
