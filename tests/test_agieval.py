@@ -468,6 +468,17 @@ def test_integers_compare_exactly(full):
     ("math/359", " x=\\sqrt{5}或x=-\\sqrt{5}", 1.0),  # Chinese "or"
     ("math/1", "【答案】30\n【解析】两角相等。", 1.0),  # the gaokao answer label
     ("math/1", "【答案】31", 0.0),
+    # one box per solution or blank, on the answer's line: all of them are the answer
+    ("math/359", " The solutions are $x = \\boxed{-\\sqrt{5}}$ and $x = \\boxed{\\sqrt{5}}$.", 1.0),
+    ("math/359", " So $\\boxed{\\sqrt{5}}, \\boxed{-\\sqrt{5}}$", 1.0),
+    ("math/359", " The solutions are $x = \\boxed{-\\sqrt{5}}$ and $x = \\boxed{\\sqrt{6}}$.", 0.0),
+    ("gaokao-mathcloze/1", " 答案：$\\boxed{5}$；$\\boxed{10}$", 1.0),  # gold $5$;$10$
+    ("math/1", " First $a = \\boxed{2}$.\nSo the answer is $\\boxed{30}$.", 1.0),  # an earlier line's box is not
+    ("math/1", " $\\boxed{15} + \\boxed{15} = \\boxed{30}$", 1.0),  # boxes joined by more than a list
+    # two blanks given with a comma keep their order (the vote key sorted them: "10, 5")
+    ("gaokao-mathcloze/1", " 答案：5，10", 1.0),
+    ("gaokao-mathcloze/1", " The answer is 5 and 10.", 1.0),
+    ("gaokao-mathcloze/1", " 答案：10，5", 0.0),
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

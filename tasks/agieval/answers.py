@@ -179,27 +179,55 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NOTE = re.compile(r"\s+[(（](?=[^()（）]*[^\W\d_]{2})[^()（）\\$]*[)）][.。]?$")
 
 
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every closed ``\\boxed{…}`` in ``text``, in order."""
+    found = []
+    for m in _BOXED.finditer(text):
+        depth = 1
+        for j in range(m.end(), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                found.append((m.start(), j + 1, text[m.end():j]))
+                break
+    return found
+
+
 def last_boxed(text: str) -> str | None:
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
+    boxes = _boxes(text)
+    return boxes[-1][2] if boxes else None
+
+
+# Between two boxes of one answer: a list separator, "$" and a variable's "x =" only
+# ("$x = \boxed{-2}$ and $x = \boxed{3}$", "\boxed{5}；\boxed{10}").
+_BOX_GAP = re.compile(r"[\s$]*(?:,|;|，|；|、|\band\b|\bor\b|和|或)?[\s$]*(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*")
+
+
+def _final_boxes(text: str) -> str | None:
+    """The last box's content, with the boxes just before it on its line that only a list
+    separator parts from it ("\\boxed{-\\sqrt{5}}, \\boxed{\\sqrt{5}}": one answer of two items,
+    joined by ", "); None without a box."""
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    i, depth = starts[-1], 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j]
-    return None
+    chosen = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        gap = text[box[1]: chosen[0][0]]
+        if "\n" in gap or not _BOX_GAP.fullmatch(gap):
+            break
+        chosen.insert(0, box)
+    return ", ".join(content for _, _, content in chosen)
 
 
 def cloze_answer(text: str, lang: str) -> str | None:
     """The final answer of a generated cloze (math) completion, or None.
 
-    Priority: the last ``\\boxed{…}``; else the first line after the last
+    Priority: the last ``\\boxed{…}`` (with the boxes before it on its line that a list
+    separator joins to it: one per solution or blank); else the first line after the last
     answer marker (or of the whole completion), cut at the end of its first
     sentence.
     """
     text = halfwidth(text)  # "答案：１２", "−3"
-    boxed = last_boxed(text)
+    boxed = _final_boxes(text)
     if boxed is not None:
         return boxed.strip() or None
     span = after_last(text, MARKERS["en"] + MARKERS["zh"])
@@ -315,10 +343,12 @@ def _depth(prefix: str) -> int:
     return sum(c in "([{" for c in prefix) - sum(c in ")]}" for c in prefix)
 
 
-def canonical_math(answer: str | None) -> str | None:
+def canonical_math(answer: str | None, ordered: bool = False) -> str | None:
     """One spelling per value, so self-consistency pools equivalent answers ("0.5",
-    "$\\frac{1}{2}$" and "1/2" all vote for "1/2"; list items are sorted).  It is a
-    valid answer itself: :func:`math_equal` judges it as it would the original."""
+    "$\\frac{1}{2}$" and "1/2" all vote for "1/2"; list items are sorted unless
+    ``ordered``: a gold of several blanks, "5;10", may be answered "5, 10", where order
+    counts).  It is a valid answer itself: :func:`math_equal` judges it as it would the
+    original."""
     if answer is None:
         return None
     blanks = []
@@ -327,7 +357,7 @@ def canonical_math(answer: str | None) -> str | None:
         for item in _items(strip_math(blank)):
             value = _number(normalize_math(item))
             items.append(str(value) if value is not None else " ".join(item.split()))
-        blanks.append(", ".join(sorted(items)) if len(items) > 1 else items[0])
+        blanks.append(", ".join(items if ordered else sorted(items)) if len(items) > 1 else items[0])
     return ";".join(blanks) or None
 
 
