@@ -326,6 +326,28 @@ def test_the_headline_is_the_smallest_k_reported(cli, env, data_dir, tmp_path):
     assert "pass@2 ★" in stdout and metric(stdout, "pass@2") == 0.5
 
 
+# Code that parses but does not compile: the parser accepts it, the compiler's symbol
+# table refuses it.  One such answer made its whole chunk of problems a scoring_error.
+UNCOMPILABLE = [
+    "def {f}(x, x):\n    return []\n",  # duplicate argument
+    "def {f}(x):\n    nonlocal y\n    return []\n",  # nonlocal without a binding
+    "def {f}(x):\n    y = 1\n    global y\n    return []\n",  # assigned before global
+    "def {f}(x):\n    return [y for y in x if (y := 2)]\n",  # rebinds a comprehension variable
+]
+
+
+def test_an_answer_that_does_not_compile_fails_alone(cli, env, data_dir, tmp_path):
+    problems = rows(data_dir, "HumanEval.jsonl.gz")
+    good = {"task_id": problems[0]["task_id"],
+            "completion": "```python\n" + problems[0]["prompt"] + problems[0]["canonical_solution"] + "```\n"}
+    bad = [{"task_id": p["task_id"], "completion": "```python\n" + code.format(f=p["entry_point"]) + "```\n"}
+           for p, code in zip(problems[1:], UNCOMPILABLE)]
+    samples = write_jsonl(tmp_path / "uncompilable.jsonl", [good, *bad])
+    verdicts, _ = score(cli, env, "humaneval", samples, "-T", "mode=instruct", "-T", "k=1")
+    assert [v["status"] for v in verdicts] == ["passed"] + ["failed"] * len(bad), verdicts
+    assert all("SyntaxError" in v["detail"] for v in verdicts[1:]), verdicts
+
+
 def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):
     from tests.humaneval_chat_answers import CHAT_ANSWERS
 
