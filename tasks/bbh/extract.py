@@ -17,9 +17,12 @@ answer is located first and then parsed by the subtask's format:
    When the clause holds no answer, a chain-of-thought output is searched
    for its last well-formed answer.
 
-A clause that names two options joined by "or" / "and" / "/" ("either (B) or
-(A)", "Yes or No", "8 or 9") is a hedge, not an answer: :func:`read` reports
-it as ``hedged`` and :func:`extract` returns None, whichever option comes first.
+A clause that names two options joined by "or" / "and" / "/" / "&" / "vs."
+("either (B) or (A)", "Yes or No", "8 or 9") is a hedge, not an answer: :func:`read`
+reports it as ``hedged`` and :func:`extract` returns None, whichever option comes
+first.  An option after "not" / "never" / "rather than" is ruled out, not named, and
+a negation up to two words before a yes/no-like word turns it over ("not a liar",
+"isn't valid", "not True").
 """
 
 from __future__ import annotations
