@@ -479,6 +479,12 @@ def test_integers_compare_exactly(full):
     ("gaokao-mathcloze/1", " 答案：5，10", 1.0),
     ("gaokao-mathcloze/1", " The answer is 5 and 10.", 1.0),
     ("gaokao-mathcloze/1", " 答案：10，5", 0.0),
+    # markdown and display-math wrapping of chat answers
+    ("math/1", " The answer is: **30**", 1.0),
+    ("math/1", " The answer is `30`.", 1.0),
+    ("math/1", " The answer is \\[30\\]", 1.0),
+    ("math/1", " **Answer:** $\\boxed{30}$", 1.0),
+    ("math/1", " The answer is: **31**", 0.0),
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

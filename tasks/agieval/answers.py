@@ -268,7 +268,8 @@ _TEXT = re.compile(r"[^\W\d_]+(?:[\s'’-][^\W\d_]+)*")  # words only, any scrip
 
 
 def strip_math(s: str) -> str:
-    r"""An answer without its wrapping: ``$…$``, ``\boxed{}``, spacing commands,
+    r"""An answer without its wrapping: ``$…$``, ``\[…\]``, ``\(…\)``, markdown ``**`` and
+    backticks, ``\boxed{}``, spacing commands,
     trailing units (``\text{ cm}``, ``\mbox{ inches}^2``, "cm"), degrees, percent,
     ``\text{…}`` around a word.  Spaces inside the expression are kept."""
     s = s.strip()
@@ -276,6 +277,7 @@ def strip_math(s: str) -> str:
     if boxed is not None:
         s = boxed
     s = s.replace("\\$", "").replace("$", "").replace("\n", " ").replace("\\!", "")
+    s = re.sub(r"\\[\[\]()]", "", s.replace("**", "").replace("`", ""))  # **30**, `30`, \[30\], \(30\)
     for command in _SPACING:
         s = s.replace(command, " ")
     for a, b in (("（", "("), ("）", ")"), ("，", ","), ("；", ";"), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
