@@ -18,15 +18,16 @@ def mean_stderr(values: Sequence[float]) -> MetricValue:
     """Mean, closed-form standard error sample_std / sqrt(n) (Bessel), and a 95 % interval.
 
     The interval is Wilson's when every value is 0 or 1 (a proportion), else
-    mean ± z·stderr; with one value there is no stderr and no normal interval.
-    Raises ValueError for no values.
+    mean ± z·stderr, cut to [0, 1] when every value lies in [0, 1] (a mean of
+    fractions such as pass@k at n > 1 cannot leave it); with one value there is
+    no stderr and no normal interval.  Raises ValueError for no values.
     """
     n = len(values)
     if n == 0:  # a mean of nothing is not a score
         raise ValueError("mean_stderr: no values")
     arr = np.asarray(values, dtype=float)
     stderr = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else None
-    return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr))
+    return _with_interval(float(arr.mean()), stderr, n, proportion=is_binary(arr), fractions=_fractions(arr))
 
 
 def ratio_stderr(sums: Sequence[float], counts: Sequence[float]) -> float | None:
@@ -59,16 +60,24 @@ def clustered_mean(groups: Sequence[Sequence[float]]) -> MetricValue:
     n_eff = float(len(values))
     if stderr and simple.stderr:
         n_eff *= (simple.stderr / stderr) ** 2
-    return _with_interval(simple.value, stderr, n_eff, proportion=is_binary(values))
+    return _with_interval(simple.value, stderr, n_eff, proportion=is_binary(values), fractions=_fractions(values))
 
 
-def _with_interval(value: float, stderr: float | None, n: float, proportion: bool) -> MetricValue:
+def _fractions(*arrays: np.ndarray) -> bool:
+    """Whether every value lies in [0, 1]."""
+    return all(bool(((a >= 0.0) & (a <= 1.0)).all()) for a in arrays)
+
+
+def _with_interval(value: float, stderr: float | None, n: float, proportion: bool, fractions: bool) -> MetricValue:
     if proportion:
         return MetricValue(value=value, stderr=stderr, ci=wilson_interval(value, n), ci_method="wilson", n=n)
     if stderr is None:
         return MetricValue(value=value, stderr=None, n=n)
     z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
-    return MetricValue(value=value, stderr=stderr, ci=(value - z * stderr, value + z * stderr), ci_method="normal", n=n)
+    low, high = value - z * stderr, value + z * stderr
+    if fractions:
+        low, high = max(0.0, low), min(1.0, high)
+    return MetricValue(value=value, stderr=stderr, ci=(low, high), ci_method="normal", n=n)
 
 
 def macro_mean(per_subtask: Sequence[Sequence[float]]) -> MetricValue:
@@ -102,7 +111,7 @@ def macro_mean(per_subtask: Sequence[Sequence[float]]) -> MetricValue:
     variances = [float(g.var(ddof=1)) if len(g) > 1 else fallback for g in groups]
     stderr = None if None in variances else math.sqrt(sum(v / len(g) for v, g in zip(variances, groups))) / k
     n_eff = k * k / sum(1.0 / len(g) for g in groups)
-    return _with_interval(value, stderr, n_eff, proportion=is_binary(*groups))
+    return _with_interval(value, stderr, n_eff, proportion=is_binary(*groups), fractions=_fractions(*groups))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -309,8 +309,8 @@ class MetricValue(Record):
 
     ``ci`` is ``[low, high]``.  ``ci_method`` says how it was made: "wilson"
     for a proportion (every sample scored 0 or 1; honest at 0 % and 100 %,
-    where value ± 1.96 stderr collapses to a point), "normal" (value ± z·stderr)
-    otherwise.  ``n`` is the sample count behind the interval; for a macro mean
+    where value ± 1.96 stderr collapses to a point), "normal" (value ± z·stderr,
+    cut to [0, 1] when every sample's value lies in [0, 1]) otherwise.  ``n`` is the sample count behind the interval; for a macro mean
     of proportions it is Kish's effective size (see evalsuite.metrics).
     """
 

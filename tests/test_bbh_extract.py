@@ -168,6 +168,9 @@ HEDGES = [
     ("boolean_expressions", 1, "So the answer is either True or False."),  # target True
     ("causal_judgement", 1, "So the answer is Yes or No, it depends."),
     ("object_counting", 0, "So the answer is 8 or 9."),  # target 8
+    ("date_understanding", 1, "So the answer is (A) & (C)."),
+    ("date_understanding", 1, "So the answer is (A) vs. (C)."),
+    ("causal_judgement", 1, "So the answer is Yes & No."),
 ]
 
 
@@ -179,7 +182,8 @@ def test_a_hedge_across_options_is_not_an_answer(data_dir, subtask, index, outpu
 
 
 @pytest.mark.parametrize("output", ["So the answer is (B), not (A).", "So the answer is (B) and not (A).",
-                                    "So the answer is (B) rather than (A).", "So the answer is (B) because (A) skips a day."])
+                                    "So the answer is (B) rather than (A).", "So the answer is (B) because (A) skips a day.",
+                                    "So the answer is never (A); it is (B).", "So the answer is (B) and never (A)."])
 def test_a_ruled_out_option_is_not_a_hedge(data_dir, output):
     _check(data_dir, "date_understanding", 0, output, "(B)")
 
@@ -201,6 +205,9 @@ INTEGERS = [
     ("multistep_arithmetic_two", 0, "So the answer is ((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) = 24.", "24"),
     ("multistep_arithmetic_two", 0, "So the answer is 24 = 46 - 22.", "24"),
     ("object_counting", 3, "So the answer is fourteen (14).", "14"),
+    ("multistep_arithmetic_two", 0, "So the answer is twenty-four.", "24"),  # was 20
+    ("multistep_arithmetic_two", 0, "So the answer is Twenty four.", "24"),
+    ("object_counting", 0, "So the answer is eight.", "8"),
 ]
 
 
@@ -218,6 +225,10 @@ def test_an_integer_answer_is_the_number_the_span_opens_with(data_dir, subtask, 
     "{numbered}",  # an answer-only output that is just the list
     "Step by step, by first letter.\nSorted list:\n{bullets}",  # a chain of thought ending on the list
     "So the answer is {words} (in alphabetical order).",
+    "So the answer is {words}. These words are now in alphabetical order.",  # a sentence after it
+    "So the answer is {commas}. Done!",
+    "So the answer is {python}.",  # a Python list of strings
+    "So the answer is: {inline}",  # an inline numbered list
 ])
 @pytest.mark.parametrize("index", [2, 3])  # word_sorting/2 starts with "artillery" (the issue's example)
 def test_word_sorting_reads_the_whole_list(data_dir, index, layout):
@@ -226,7 +237,8 @@ def test_word_sorting_reads_the_whole_list(data_dir, index, layout):
     output = layout.format(
         lines="\n".join(words), bullets="\n".join(f"- {w}" for w in words),
         numbered="\n".join(f"{i}. {w}" for i, w in enumerate(words, 1)),
-        stars="\n".join(f"* {w}" for w in words), words=" ".join(words),
+        stars="\n".join(f"* {w}" for w in words), words=" ".join(words), commas=", ".join(words),
+        python=repr(words), inline=" ".join(f"{i}) {w}" for i, w in enumerate(words, 1)),
     )
     reading = read(output, "word_sorting", row["input"], chain_of_thought=True)
     assert reading.answer == row["target"]
@@ -267,6 +279,30 @@ PHRASED = [
 ]
 
 
+# A negation in front of a yes/no-like word turns it over; reading the word alone
+# credits the opposite answer ("Elanor is not a liar" answered No to "Does Elanor
+# tell the truth?").  Each row's expected answer is the one the output gives.
+NEGATED = [
+    ("web_of_lies", 4, "So the answer is Elanor is not a liar.", "Yes"),
+    ("web_of_lies", 4, "So the answer is: Elanor is not lying.", "Yes"),
+    ("web_of_lies", 0, "So the answer is: Elanor isn't telling the truth.", "No"),
+    ("sports_understanding", 0, "So the answer is: not at all plausible.", "no"),
+    ("sports_understanding", 0, "So the answer is: the sentence is hardly plausible.", "no"),
+    ("sports_understanding", 1, "So the answer is: not implausible.", "yes"),
+    ("formal_fallacies", 0, "So the answer is: the argument isn't valid.", "invalid"),
+    ("formal_fallacies", 0, "So the answer is: the argument is never valid.", "invalid"),
+    ("formal_fallacies", 1, "So the answer is: it is not invalid.", "valid"),
+    ("boolean_expressions", 0, "So the answer is not True.", "False"),
+    ("boolean_expressions", 0, "So the answer is: NOT True", "False"),
+    ("boolean_expressions", 1, "So the answer is: not False.", "True"),
+    ("causal_judgement", 0, "So the answer is: not yes.", "No"),
+    ("navigate", 0, "So the answer is: we do not end up at the starting point.", "No"),
+    ("navigate", 3, "So the answer is: we end up back at the start.", "Yes"),
+    ("web_of_lies", 4, "So the answer is: Elanor cannot be lying.", "Yes"),
+    ("sports_understanding", 0, "So the answer is: it cannot be plausible.", "no"),
+]
+
+
 BOXED = [
     ("date_understanding", 0, "Counting forward one day.\nThus, the final answer is $\\boxed{B}$.", "(B)"),
     ("date_understanding", 0, "Counting forward one day, we get $\\boxed{(B)}$ \\text{as expected}", "(B)"),
@@ -280,7 +316,7 @@ def test_a_boxed_final_answer(data_dir, subtask, index, output, expected):
     _check(data_dir, subtask, index, output, expected)
 
 
-@pytest.mark.parametrize("subtask,index,output,expected", PHRASED)
+@pytest.mark.parametrize("subtask,index,output,expected", PHRASED + NEGATED)
 def test_lowercase_letters_and_answers_without_yes_no(data_dir, subtask, index, output, expected):
     row, reading = _check(data_dir, subtask, index, output, expected)
     assert is_correct(output, reading.answer, row["target"], subtask) == (expected == row["target"])
@@ -296,6 +332,8 @@ DYCK = [
     (1, "So the answer is ] ] > (each one closes the innermost open bracket)."),
     (3, "So the answer is ) > (the parentheses (and angle brackets) are now balanced)."),
     (5, "So the answer is ] ), which closes everything."),
+    (0, "So the answer is ], ]."),  # brackets listed with commas (was "]")
+    (1, "So the answer is: ], ], >"),
 ]
 
 

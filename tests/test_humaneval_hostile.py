@@ -201,10 +201,18 @@ READS_THE_TEST = """\
 
 # Unscored problems are not counted as failures, so claiming an infrastructure
 # fault would hide a wrong answer: the executor's own "setup failed" exit code,
-# and directories nested deeper than the executor's cleanup can recurse.
+# a SIGINT to the executor (PID 1), and directories nested deeper than the
+# executor's cleanup can recurse.
 CLAIMS_SETUP_FAILURE = """\
     import os
     os._exit(70)
+"""
+
+INTERRUPTS_THE_EXECUTOR = """\
+    import os, signal, time
+    os.kill(1, signal.SIGINT)
+    time.sleep(0.5)
+    return None
 """
 
 BREAKS_THE_CLEANUP = """\
@@ -244,6 +252,7 @@ HOSTILE = {
     "value that cannot be rendered": (UNRENDERABLE_VALUE, "failed", "returned <int of about 5001 digits>)"),
     "reads the test": (READS_THE_TEST, "failed", "AssertionError"),
     "claims a sandbox failure": (CLAIMS_SETUP_FAILURE, "failed", "exited (code 70)"),
+    "interrupts the executor": (INTERRUPTS_THE_EXECUTOR, "failed", "AssertionError"),
     "breaks the cleanup": (BREAKS_THE_CLEANUP, "failed", "AssertionError"),
     "unwritable text": (UNWRITABLE_TEXT, "failed", "ValueError: bad \\ud800 text"),
 }

@@ -400,3 +400,19 @@ def test_harness_sends_large_outputs_as_digests():
     assert res["out"] == ["xxxxxxxxxx", None, "xxx"] and res["h"] == [[1, digest("x" * 5000)]]
     res = harness.run(lambda n: [0.5] * n, blob([[5000]]), [1.0], None, 4096)
     assert res["h"] == [] and len(res["out"][0]) == 5000  # float outputs keep their values: the atol check needs them
+
+
+@pytest.mark.parametrize("value,tag", [
+    ([1, 0], "fraction"), ("1/2", "fraction"), ([1, 2, 3], "fraction"), ([1.5, 2], "fraction"), ([True, 2], "fraction"),
+    ([1, 2**5000 + 1], "fraction"), (["7.5"], "decimal"), ("seven", "decimal"), (7.5, "decimal"),
+    ([7, 0], "complex"), (["7.5", "0"], "complex"), ([7.5], "complex"), ("7.5", "complex"),
+])
+def test_a_forged_fraction_decimal_or_complex_is_no_number(value, tag):
+    """What a job reports as a Fraction, Decimal or complex is rebuilt only from what defines
+    one (exact ints, a str, two floats); anything else raises, so replay and oracle count it as wrong."""
+    with pytest.raises((TypeError, ValueError, ArithmeticError)):
+        harness.number(value, tag)
+    from tasks.humaneval.verdicts import _as_evalplus_sees
+
+    outcome = execution.IoOutcome(status=ExecStatus.PASSED, outputs=[value], kinds={0: (tag, "")})
+    assert _as_evalplus_sees("HumanEval/45", outcome, [7.5]) == ([value], [0])

@@ -82,6 +82,21 @@ def test_non_binary_metrics_get_a_normal_interval_and_one_value_none():
     assert mean_stderr([1.0]).ci == pytest.approx((0.2065, 1.0), abs=1e-4)  # a proportion still has one
 
 
+def test_a_mean_of_fractions_never_gets_an_interval_past_0_or_1():
+    """pass@1 of 2/3 and 1 (n=3 and n=1 samples per problem) was shown as [0.5067, 1.1600]:
+    a mean of values in [0, 1] cannot leave [0, 1], so its normal interval is cut there."""
+    high = mean_stderr([2 / 3, 1.0])
+    assert high.ci_method == "normal" and high.ci[1] == 1.0
+    assert high.ci[0] == pytest.approx(high.value - 1.959963984540054 * high.stderr)
+    low = mean_stderr([0.0, 0.1, 0.0])
+    assert low.ci[0] == 0.0 and 0 < low.ci[1] < 1
+    macro = aggregate_means([_result("a", 0.9), _result("a", 1.0), _result("b", 1.0), _result("b", 0.8)],
+                            "em", "macro").metrics["em"]
+    assert 0.0 <= macro.ci[0] and macro.ci[1] == 1.0
+    wide = mean_stderr([2.0, 5.0, 0.5])  # not a fraction: nothing to cut at
+    assert wide.ci[0] < 0.0
+
+
 def test_macro_stderr_with_one_sample_per_subtask_is_the_collapsed_strata_estimate():
     """--limit 1: every subtask n=1 has no variance of its own; the macro still has a stderr."""
     outcomes = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]

@@ -84,6 +84,27 @@ def test_killing_the_executor_has_no_effect(sb1):
     assert run1(sb1, "x = 1").status is PASSED
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGQUIT", "SIGALRM", "SIGCHLD"])
+def test_signalling_the_executor_has_no_effect(sb1, sig):
+    # Python's PID 1 handles SIGINT (KeyboardInterrupt): a job that sent it killed
+    # the executor, and its problem went unscored as a sandbox error, three times over.
+    assert run1(sb1, "x = 1").status is PASSED
+    before = sb1._pool[0].container
+    r = run1(sb1, f"import os, signal, time\nos.kill(1, signal.{sig})\ntime.sleep(0.3)\nassert 1 == 2, 'wrong'")
+    assert r.status is FAILED and "AssertionError: wrong" in r.detail, r
+    assert sb1._pool[0].container == before
+    assert run1(sb1, "x = 1").status is PASSED
+
+
+def test_jobs_keep_a_fresh_interpreters_sigint(sb):
+    # Ignoring SIGINT in the executor must not leak into the job: there it still
+    # raises KeyboardInterrupt, as in a fresh interpreter.
+    r = run1(sb, "import os, signal\ntry:\n    os.kill(os.getpid(), signal.SIGINT)\n"
+                 "    import time; time.sleep(1)\nexcept KeyboardInterrupt:\n    x = 1\nelse:\n    assert 0, 'no KeyboardInterrupt'",
+             result_var="x")
+    assert r.status is PASSED and r.value == 1, r
+
+
 def test_closing_stdio_still_reports_the_error(sb):
     r = run1(sb, "import os\nfor fd in (0, 1, 2):\n    os.close(fd)\nassert 1 == 2, 'boom'")
     assert r.status is FAILED

@@ -320,8 +320,10 @@ def make_sample(subset: str, index: int, row: dict[str, Any], normalize: bool, q
 def score_generation(sample: Sample, completions: Sequence[str], cot: bool) -> Score:
     lang, options = sample.input["lang"], sample.input["options"]
     if options is None:
+        blanks = len([g for g in sample.target.split(";") if g.strip()])
+
         def extract(text: str) -> str | None:
-            return canonical_math(cloze_answer(text, lang))
+            return canonical_math(cloze_answer(text, lang), ordered=blanks > 1)
 
         def correct(answer: str | None) -> bool:
             return math_equal(answer, sample.target)

@@ -85,18 +85,23 @@ def gold_letters(label: object) -> tuple[list[str], str | None]:
 
 MARKERS = {
     "en": ["the answer is therefore", "the answer is", "answer is", "answer:"],
-    "zh": ["答案是", "答案为", "答案：", "答案:", "我们应选择", "应选择", "应选", "故选", "因此选", "所以选"],
+    "zh": ["答案是", "答案为", "答案：", "答案:", "【答案】", "我们应选择", "应选择", "应选", "故选", "因此选", "所以选"],
 }
 # One option reference: "(A)", "（A）", or a bare run of capitals standing alone ("B",
 # "AC"; ASCII lookarounds so Chinese text around it does not hide it: "选A。").  "A:" is
 # a speaker label that small chat models echo, not an answer.
 _REF = r"(?:[\(（]\s*[A-G]\s*[\)）]|(?<![A-Za-z])[A-G]+(?![A-Za-z:：]))"
-# A set of options: references joined by nothing, commas, "、", "and", "和", "与", "及".
-_SET_SEP = r"\s*(?:[,，、/&＆]|\band\b|以及|和|与|及)?\s*"
+# A set of options: references joined by nothing, commas, "、", "and", ", and", "和", "与", "及".
+_SET_SEP = r"\s*(?:[,，、/&＆]\s*(?:and\b)?|\band\b|以及|和|与|及)?\s*"
 _LETTER_SET = re.compile(_REF + r"(?:" + _SET_SEP + _REF + r")*")
 # Alternatives are a hedge, not an answer: "A or C", "(B)或(D)".
 _HEDGE = re.compile(r"^\s*,?\s*(?:\bor\b|或者?|还是)\s*" + _REF, re.IGNORECASE)
 _LOWER_PAREN = re.compile(r"[\(（]\s*([a-g])\s*[\)）]")
+# An option named only to be ruled out: "not (A)", "D rather than A", "不是A".
+_RULED_OUT = re.compile(r"(?:\bnot|\bnever|\bcannot\s+be|\brather\s+than|\binstead\s+of|不是|而非|并非)\s*$",
+                        re.IGNORECASE)
+# Where the first sentence of a line ends: "Let's think step by step. (A) is wrong. ..."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _LABEL_ONLY = re.compile(r"^\s*(?:A|Answer|答案)\s*[:：]\s*$")
 
 
@@ -109,7 +114,8 @@ def _first_line(text: str) -> str:
 def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list[tuple[re.Match[str], frozenset[str] | None]]:
     """Every option set named in ``text`` with its match; None for a hedge ("A or C").
 
-    A bare "A" that is the English article ("A careful reading shows (C)") is skipped.
+    A bare "A" that is the English article ("A careful reading shows (C)") is skipped, and so
+    is an option ruled out ("not (A)", "D rather than A", "不是A").
     A set naming a letter beyond the options is skipped too, or, with ``keep_invalid``,
     kept as an empty set when it is unmistakably an option reference (parenthesised,
     or opening the text): "(E), not (B)" answers E, which is no option.
@@ -117,7 +123,7 @@ def _letter_sets(text: str, valid: set[str], keep_invalid: bool = False) -> list
     found = []
     for m in _LETTER_SET.finditer(text):
         letters = re.findall(r"[A-G]", m.group())
-        if m.group() == "A" and is_english_word("A", text[m.end():]):
+        if m.group() == "A" and is_english_word("A", text[m.end():]) or _RULED_OUT.search(text[: m.start()]):
             continue
         if letters and keep_invalid and any(c not in valid for c in letters) and (
                 re.match(r"[\(（]", m.group()) or not text[: m.start()].strip(" \t:：,，")):
@@ -133,10 +139,11 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     """The chosen letters (a set) of a generated MC answer, or None.
 
     The answer is read after the LAST answer marker ("answer is", "答案是", …): the
-    first option set on its first line ("(A)(C)", "（A）（C）", "A and C", "AC" are
-    {A, C}; options joined by "or" are a hedge, None; "(b)" right after the marker is B).  When that line names no
-    option (an echoed "Answer:" label before a chain of thought), the conclusion
-    after the marker counts (see :func:`_concluding_set`).  Without a marker, a
+    first option set in the first sentence of its first line ("(A)(C)", "（A）（C）", "A and C",
+    "A, C, and D", "AC" are sets; options joined by "or" are a hedge, None; an option ruled
+    out, "not (A)", is skipped; "(b)" right after the marker is B).  When that sentence names no
+    option (an echoed "Answer:" label before a chain of thought, "Answer: Let's think step
+    by step. (A) is wrong. ..."), the conclusion after the marker counts (see :func:`_concluding_set`).  Without a marker, a
     direct answer is read from the start of the completion and a chain of thought
     (``cot``) from its conclusion.  ``multi`` does not change the reading: a set is
     read either way, so two letters given for a single-answer item are a wrong
@@ -147,7 +154,7 @@ def choice_answer(text: str, n_options: int, multi: bool, lang: str, cot: bool) 
     span = after_last(text, MARKERS[lang] + MARKERS["en" if lang == "zh" else "zh"])
     body = text if span is None else span
     if span is not None or not cot:
-        first = _first_line(body)
+        first = _SENTENCE_END.split(_first_line(body), 1)[0]
         if span is not None:  # right after "the answer is", "(b)" is option B, not an enumeration
             first = _LOWER_PAREN.sub(lambda m: f"({m.group(1).upper()})", first)
         on_first_line = _letter_sets(first, valid, keep_invalid=True)
@@ -168,29 +175,59 @@ def _concluding_set(text: str, valid: set[str]) -> frozenset[str] | None:
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# A note in words after the answer: "30 (exactly)", "$30$ (as computed above).", "12（单位：米）".
+_NOTE = re.compile(r"\s+[(（](?=[^()（）]*[^\W\d_]{2})[^()（）\\$]*[)）][.。]?$")
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every closed ``\\boxed{…}`` in ``text``, in order."""
+    found = []
+    for m in _BOXED.finditer(text):
+        depth = 1
+        for j in range(m.end(), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                found.append((m.start(), j + 1, text[m.end():j]))
+                break
+    return found
 
 
 def last_boxed(text: str) -> str | None:
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
+    boxes = _boxes(text)
+    return boxes[-1][2] if boxes else None
+
+
+# Between two boxes of one answer: a list separator, "$" and a variable's "x =" only
+# ("$x = \boxed{-2}$ and $x = \boxed{3}$", "\boxed{5}；\boxed{10}").
+_BOX_GAP = re.compile(r"[\s$]*(?:,|;|，|；|、|\band\b|\bor\b|和|或)?[\s$]*(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*")
+
+
+def _final_boxes(text: str) -> str | None:
+    """The last box's content, with the boxes just before it on its line that only a list
+    separator parts from it ("\\boxed{-\\sqrt{5}}, \\boxed{\\sqrt{5}}": one answer of two items,
+    joined by ", "); None without a box."""
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    i, depth = starts[-1], 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j]
-    return None
+    chosen = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        gap = text[box[1]: chosen[0][0]]
+        if "\n" in gap or not _BOX_GAP.fullmatch(gap):
+            break
+        chosen.insert(0, box)
+    return ", ".join(content for _, _, content in chosen)
 
 
 def cloze_answer(text: str, lang: str) -> str | None:
     """The final answer of a generated cloze (math) completion, or None.
 
-    Priority: the last ``\\boxed{…}``; else the first line after the last
+    Priority: the last ``\\boxed{…}`` (with the boxes before it on its line that a list
+    separator joins to it: one per solution or blank); else the first line after the last
     answer marker (or of the whole completion), cut at the end of its first
     sentence.
     """
     text = halfwidth(text)  # "答案：１２", "−3"
-    boxed = last_boxed(text)
+    boxed = _final_boxes(text)
     if boxed is not None:
         return boxed.strip() or None
     span = after_last(text, MARKERS["en"] + MARKERS["zh"])
@@ -199,7 +236,7 @@ def cloze_answer(text: str, lang: str) -> str | None:
     # A reason after it: "30, since ...", "30 because ...", "30, so ...".
     line = re.split(r"(?<!\d)\.(?=\s|$)|。|[,，]?\s*\b(?:because|since|which|so that)\b|[,，]\s*(?:as|so|thus|hence)\b",
                     line)[0]
-    line = line.strip().lstrip(":：").rstrip(",，;；:：").strip()
+    line = _NOTE.sub("", line.strip()).lstrip(":：").rstrip(",，;；:：").strip()
     return line or None
 
 
@@ -231,7 +268,8 @@ _TEXT = re.compile(r"[^\W\d_]+(?:[\s'’-][^\W\d_]+)*")  # words only, any scrip
 
 
 def strip_math(s: str) -> str:
-    r"""An answer without its wrapping: ``$…$``, ``\boxed{}``, spacing commands,
+    r"""An answer without its wrapping: ``$…$``, ``\[…\]``, ``\(…\)``, markdown ``**`` and
+    backticks, ``\boxed{}``, spacing commands,
     trailing units (``\text{ cm}``, ``\mbox{ inches}^2``, "cm"), degrees, percent,
     ``\text{…}`` around a word.  Spaces inside the expression are kept."""
     s = s.strip()
@@ -239,6 +277,7 @@ def strip_math(s: str) -> str:
     if boxed is not None:
         s = boxed
     s = s.replace("\\$", "").replace("$", "").replace("\n", " ").replace("\\!", "")
+    s = re.sub(r"\\[\[\]()]", "", s.replace("**", "").replace("`", ""))  # **30**, `30`, \[30\], \(30\)
     for command in _SPACING:
         s = s.replace(command, " ")
     for a, b in (("（", "("), ("）", ")"), ("，", ","), ("；", ";"), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
@@ -285,19 +324,20 @@ def _number(s: str) -> Fraction | None:
         return None
 
 
+_ITEM_SEP = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+|\s*(?:或者?|和|及)\s*")
+
+
 def _items(s: str) -> list[str]:
-    """The items of a list answer: ``s`` split at commas (or, with no comma, at "and")
-    outside brackets; one item when there is none, or when ``s`` is a number with
-    thousands separators ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
+    """The items of a list answer: ``s`` split at commas, "and" and "or" (和, 或) outside
+    brackets ("0, \\pi and 2\\pi", "x = 3 or x = 5": solutions are written both ways);
+    one item when there is none, or when ``s`` is a number with thousands separators
+    ("17,280").  A set of solutions "\\{1, 3\\}" is a list."""
     if _GROUPED.fullmatch(s):
         return [s]
     s = re.sub(r"^\\\{(.*)\\\}$", r"\1", s.strip())
-    for separator in (r",", r"\s+and\s+"):
-        cuts = [m for m in re.finditer(separator, s) if _depth(s[: m.start()]) == 0]
-        if cuts:
-            bounds = [0, *(x for m in cuts for x in (m.start(), m.end())), len(s)]
-            return [s[bounds[i]: bounds[i + 1]] for i in range(0, len(bounds), 2)]
-    return [s]
+    cuts = [m for m in _ITEM_SEP.finditer(s) if _depth(s[: m.start()]) == 0]
+    bounds = [0, *(x for m in cuts for x in (m.start(), m.end())), len(s)]
+    return [s[bounds[i]: bounds[i + 1]] for i in range(0, len(bounds), 2)]
 
 
 def _depth(prefix: str) -> int:
@@ -305,10 +345,12 @@ def _depth(prefix: str) -> int:
     return sum(c in "([{" for c in prefix) - sum(c in ")]}" for c in prefix)
 
 
-def canonical_math(answer: str | None) -> str | None:
+def canonical_math(answer: str | None, ordered: bool = False) -> str | None:
     """One spelling per value, so self-consistency pools equivalent answers ("0.5",
-    "$\\frac{1}{2}$" and "1/2" all vote for "1/2"; list items are sorted).  It is a
-    valid answer itself: :func:`math_equal` judges it as it would the original."""
+    "$\\frac{1}{2}$" and "1/2" all vote for "1/2"; list items are sorted unless
+    ``ordered``: a gold of several blanks, "5;10", may be answered "5, 10", where order
+    counts).  It is a valid answer itself: :func:`math_equal` judges it as it would the
+    original."""
     if answer is None:
         return None
     blanks = []
@@ -317,7 +359,7 @@ def canonical_math(answer: str | None) -> str | None:
         for item in _items(strip_math(blank)):
             value = _number(normalize_math(item))
             items.append(str(value) if value is not None else " ".join(item.split()))
-        blanks.append(", ".join(sorted(items)) if len(items) > 1 else items[0])
+        blanks.append(", ".join(items if ordered else sorted(items)) if len(items) > 1 else items[0])
     return ";".join(blanks) or None
 
 

@@ -17,9 +17,12 @@ answer is located first and then parsed by the subtask's format:
    When the clause holds no answer, a chain-of-thought output is searched
    for its last well-formed answer.
 
-A clause that names two options joined by "or" / "and" / "/" ("either (B) or
-(A)", "Yes or No", "8 or 9") is a hedge, not an answer: :func:`read` reports
-it as ``hedged`` and :func:`extract` returns None, whichever option comes first.
+A clause that names two options joined by "or" / "and" / "/" / "&" / "vs."
+("either (B) or (A)", "Yes or No", "8 or 9") is a hedge, not an answer: :func:`read`
+reports it as ``hedged`` and :func:`extract` returns None, whichever option comes
+first.  An option after "not" / "never" / "rather than" is ruled out, not named, and
+a negation up to two words before a yes/no-like word turns it over ("not a liar",
+"isn't valid", "not True").
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ BEYOND_LETTER = re.compile(r"^(?:\(([A-Za-z])\)|([A-Z])(?:\)|[.,;:!?]|\s*$))")
 BARE_LETTER = re.compile(r"^\(?([A-Za-z])(?:\)|(?=[\s.,:;!?\]]|$))")
 # Where the answer's clause ends: a sentence end, or a reason / a contrast after it.
 CLAUSE_END = re.compile(
-    r"(?<=\S)\.(?=\s|$)|[;!?\n]|\s[–—]\s|,?\s+(?:because|since|as|which|given|due|but|however|while|whereas|"
+    r"(?<=\S)(?<!\bvs)\.(?=\s|$)|[;!?\n]|\s[–—]\s|,?\s+(?:because|since|as|which|given|due|but|however|while|whereas|"
     r"though|although|so|hence|therefore)\b",
     re.IGNORECASE,
 )
@@ -57,15 +60,23 @@ NOTE = re.compile(r"\s*\((?=[^()]*[A-Za-z]{2})[^()]*\)")
 INTEGER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?(?![\d.,]*\d)")
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
+    "sixteen seventeen eighteen nineteen".split())}
+TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+# A number in words: "eight", "twenty", "twenty-four" / "twenty four" (not 20).
+NUMBER_WORD = re.compile(
+    r"\b(?:(" + "|".join(TENS) + r")(?:[\s-]+(" + "|".join(list(NUMBER_WORDS)[1:10]) + r"))?|("
+    + "|".join(NUMBER_WORDS) + r"))\b", re.IGNORECASE)
 BRACKET = r"[\]\)\}>\[\(\{<]"
-BRACKET_RUN = re.compile(BRACKET + r"(?:\s*" + BRACKET + r")*")
+BRACKET_RUN = re.compile(BRACKET + r"(?:\s*,?\s*" + BRACKET + r")*")  # "] ) >", "]]", "], ], >"
 # Joins two alternatives into a hedge: "(B) or (A)", "Yes or No", "B/C", "(A) and (C)".
-HEDGE_JOIN = r"\s*,?\s*(?:(?:or|and|and/or|nor)\b|/|\|)\s*(?:maybe|possibly|perhaps|also|even|else)?\s*"
+HEDGE_JOIN = (r"\s*,?\s*(?:(?:or|and|and/or|nor|vs|versus)\b\.?|/|\||&)\s*"
+              r"(?:maybe|possibly|perhaps|also|even|else)?\s*")
 # Options named only to be ruled out: "(B), not (A)", "(C) rather than (A)".
-NEGATED = re.compile(r"(?:\bnot|\bthan|\binstead\s+of|\bover)\s*$", re.IGNORECASE)
+NEGATED = re.compile(r"(?:\bnot|\bnever|\bcannot\s+be|\bthan|\binstead\s+of|\bover)\s*$", re.IGNORECASE)
 LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d+[.)])?\s*([A-Za-z0-9'&-]+)\s*[,.;]?\s*$")
 WORD = re.compile(r"[a-z0-9'&-]+")
+INLINE_MARKER = re.compile(r"(?<!\S)\d+[.)](?=\s)")  # "1) apple 2) banana": no target has a digit
+SENTENCE_END = re.compile(r"(?<=[\w'\])])[.!?](?=\s|$)")  # "apple banana. These are sorted."
 
 
 class Format(str, Enum):
@@ -84,7 +95,7 @@ BINARY_WORDS = {
     "sports_understanding": ("yes", "no"),
     "formal_fallacies": ("valid", "invalid"),
 }
-_NOT = r"(?:\bnot|n't|\bnever)\s+"  # "not", "doesn't", "isn't", "never"
+_NOT = r"(?:\bnot|\bcannot|n't|\bnever)\s+"  # "not", "cannot", "doesn't", "isn't", "never"
 
 
 def _phrase(pattern: str) -> re.Pattern[str]:
@@ -106,11 +117,20 @@ BINARY_PHRASES: dict[str, list[tuple[re.Pattern[str], int]]] = {
     ],
     "navigate": [
         (_phrase(_NOT + r"(?:end\s+up\s+|get\s+)?(?:return|back)\b|\bnot\s+(?:back\s+)?(?:at|to)\s+the\s+start"), 1),
-        (_phrase(r"\b(?:return(?:s|ed)?\s+to|back\s+(?:at|to))\s+the\s+start(?:ing)?\s+(?:point|position)\b"), 0),
+        # "return to the starting point", "end up back at the start" ("not" before it: see NEGATOR)
+        (_phrase(r"\b(?:return(?:s|ed)?\s+to|back\s+(?:at|to)|end(?:s|ed)?\s+up\s+(?:back\s+)?(?:at|in))\s+"
+                 r"the\s+start(?:ing)?(?:\s+(?:point|position))?\b"), 0),
     ],
     "formal_fallacies": [(_phrase(r"\bnot\s+(?:deductively\s+)?valid\b"), 1)],
 }
 QUESTIONING = re.compile(r"\b(?:whether|if)\b", re.IGNORECASE)
+# A negation at most two words before a yes/no-like word turns it over: "not a liar",
+# "not at all plausible", "isn't valid", "not True" (not across "but", "that"...).
+NEGATOR = re.compile(
+    r"(?:\bnot|\bcannot|n't|\bnever|\bhardly|\bbarely|\bscarcely)\s+"
+    r"(?:(?!(?:but|and|or|so|that|because|if|whether|yet|though)\b)[\w'-]+\s+){0,2}$",
+    re.IGNORECASE,
+)
 FORMATS = {
     **{name: Format.BINARY for name in BINARY_WORDS},
     "object_counting": Format.INTEGER,
@@ -333,17 +353,18 @@ def _binary_hits(text: str, subtask: str) -> list[tuple[int, str]]:
     taken: list[tuple[int, int]] = []
     hits: list[tuple[int, str]] = []
 
-    def claim(m: re.Match[str], word: str) -> None:
+    def claim(m: re.Match[str], index: int) -> None:
         if not any(m.start() < end and start < m.end() for start, end in taken):
             taken.append((m.start(), m.end()))
-            hits.append((m.start(), word))
+            negated = NEGATOR.search(text[: m.start()]) is not None  # "not a liar", "not True"
+            hits.append((m.start(), words[1 - index if negated else index]))
 
     for pattern, index in BINARY_PHRASES.get(subtask, []):
         for m in pattern.finditer(text):
             if not QUESTIONING.search(text[: m.start()]):  # "whether the sentence is plausible"
-                claim(m, words[index])
+                claim(m, index)
     for m in re.finditer(r"\b(" + "|".join(words) + r")\b", text, re.IGNORECASE):
-        claim(m, next(w for w in words if w.lower() == m.group(1).lower()))
+        claim(m, next(i for i, w in enumerate(words) if w.lower() == m.group(1).lower()))
     return sorted(hits)
 
 
@@ -369,9 +390,10 @@ def _integer(span: str) -> str | Hedge | None:
     # "3 + 5 = 8": the result; "24 = 46 - 22": the number it opens with.
     head = clause.split("=")[-1] if "=" in clause and not INTEGER.fullmatch(clause.split("=")[0].strip()) else clause
     digits = INTEGER.search(head)
-    word = re.search(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", head, re.IGNORECASE)
+    word = NUMBER_WORD.search(head)
     if word and (digits is None or word.start() < digits.start()):
-        return str(NUMBER_WORDS[word.group(1).lower()])
+        tens, units, small = (g and g.lower() for g in word.groups())
+        return str(TENS[tens] + NUMBER_WORDS.get(units, 0) if tens else NUMBER_WORDS[small])
     if digits is None:
         return None
     first = str(int(float(digits.group().replace(",", ""))))
@@ -416,7 +438,9 @@ def _word_list(output: str, chain_of_thought: bool) -> str | None:
     items = _list_items(lines)  # one word per line, with or without bullets or numbers
     if len(items) > 1:
         return " ".join(items)
-    return " ".join(WORD.findall(_clean(lines[0]).lower())) or None
+    # One line: its first sentence, without inline numbers or the quotes of "['a', 'b']".
+    line = SENTENCE_END.split(INLINE_MARKER.sub(" ", lines[0]), 1)[0]
+    return " ".join(w.strip("'") for w in WORD.findall(_clean(line).lower()) if w.strip("'")) or None
 
 
 def _list_items(lines: list[str]) -> list[str]:

