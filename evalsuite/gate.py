@@ -107,17 +107,10 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         if bp is None or cp is None:
             problems.append(f"{task}: missing from run.json")
             continue
-        for name, b_val, c_val in (
-            ("task version", bp.version, cp.version),
-            ("task parameters", bp.params, cp.params),
-            ("prompt template hashes", bp.template_hashes, cp.template_hashes),
-            ("dataset content hash", bp.dataset.content_hash, cp.dataset.content_hash),
-            ("generation config", bp.generation, cp.generation),
-            ("system message", bp.system_message, cp.system_message),
-            ("judge prompt hashes", bp.judge_templates, cp.judge_templates),
-        ):
-            if b_val != c_val:
-                problems.append(f"{task}: {name} differ ({_diff(b_val, c_val)})")
+        b_setup, c_setup = bp.setup(), cp.setup()
+        for name in b_setup:
+            if b_setup[name] != c_setup[name]:
+                problems.append(f"{task}: {name} differ ({_diff(b_setup[name], c_setup[name])})")
         if task in base.results.tasks and task in cand.results.tasks:
             judge_problems, judge_warnings = _judge_comparability(base, cand, task)
             problems += judge_problems
@@ -167,8 +160,7 @@ def _judge_comparability(base: Run, cand: Run, task: str) -> tuple[list[str], li
     if bj is None or cj is None:
         return [f"{task}: judged in one run only"], []
     problems = []
-    b_model = bj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
-    c_model = cj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
+    b_model, c_model = bj.model.identity(), cj.model.identity()
     if b_model != c_model:
         problems.append(f"{task}: judged by different judges ({_diff(b_model, c_model)})")
     if bj.generation != cj.generation or bj.retries != cj.retries:

@@ -220,6 +220,11 @@ class ModelInfo(Record):
     linear_kernel: str | None = None  # local models: "onednn" or "aten" (PyTorch's default) for linear layers
     server: ServerInfo | None = None  # served models (openai, vllm backends)
 
+    def identity(self) -> dict[str, Any]:
+        """Which model this is, whatever ran it: id, backend, weights (file_hash,
+        revision).  Equal identities give the same outputs for the same prompts."""
+        return self.model_dump(include={"id", "backend", "file_hash", "revision"})
+
 
 class DatasetInfo(Record):
     source: str  # hub id or local path
@@ -236,6 +241,21 @@ class TaskProvenance(Record):
     generation: GenerationConfig | None = None
     system_message: str | None = None
     judge_templates: dict[str, str] = Field(default_factory=dict)  # judge prompt name -> sha256
+
+    def setup(self) -> dict[str, Any]:
+        """What decides the task's prompts, targets and scoring, by label.
+
+        Two runs whose setups differ did not evaluate the same thing (the gate
+        refuses to compare them; ``--resume`` refuses to mix them)."""
+        return {
+            "task version": self.version,
+            "task parameters": self.params,
+            "prompt template hashes": self.template_hashes,
+            "dataset content hash": self.dataset.content_hash,
+            "generation config": self.generation,
+            "system message": self.system_message,
+            "judge prompt hashes": self.judge_templates,
+        }
 
 
 class JudgeInfo(Record):

@@ -140,19 +140,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
             command=sys.argv,
             command_config=_jsonable(asdict(config)),
             model=model,
-            tasks={
-                name: TaskProvenance(
-                    name=t.name,
-                    version=t.version,
-                    params=_effective_params(factories[name], t.params),
-                    dataset=t.dataset,
-                    template_hashes=t.template_hashes,
-                    generation=t.generation,
-                    system_message=config.system_message,
-                    judge_templates=t.judge_templates,
-                )
-                for name, t in tasks.items()
-            },
+            tasks=_task_provenance(config, factories, tasks),
             seed=config.seed,
             batch_size=source.provenance.batch_size if source else backend.effective_batch_size,
             limit=config.limit,
@@ -162,6 +150,8 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
             generation_run=RunLink(run_id=source.provenance.run_id, path=str(source.rundir.path.resolve())) if source else None,
             ray=_ray_info(backend),
         )
+        if resume is not None:
+            _check_continues(rundir.provenance(), prov.tasks, model)
         rundir.write_provenance(prov)
         rundir.truncate_torn_tail()
         if judge is not None:
@@ -336,6 +326,54 @@ def _check_same_data(tasks: dict[str, Task], prov: RunProvenance) -> None:
         stored = prov.tasks[name].dataset.content_hash
         if task.dataset.content_hash != stored:
             raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
+
+
+def _task_provenance(config: RunConfig, factories: dict[str, TaskFactory], tasks: dict[str, Task]) -> dict[str, TaskProvenance]:
+    return {
+        name: TaskProvenance(
+            name=t.name,
+            version=t.version,
+            params=_effective_params(factories[name], t.params),
+            dataset=t.dataset,
+            template_hashes=t.template_hashes,
+            generation=t.generation,
+            system_message=config.system_message,
+            judge_templates=t.judge_templates,
+        )
+        for name, t in tasks.items()
+    }
+
+
+def _check_continues(stored: RunProvenance, tasks: dict[str, TaskProvenance], model: ModelInfo | None) -> None:
+    """A resumed or rescored run must evaluate what its first part did.
+
+    The options are checked by ``_resumed_config``; this checks what they
+    resolve to: the data file, the templates and the task code behind each
+    task, and the model's weights (``model``; None when no model is loaded).
+    Edited between a kill and ``--resume``, they would mix two evaluations in
+    one samples.jsonl under a run.json that describes only the second.
+    Raises ``UserError`` naming the first difference."""
+    if model is not None:
+        then, now = stored.model.identity(), model.identity()
+        if stored.model.chat_template_hash is not None:  # recorded by backends that apply one
+            then["chat_template_hash"], now["chat_template_hash"] = stored.model.chat_template_hash, model.chat_template_hash
+        changed = [k for k in then if then[k] != now[k]]
+        if changed:
+            raise UserError(f"--resume: the model differs from the run being resumed ({changed[0]}: "
+                            f"{_short(then[changed[0]])} then, {_short(now[changed[0]])} now); start a new run")
+    for name, task in tasks.items():
+        if name not in stored.tasks:
+            raise UserError(f"the run has no task '{name}'")
+        then, now = stored.tasks[name].setup(), task.setup()
+        for label in then:
+            if then[label] != now[label]:
+                raise UserError(f"--resume: {name}: {label} differs from the run being resumed "
+                                f"({_short(then[label])} then, {_short(now[label])} now); start a new run")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value.model_dump() if hasattr(value, "model_dump") else value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:

@@ -105,3 +105,64 @@ def test_torn_last_line_is_ignored_and_rewritten(tmp_path, data_dir):
     resumed = evalsuite("run", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     assert len(RunDir(run).samples()) == 5
+
+
+def _navigate_copy(tmp_path, data_dir):
+    """A private copy of BBH navigate (and its CoT prompts) that a test may edit."""
+    import shutil
+
+    bbh = tmp_path / "data" / "bbh"
+    bbh.mkdir(parents=True)
+    shutil.copy(data_dir / "bbh" / "navigate.json", bbh)
+    shutil.copytree(data_dir / "bbh" / "cot-prompts", bbh / "cot-prompts")
+    return tmp_path / "data"
+
+
+def _half_done_run(tmp_path, data_dir, *extra):
+    """A finished 6-sample run cut back to its first 3 samples, as after a kill."""
+    out = tmp_path / "out"
+    proc = evalsuite("run", "--model", "mock", "-T", "subtasks=navigate", "--limit", "6",
+                     "--data-dir", str(data_dir), "-o", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    path = run / "samples.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+    (run / "results.json").unlink()
+    return run
+
+
+def test_resume_refuses_when_the_data_changed_since_the_run_started(tmp_path, data_dir):
+    """The dataset file was edited between the kill and --resume: half the
+    samples would be scored against the old targets, half against the new,
+    under a run.json claiming the new data."""
+    data = _navigate_copy(tmp_path, data_dir)
+    run = _half_done_run(tmp_path, data)
+    before = (run / "samples.jsonl").read_text()
+    path = data / "bbh" / "navigate.json"
+    rows = json.loads(path.read_text())
+    for row in rows["examples"][:6]:
+        row["target"] = "Yes" if row["target"] == "No" else "No"
+    path.write_text(json.dumps(rows))
+
+    proc = evalsuite("run", "--resume", str(run))
+    assert proc.returncode != 0
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert error.startswith("error: --resume: bbh: dataset content hash differs from the run being resumed")
+    assert "Traceback" not in proc.stderr
+    assert (run / "samples.jsonl").read_text() == before and not (run / "results.json").exists()
+
+
+def test_resume_refuses_a_model_other_than_the_recorded_one(tmp_path, data_dir):
+    """run.json records the weights' hash; a resumed run whose model resolves
+    to other weights (a checkpoint overwritten in place) must not mix them."""
+    run = _half_done_run(tmp_path, data_dir)
+    prov = json.loads((run / "run.json").read_text())
+    prov["model"]["file_hash"] = "0" * 64
+    (run / "run.json").write_text(json.dumps(prov))
+
+    proc = evalsuite("run", "--resume", str(run))
+    assert proc.returncode != 0
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert error.startswith("error: --resume: the model differs from the run being resumed (file_hash: '0000")
+    assert "Traceback" not in proc.stderr
+    assert len(RunDir(run).samples()) == 3
