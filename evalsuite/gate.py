@@ -20,6 +20,7 @@ prompts, templates or task parameters: a delta would be meaningless).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -256,7 +257,7 @@ def decide(
         comp.p_adjusted = p
         delta_pts = comp.stats.delta * comp.scale
         significant = p < alpha
-        if significant and delta_pts < 0 and -delta_pts > max_drop:
+        if significant and delta_pts < 0 and _beyond(-delta_pts, max_drop):
             comp.verdict = "❌ regressed"
             comp.failures.append(f"dropped {-delta_pts:.2f} points (p={p:.3g}), more than the allowed {max_drop:g}")
         elif significant and delta_pts < 0:
@@ -267,18 +268,29 @@ def decide(
             comp.verdict = "⚠️ too few samples to test"
         else:
             comp.verdict = "✅ no significant change"
-        if comp.task in minimums and comp.stats.candidate * comp.scale < minimums[comp.task]:
+        if comp.task in minimums and _beyond(minimums[comp.task], comp.stats.candidate * comp.scale):
             comp.verdict = "❌ below minimum"
             comp.failures.append(f"{comp.stats.candidate * comp.scale:.2f} is below the minimum {minimums[comp.task]:g}")
         if max_unscored_increase is not None:
             n = comp.stats.n
             increase = (comp.unscored[1] - comp.unscored[0]) / n * POINTS
-            if increase > max_unscored_increase:
+            if _beyond(increase, max_unscored_increase):
                 comp.verdict = "❌ more unscored"
                 comp.failures.append(
                     f"unscored rate rose {increase:.2f} points ({comp.unscored[0]}→{comp.unscored[1]} of {n}), "
                     f"more than the allowed {max_unscored_increase:g}"
                 )
+
+
+def _beyond(value: float, limit: float) -> bool:
+    """``value > limit``, where a value equal to the limit but for float residue is not beyond it.
+
+    Points are fractions times 100, and most fractions are inexact in binary:
+    7 of 100 samples lost came out as 7.000000000000001 points (failing
+    ``--max-drop 7``) and 57 % as 56.99999999999999 (failing ``--min t=57``).
+    A tie with a threshold passes, as documented; differences below 1e-9
+    points are residue (every count-based fraction differs by far more)."""
+    return value > limit and not math.isclose(value, limit, rel_tol=1e-12, abs_tol=1e-9)
 
 
 def _pct(x: float, scale: float = POINTS) -> str:
@@ -389,6 +401,8 @@ def _minimums(values: tuple[str, ...]) -> dict[str, float]:
             sep = ""
         if not sep or not task.strip():
             raise UserError(f"--min expects TASK=POINTS (e.g. bbh=40), got '{item}'")
+        if math.isnan(out[task.strip()]):
+            raise UserError(f"--min {item}: NaN is not a threshold (every comparison with it is false)")
     return out
 
 
@@ -402,13 +416,25 @@ def _prepare_output(output: Path) -> None:
         raise UserError(f"--output {output}: not writable")
 
 
+class Threshold(click.FloatRange):
+    """A ``FloatRange`` that refuses NaN, which click lets through: every comparison
+    with NaN is false, so ``--max-drop nan`` passed any drop and ``--alpha nan``
+    made no change significant."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail("NaN is not a threshold (every comparison with it is false)", param, ctx)
+        return number
+
+
 @click.command()
 @click.option("--baseline", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the reference model.")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the model under test.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Allowed significant drop per task, in percentage points.")
-@click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.05, show_default=True, help="Significance level (also sets the CI level, 1-alpha).")
+@click.option("--max-drop", type=Threshold(min=0), default=0.0, show_default=True, help="Allowed significant drop per task, in percentage points.")
+@click.option("--alpha", type=Threshold(min=0, max=1, min_open=True, max_open=True), default=0.05, show_default=True, help="Significance level (also sets the CI level, 1-alpha).")
 @click.option("--min", "minimums", multiple=True, metavar="TASK=POINTS", help="Fail when the candidate scores below this, in percentage points (e.g. --min bbh=40).")
-@click.option("--max-unscored-increase", type=click.FloatRange(min=0), default=None, help="Fail when a task's unscored rate (parse/sandbox/generation errors) rises by more than this many points.")
+@click.option("--max-unscored-increase", type=Threshold(min=0), default=None, help="Fail when a task's unscored rate (parse/sandbox/generation errors) rises by more than this many points.")
 @click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True, help="Multiple-comparison correction across tasks.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the markdown summary here (e.g. for a PR comment).")
 def gate(
