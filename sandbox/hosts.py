@@ -29,6 +29,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import docker
+from docker.constants import IS_WINDOWS_PLATFORM
+from docker.errors import DockerException
+from docker.utils import parse_host
 
 from evalsuite.errors import UserError
 from evalsuite.sandbox import HOSTS_ENV, SandboxUnavailable
@@ -53,14 +56,20 @@ class HostSpec:
 
 def parse_hosts(text: str) -> list[HostSpec]:
     """Parse a host list (see the module doc); raises ``UserError`` on bad input."""
-    hosts = []
+    hosts, engines = [], []
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
             continue
         url, _, options = entry.partition("#")
-        scheme = urlsplit(url).scheme
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+            raise UserError(f"sandbox host '{entry}': not a Docker endpoint ({exc})") from None
+        scheme = parts.scheme
         if scheme not in SCHEMES:
             raise UserError(f"sandbox host '{entry}': expected unix://, ssh:// or tcp:// (got '{scheme or url}')")
+        if scheme == "ssh" and not parts.hostname:  # the docker SDK would read it as the local machine
+            raise UserError(f"sandbox host '{entry}': ssh:// needs a host (ssh://USER@HOST)")
         opts = dict(parse_qsl(options, keep_blank_values=True))
         unknown = set(opts) - {"workers", "tls"}
         if unknown:
@@ -78,11 +87,22 @@ def parse_hosts(text: str) -> list[HostSpec]:
             if missing:
                 raise UserError(f"sandbox host '{entry}': {tls} lacks {', '.join(missing)}")
         hosts.append(HostSpec(url, workers, tls))
+        engines.append(_engine_address(entry, url, tls is not None))
     if not hosts:
         raise UserError("the sandbox host list is empty")
-    if len({h.url for h in hosts}) != len(hosts):
+    if len(set(engines)) != len(hosts):
         raise UserError("a sandbox host is listed twice")
     return hosts
+
+
+def _engine_address(entry: str, url: str, tls: bool) -> str:
+    """The engine ``url`` reaches, as the docker SDK will connect to it (so two
+    spellings of one engine compare equal); ``UserError`` for a malformed URL,
+    which would otherwise surface only when the sandbox first connects."""
+    try:
+        return parse_host(url, IS_WINDOWS_PLATFORM, tls=tls)
+    except (DockerException, ValueError) as exc:
+        raise UserError(f"sandbox host '{entry}': not a Docker endpoint ({exc})") from None
 
 
 def configured_hosts(base_url: str | None = None) -> list[HostSpec]:

@@ -106,6 +106,19 @@ def test_an_unreachable_host_is_left_out_with_a_warning(caplog):
         ("tcp://127.0.0.1:2376#tls=/nonexistent", "/nonexistent lacks ca.pem, cert.pem, key.pem"),
         (f"{MAIN}#tls=/tmp", "tls= applies to tcp:// endpoints only"),
         (f"{MAIN},{MAIN}", "a sandbox host is listed twice"),
+        # Typos: one line naming the entry and what is wrong with it, before any
+        # work (they read "Docker engine not reachable ... run setup_engine.sh"
+        # once the run had generated everything, or a ValueError traceback).
+        ("tcp://[::1:2375", "sandbox host 'tcp://[::1:2375': not a Docker endpoint (Invalid IPv6 URL)"),
+        ("tcp://127.0.0.1:2376x", "Port could not be cast to integer value as '2376x'"),
+        ("tcp://10.0.0.7:70000", "Port out of range"),
+        ("tcp://10.0.0.7", "port is required"),
+        ("tcp:/10.0.0.7:2376", "not a Docker endpoint (Invalid bind address format"),
+        ("ssh:/ci@build-7", "ssh:// needs a host (ssh://USER@HOST)"),
+        ("ssh://ci@build-7/srv", "no path allowed for this protocol"),
+        ("ssh://", "sandbox host 'ssh://': ssh:// needs a host (ssh://USER@HOST)"),
+        (f"{MAIN},{MAIN}/", "a sandbox host is listed twice"),
+        ("ssh://ci@build-7,ssh://ci@build-7:22", "a sandbox host is listed twice"),
     ],
 )
 def test_bad_host_lists_are_one_error_line_before_any_work(hosts, message, tmp_path):
