@@ -224,7 +224,12 @@ def test_generations_buffered_for_scoring_survive_a_lost_backend(tmp_path, data_
     [
         (["-M", "replicas=2"], "error: -M replicas=N needs --ray"),
         (["--ray", "-M", "replicas=0"], "error: -M replicas must be >= 1"),
-        (["--ray", "-M", "replicas=two"], "error: -M replicas must be a number"),
+        (["--ray", "-M", "replicas=two"], "error: -M replicas must be a whole number"),
+        (["--ray", "-M", "replicas=1e3"], "error: -M replicas must be a whole number, got '1e3'"),
+        # Not finite: tracebacks (OverflowError, ValueError) from math.ceil and Ray.
+        (["--ray", "-M", "num_cpus=inf"], "error: -M num_cpus must be a finite number, got 'inf'"),
+        (["--ray", "-M", "num_gpus=nan"], "error: -M num_gpus must be a finite number, got 'nan'"),
+        (["--ray", "-M", "start_timeout=nan"], "error: -M start_timeout must be a finite number, got 'nan'"),
         (["--ray", "127.0.0.1:9", "-M", "replicas=1"], "error: cannot join the Ray cluster at 127.0.0.1:9"),
     ],
 )

@@ -321,10 +321,13 @@ def _split_options(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     }
     for key in PLACEMENT_KEYS:
         if key in extra:
+            kind = "a whole number" if parse[key] is int else "a finite number"
             try:
                 value = parse[key](str(extra[key]))
             except ValueError:
-                raise UserError(f"-M {key} must be a number, got '{extra[key]}'") from None
+                raise UserError(f"-M {key} must be {kind}, got '{extra[key]}'") from None
+            if not math.isfinite(value):  # inf and nan pass float() and every check below
+                raise UserError(f"-M {key} must be {kind}, got '{extra[key]}'")
             if value < (0 if key in ("num_gpus", "num_cpus") else 1):
                 raise UserError(f"-M {key} must be {'>= 0' if key in ('num_gpus', 'num_cpus') else '>= 1'}, got {value}")
             placement[key] = value
