@@ -6,10 +6,12 @@ the leaderboard read runs only through :class:`RunDir`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +23,7 @@ from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, Sam
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.json"
+LOCK_FILE = ".lock"  # held (flock) by the process writing the run; holds its pid
 FSYNC_INTERVAL_S = 1.0  # samples.jsonl: the most an OS crash can lose (see RunDir.append)
 
 
@@ -45,6 +48,32 @@ class RunDir:
             hint = f"; it holds the run director{'y' if len(inside) == 1 else 'ies'} {', '.join(inside[:3])}" if inside else ""
             raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE}){hint}")
         return run
+
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        """Hold the run for this process while it writes it: a second ``--resume``
+        or ``evalsuite score`` of the same run raises ``UserError`` naming the
+        holder instead of generating the same samples again in a race on one
+        samples.jsonl.  An advisory ``flock``: the kernel drops it when the
+        holder exits, however it dies (``kill -9`` included), so a crashed run
+        is never left claimed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = (self.path / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise UserError(f"{self.path} is in use by another evalsuite process (pid {holder}): "
+                                "wait for it to finish (or stop it) and try again") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()  # releases the lock
 
     # -- provenance and results ------------------------------------------------
 

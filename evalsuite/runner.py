@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,8 +92,19 @@ class RunConfig:
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
+    """Evaluate ``config`` into a new run directory, or continue the run at ``resume``.
+
+    The run directory is claimed for this process while it is written
+    (:meth:`RunDir.claimed`).  Raises ``UserError`` for bad input, a run in use
+    or one that cannot be continued as it was started."""
+    with ExitStack() as claims:
+        return _run(config, resume, console, claims)
+
+
+def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack) -> RunDir:
     if resume is not None:
         rundir = RunDir.existing(resume)
+        claims.enter_context(rundir.claimed())  # before any model loads
         prov = rundir.provenance()
         config = _resumed_config(prov.command_config, config)
         run_id, started = prov.run_id, prov.started_at
@@ -133,6 +144,7 @@ def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> R
         if rundir is None:
             run_id = _run_id(model.id, Path(config.output_dir))
             rundir = RunDir(Path(config.output_dir) / run_id)
+            claims.enter_context(rundir.claimed())
         prov = RunProvenance(
             run_id=run_id,
             evalsuite_version=__version__,
@@ -680,8 +692,15 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
     errors) without loading its model: ``evalsuite score --run RUN_DIR``.
 
     Uses the same scoring path as ``--resume``; the tasks are rebuilt from
-    run.json and must read the same data (checked by content hash)."""
+    run.json and must read the same data (checked by content hash).  Raises
+    ``UserError`` when another process is writing the run."""
     rundir = RunDir.existing(path)
+    with rundir.claimed():
+        return _score_run(rundir, data_dir, console)
+
+
+def _score_run(rundir: RunDir, data_dir: str | None, console: Any) -> RunDir:
+    path = rundir.path
     prov = rundir.provenance()
     config = _resumed_config(prov.command_config, RunConfig())
     if data_dir is not None:

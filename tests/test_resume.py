@@ -166,3 +166,29 @@ def test_resume_refuses_a_model_other_than_the_recorded_one(tmp_path, data_dir):
     assert error.startswith("error: --resume: the model differs from the run being resumed (file_hash: '0000")
     assert "Traceback" not in proc.stderr
     assert len(RunDir(run).samples()) == 3
+
+
+def test_a_run_still_being_written_cannot_be_resumed_or_scored_twice(tmp_path):
+    """A second `--resume` (a CI retry, a second terminal) while the run is
+    still going generated the same samples again in a race on one
+    samples.jsonl; now it is refused, and the run itself is unaffected."""
+    out = tmp_path / "busy"
+    proc = subprocess.Popen([sys.executable, "-m", "evalsuite.cli", *_args(tmp_path, out), "-M", "delay=0.05"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and list(out.glob("*/samples.jsonl"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before the test could act"
+        time.sleep(0.05)
+    run = _only_run(out)
+    for args in (["run", "--resume", str(run)], ["score", "--run", str(run)]):
+        second = evalsuite(*args)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip() == (f"error: {run} is in use by another evalsuite process (pid {proc.pid}): "
+                                         "wait for it to finish (or stop it) and try again")
+    assert proc.poll() is None, "the second commands must run while the first is writing"
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    lines = [ln for ln in (run / "samples.jsonl").read_text().splitlines() if ln.strip()]
+    assert len(lines) == len(RunDir(run).samples()) == 200
+    # The claim ends with the process (also with a kill -9: the kernel drops the lock).
+    assert evalsuite("score", "--run", str(run)).returncode == 0
