@@ -62,6 +62,7 @@ from evalsuite.task import Response, Task, TaskContext, TaskFactory
 from evalsuite.templates import sha256_text
 
 LOCAL_RAY = "local"
+NO_RESULT = "the backend returned no result for this request"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
 # How a final judgment counts in the judging progress (a scored one is no error).
 JUDGING_ERRORS = {ScoreStatus.PARSE_ERROR: "parse error", ScoreStatus.SCORING_ERROR: "judge failure"}
@@ -452,13 +453,20 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
             for i in idx:
                 if i in seen:
                     continue
+                seen.add(i)
                 try:
-                    (_, response), = list(method([reqs[i]]))
-                    yield _as_outcome(samples[i], response)
+                    answers = list(method([reqs[i]]))
                 except UserError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded per sample, never dropped
                     yield samples[i], None, f"{type(exc).__name__}: {exc}"
+                    continue
+                yield _as_outcome(samples[i], answers[0][1]) if answers else (samples[i], None, NO_RESULT)
+        # A generator that ended without answering some request (a plugin's bug,
+        # a lost reply): their samples must not vanish from the run.
+        for i in idx:
+            if i not in seen:
+                yield samples[i], None, NO_RESULT
 
 
 def _as_outcome(sample: Sample, response: Any) -> tuple[Sample, Response | None, str | None]:

@@ -192,3 +192,19 @@ def test_a_run_still_being_written_cannot_be_resumed_or_scored_twice(tmp_path):
     assert len(lines) == len(RunDir(run).samples()) == 200
     # The claim ends with the process (also with a kill -9: the kernel drops the lock).
     assert evalsuite("score", "--run", str(run)).returncode == 0
+
+
+def test_a_request_the_backend_never_answers_is_a_generation_error_not_a_lost_sample(tmp_path, data_dir):
+    """A backend (a plugin, a replica) whose generate() ends without a result
+    for some request: the run finished with those samples silently missing
+    from samples.jsonl and from every count in results.json."""
+    out = tmp_path / "dropped"
+    proc = evalsuite("run", "--model", "mock", "-M", "drop_every=5", "-T", "subtasks=navigate", "--limit", "10",
+                     "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    records = RunDir(run).samples()
+    assert len(records) == 10
+    lost = [r for r in records if r.score.status is ScoreStatus.GENERATION_ERROR]
+    assert len(lost) == 2 and all(r.error == "the backend returned no result for this request" for r in lost)
+    assert RunDir(run).results().tasks["bbh"].status_counts == {"scored": 8, "generation_error": 2}

@@ -5,6 +5,7 @@ Options (``-M key=value``):
   replies=FILE        JSON object mapping a substring of the prompt to its reply
   loglikelihood=1     declare the capability; scores are a hash of the text
   fail_every=N        every N-th request raises (tests generation_error)
+  drop_every=N        every N-th request gets no result at all (a backend that loses one)
   kill_after=N        SIGKILL the whole process after N completions (tests resume)
   delay=SECONDS       sleep per request
 """
@@ -44,6 +45,7 @@ class MockBackend(Backend):
         self.reply = str(extra.get("reply", "So the answer is (A)."))
         self.replies: dict[str, str] = json.loads(Path(extra["replies"]).read_text()) if "replies" in extra else {}
         self.fail_every = int(extra.get("fail_every", 0))
+        self.drop_every = int(extra.get("drop_every", 0))
         self.kill_after = int(extra.get("kill_after", 0))
         self.delay = float(extra.get("delay", 0))
         self.has_loglikelihood = str(extra.get("loglikelihood", "0")) in ("1", "true")
@@ -65,6 +67,8 @@ class MockBackend(Backend):
                 time.sleep(self.delay)
             if self.fail_every and self.calls % self.fail_every == 0:
                 raise RuntimeError(f"mock failure on call {self.calls}")
+            if self.drop_every and self.calls % self.drop_every == 0:
+                continue
             texts, reasons = [], []
             for _ in range(req.config.n):
                 text, stopped = cut_at_stop(self._complete(req.prompt), req.config.stop)
