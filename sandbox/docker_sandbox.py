@@ -362,7 +362,8 @@ def _open_hosts(specs: Sequence[fleet.HostSpec], image: str, workers: int | None
     """Connect to every host, check its image, sweep containers of dead owners.
 
     Of several hosts, an unreachable one is left out with a warning; a host
-    without the image is an error (build it there: ``sandbox build --host``)."""
+    without the image, or with another image under its tag, is an error (copy
+    it there: ``sandbox build --host``)."""
     opened, down = [], []
     for spec in specs:
         try:
@@ -384,4 +385,7 @@ def _open_hosts(specs: Sequence[fleet.HostSpec], image: str, workers: int | None
             client.close()
     if not opened:
         raise SandboxUnavailable("no sandbox host answers: " + "; ".join(down))
+    mixed = fleet.mixed_images(image, {h.name: h.image_id for h in opened})
+    if mixed:
+        raise SandboxUnavailable(mixed)
     return opened

@@ -105,6 +105,17 @@ def _engine_address(entry: str, url: str, tls: bool) -> str:
         raise UserError(f"sandbox host '{entry}': not a Docker endpoint ({exc})") from None
 
 
+def mixed_images(tag: str, image_ids: dict[str, str]) -> str | None:
+    """Why hosts (url -> image id of ``tag``) must not share a run, or None when
+    they hold one image: a verdict must not depend on the host a job lands on."""
+    if len(set(image_ids.values())) <= 1:
+        return None
+    first, *others = image_ids
+    return (f"the sandbox hosts hold different images tagged {tag} "
+            f"({', '.join(f'{url}: {image[:19]}' for url, image in image_ids.items())}): "
+            f"copy one with `evalsuite sandbox build --host {first} {' '.join(f'--host {o}' for o in others)}`")
+
+
 def configured_hosts(base_url: str | None = None) -> list[HostSpec]:
     """The hosts to use: ``EVALSUITE_SANDBOX_HOSTS``, else the one default engine."""
     text = os.environ.get(HOSTS_ENV)

@@ -85,6 +85,30 @@ def test_a_host_without_the_image_fails_the_check_with_the_fix(engine2):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_hosts_holding_different_images_under_one_tag_are_refused(engine2):
+    """The tag was built separately on each host (another Dockerfile, an older
+    evalsuite): a job's verdict would depend on the host it landed on.  The
+    check flagged it, but a run scored on both."""
+    from evalsuite.sandbox import SandboxUnavailable
+    from sandbox.docker_sandbox import DockerSandbox
+    from sandbox.image import IMAGE_TAG
+
+    main, second = docker_client(), engine2.client()
+    repo, tag = "evalsuite-sandbox", "hosts-test-mixed"
+    main.images.get(IMAGE_TAG).tag(repo, tag)
+    other = second.containers.create(IMAGE_TAG, command=["true"])
+    try:
+        other.commit(repository=repo, tag=tag, changes=["LABEL evalsuite.test=another-build"])
+        with pytest.raises(SandboxUnavailable) as refused:
+            DockerSandbox(hosts=f"{MAIN}#workers=1,{engine2.url}#workers=1", image=f"{repo}:{tag}")
+        assert str(refused.value).startswith(f"the sandbox hosts hold different images tagged {repo}:{tag} ({MAIN}: sha256:")
+        assert f"copy one with `evalsuite sandbox build --host {MAIN} --host {engine2.url}`" in str(refused.value)
+    finally:
+        other.remove(force=True)
+        for client in (main, second):
+            client.images.remove(f"{repo}:{tag}", noprune=True)
+
+
 def test_an_unreachable_host_is_left_out_with_a_warning(caplog):
     docker_client()
     from evalsuite.sandbox import ExecJob, ExecStatus
