@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import time
@@ -55,6 +56,22 @@ class BuildReport:
     seconds: float
 
 
+# Explicit bidirectional formatting characters (embeddings, overrides, isolates).
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_bidi(value: Any) -> Any:
+    """A string with each bidi control shown as its code (``[U+202E]``), other values as they are.
+
+    Shown raw, a right-to-left override makes a name read as another one
+    ("org/gpt-5\u202elam" displays as "org/gpt-5mal"; Trojan Source,
+    CVE-2021-42574).  Applied to every ``{{ }}`` value of the pages; data the
+    pages embed as JSON (markup-safe) and the CSV keep the text as it is."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):  # markup-safe text stays as it is
+        return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+    return value
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -62,6 +79,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible_bidi,
     )
     return env
 
