@@ -30,7 +30,7 @@ import click
 import numpy as np
 
 from evalsuite.errors import UserError
-from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
+from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus, visible_bidi_controls
 from evalsuite.rundir import RunDir
 from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap, smallest_p
 
@@ -89,8 +89,9 @@ def _md(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """Make text safe inside inline code (where entities are not decoded), also in a table."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    """Make text safe inside inline code (where entities are not decoded), also in a table;
+    bidi controls show as codes, so a name cannot display as another one."""
+    return visible_bidi_controls(text).replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
 def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:

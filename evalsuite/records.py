@@ -22,6 +22,18 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a Python str holds pairs as on
 
 
 JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
+# Explicit bidirectional formatting characters (embeddings, overrides, isolates).
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_bidi_controls(text: str) -> str:
+    """``text`` with each bidi control shown as its code (``[U+202E]``), for display.
+
+    Shown raw, a right-to-left override makes a name read as another one
+    ("org/gpt-5\u202elam" displays as "org/gpt-5mal"; Trojan Source,
+    CVE-2021-42574).  Files keep names as they are; pages and comments that
+    show them to a person use this."""
+    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def jsonl_lines(text: str) -> list[str]:

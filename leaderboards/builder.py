@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import time
@@ -32,7 +31,7 @@ from typing import Any, Callable
 import jinja2
 
 from evalsuite.errors import UserError
-from evalsuite.records import SampleResult, wilson_interval
+from evalsuite.records import SampleResult, visible_bidi_controls, wilson_interval
 from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
 
 from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
@@ -56,19 +55,12 @@ class BuildReport:
     seconds: float
 
 
-# Explicit bidirectional formatting characters (embeddings, overrides, isolates).
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
 def visible_bidi(value: Any) -> Any:
-    """A string with each bidi control shown as its code (``[U+202E]``), other values as they are.
-
-    Shown raw, a right-to-left override makes a name read as another one
-    ("org/gpt-5\u202elam" displays as "org/gpt-5mal"; Trojan Source,
-    CVE-2021-42574).  Applied to every ``{{ }}`` value of the pages; data the
-    pages embed as JSON (markup-safe) and the CSV keep the text as it is."""
-    if isinstance(value, str) and not hasattr(value, "__html__"):  # markup-safe text stays as it is
-        return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+    """Every ``{{ }}`` value of the pages: bidi controls in a string shown as codes
+    (:func:`evalsuite.records.visible_bidi_controls`); markup-safe text (the
+    sample data embedded as JSON) and other values as they are."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return visible_bidi_controls(value)
     return value
 
 

@@ -188,3 +188,13 @@ def test_a_nan_threshold_is_a_usage_error_not_a_pass(at_limits, option):
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr.startswith("error: ") and "NaN" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert proc.stdout == ""
+
+
+def test_a_model_id_with_a_bidi_override_shows_its_codes_in_the_comment(runs, tmp_path):
+    # "org/gpt-5\u202elam" displayed as "org/gpt-5mal" in the pull-request comment.
+    def change(prov):
+        prov["model"]["id"] = "org/gpt-5\u202elam"
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
+    assert proc.returncode == 0, proc.stdout
+    assert "(`org/gpt-5[U+202E]lam`)" in proc.stdout and "\u202e" not in proc.stdout
