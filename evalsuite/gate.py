@@ -13,8 +13,8 @@ model's, so such pairs are left out rather than scored 0 (their counts are
 shown, and ``--max-unscored-increase`` gates on them).  A self-judged run
 gets a warning.
 
-Exit codes: 0 pass, 1 regression (or below --min, or too many unscored
-samples), 2 usage error, 3 runs not comparable (different tasks, samples,
+Exit codes: 0 pass, 1 regression (or below --min, too many unscored
+samples, or a task on which the candidate scored no sample at all), 2 usage error, 3 runs not comparable (different tasks, samples,
 prompts, templates or task parameters: a delta would be meaningless).
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class TaskComparison:
     judge: str | None = None  # the LLM judge of a judged task
     left_out: int = 0  # judged tasks: pairs without a verdict in either run
     p_floor: float = 0.0  # the smallest p-value any outcome on these n pairs could give
+    nothing_scored: str | None = None  # the candidate scored no sample: its statuses, e.g. "4 generation_error"
 
 
 def _md(text: str) -> str:
@@ -204,14 +206,19 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     ids = sorted(base.samples.get(task, {}))
     if not ids:
         raise UserError(f"{task}: no samples in {base.path}")
+    # A candidate that scored nothing (an endpoint down, a broken sandbox) fails
+    # below: against a low or small baseline its "all wrong" is no significant drop.
+    statuses = Counter(cand.samples[task][sid].score.status.value for sid in ids)
+    nothing = None if statuses[ScoreStatus.SCORED.value] else ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     judged = _judged(base, task)
     if judged:
         # Each run's unscored samples are still counted below.
         _, b_unscored = _values(base, task, ids, metric)
         _, c_unscored = _values(cand, task, ids, metric)
         both = [sid for sid in ids if all(r.samples[task][sid].score.status is ScoreStatus.SCORED for r in (base, cand))]
-        if not both:
+        if not both and nothing is None:
             raise UserError(f"{task}: no sample has a judge verdict in both runs")
+        both = both or ids  # the candidate judged nothing: every sample shown as a failure
         left_out, ids = len(ids) - len(both), both
     b, b_unscored_kept = _values(base, task, ids, metric)
     c, c_unscored_kept = _values(cand, task, ids, metric)
@@ -230,7 +237,8 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     else:
         stats = paired_bootstrap(b, c, strata if macro else None, level)
     comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored),
-                          judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
+                          judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out,
+                          nothing_scored=nothing)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
     # Every pair moved one way is the most extreme outcome: p = 2 * 0.5^n.
@@ -281,6 +289,9 @@ def decide(
                     f"unscored rate rose {increase:.2f} points ({comp.unscored[0]}→{comp.unscored[1]} of {n}), "
                     f"more than the allowed {max_unscored_increase:g}"
                 )
+        if comp.nothing_scored is not None:
+            comp.verdict = "❌ nothing scored"
+            comp.failures.append(f"no sample was scored in the candidate ({comp.nothing_scored})")
 
 
 def _beyond(value: float, limit: float) -> bool:
@@ -455,7 +466,8 @@ def gate(
     markdown summary for a pull-request comment.
 
     Exit codes: 0 pass; 1 a task regressed significantly by more than
-    --max-drop, fell below --min, or exceeded --max-unscored-increase;
+    --max-drop, fell below --min, exceeded --max-unscored-increase, or had
+    no sample scored in the candidate;
     2 bad usage; 3 the runs are not comparable (tasks, samples, prompts,
     templates or task parameters differ).
     """

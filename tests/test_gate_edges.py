@@ -198,3 +198,18 @@ def test_a_model_id_with_a_bidi_override_shows_its_codes_in_the_comment(runs, tm
     proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
     assert proc.returncode == 0, proc.stdout
     assert "(`org/gpt-5[U+202E]lam`)" in proc.stdout and "\u202e" not in proc.stdout
+
+
+def test_a_candidate_that_scored_nothing_fails_whatever_the_statistics(runs, data_dir, tmp_path):
+    """Every candidate sample failed (the endpoint was down, the sandbox broken):
+    4 items lost is no significant drop, so it passed as 'no significant change'."""
+    out = tmp_path / "down"
+    proc = evalsuite("run", "--model", "mock:org/No", "-T", "subtasks=navigate", "--limit", "4", "-M", "fail_every=1",
+                     "-M", "reply=So the answer is No.", "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (down,) = out.iterdir()
+    for base in (runs["No"], down):  # also when the baseline scored nothing either
+        gate = _gate(base, down)
+        assert gate.returncode == 1, gate.stdout
+        assert "❌ nothing scored" in gate.stdout
+        assert "- **bbh**: no sample was scored in the candidate (4 generation_error)" in gate.stdout
