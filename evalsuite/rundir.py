@@ -165,7 +165,7 @@ class RunDir:
             try:
                 record = SampleResult.model_validate_json(line)
             except ValidationError as exc:
-                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
+                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)}){_newer_note(line)}") from None
             latest[(record.task, record.sample_id)] = _same_major(record, f"{path}:{lineno}")
         tail = _whole_tail(data)
         if tail is not None:
@@ -230,16 +230,12 @@ def _parse(path: Path, model: type):
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     version = str(data.get("schema_version", ""))
-    major, _, minor = version.partition(".")
-    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
-    if major != ours_major:
+    if _major(version) != _major(SCHEMA_VERSION):
         raise UserError(f"{path}: schema version {version or 'missing'}, this evalsuite reads {SCHEMA_VERSION}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        # A newer minor version may add fields this evalsuite does not know: say so.
-        newer = f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})" if _newer(minor, ours_minor) else ""
-        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{newer}") from None
+        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{_newer_note(data)}") from None
 
 
 def _major(version: str) -> str:
@@ -253,5 +249,16 @@ def _same_major(record: SampleResult, where: str) -> SampleResult:
     return record
 
 
-def _newer(minor: str, ours: str) -> bool:
-    return minor.isdigit() and ours.isdigit() and int(minor) > int(ours)
+def _newer_note(record: dict | str) -> str:
+    """For a record that did not validate (a dict, or one JSON line): a note when a
+    newer minor schema wrote it, which may add fields this evalsuite does not know."""
+    if isinstance(record, str):
+        try:
+            record = json.loads(record)
+        except json.JSONDecodeError:
+            return ""
+    version = str(record.get("schema_version", "")) if isinstance(record, dict) else ""
+    minor, ours = version.partition(".")[2], SCHEMA_VERSION.partition(".")[2]
+    if _major(version) == _major(SCHEMA_VERSION) and minor.isdigit() and ours.isdigit() and int(minor) > int(ours):
+        return f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})"
+    return ""
