@@ -310,12 +310,21 @@ class RayInfo(Record):
     replica_info: list[ReplicaInfo] = Field(default_factory=list)
 
 
+class Continuation(Record):
+    """One ``evalsuite run --resume`` of a run: what continued it, and when."""
+
+    command: list[str]
+    started_at: str
+    evalsuite_version: str
+    git_sha: str | None = None
+
+
 class RunProvenance(Record):
     """run.json: everything needed to reproduce the run."""
 
     schema_version: str = SCHEMA_VERSION
     run_id: str
-    evalsuite_version: str
+    evalsuite_version: str  # these three: the process that started the run (see ``continued``)
     git_sha: str | None = None
     command: list[str] = Field(default_factory=list)
     command_config: dict[str, Any] = Field(default_factory=dict)  # what --resume restores
@@ -331,6 +340,7 @@ class RunProvenance(Record):
     # `evalsuite judge`: the run whose outputs this run judged again (nothing was generated here).
     generation_run: RunLink | None = None
     ray: RayInfo | None = None  # set when replicas ran on Ray
+    continued: list[Continuation] = Field(default_factory=list)  # each --resume, in order
 
 
 CI_LEVEL = 0.95  # the coverage of every interval a MetricValue carries

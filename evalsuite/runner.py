@@ -44,6 +44,7 @@ from evalsuite.errors import Interrupted, UserError, unknown_name
 from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
+    Continuation,
     LoglikelihoodResult,
     Message,
     ModelInfo,
@@ -106,11 +107,16 @@ def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack
     if resume is not None:
         rundir = RunDir.existing(resume)
         claims.enter_context(rundir.claimed())  # before any model loads
-        prov = rundir.provenance()
-        config = _resumed_config(prov.command_config, config)
-        run_id, started = prov.run_id, prov.started_at
+        first = rundir.provenance()
+        config = _resumed_config(first.command_config, config)
+        run_id, started = first.run_id, first.started_at
+        # The run keeps the command, version and commit that started it; each continuation is added.
+        origin = {"command": first.command, "evalsuite_version": first.evalsuite_version, "git_sha": first.git_sha,
+                  "continued": [*first.continued, Continuation(command=sys.argv, started_at=_now(),
+                                                               evalsuite_version=__version__, git_sha=_git_sha())]}
     else:
-        run_id, started, rundir = None, _now(), None
+        run_id, started, rundir, first = None, _now(), None, None
+        origin = {"command": sys.argv, "evalsuite_version": __version__, "git_sha": _git_sha()}
 
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _check_judge(config, factories)
@@ -148,9 +154,7 @@ def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack
             claims.enter_context(rundir.claimed())
         prov = RunProvenance(
             run_id=run_id,
-            evalsuite_version=__version__,
-            git_sha=_git_sha(),
-            command=sys.argv,
+            **origin,
             command_config=_jsonable(asdict(config)),
             model=model,
             tasks=_task_provenance(config, factories, tasks),
@@ -163,8 +167,8 @@ def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack
             generation_run=RunLink(run_id=source.provenance.run_id, path=str(source.rundir.path.resolve())) if source else None,
             ray=_ray_info(backend),
         )
-        if resume is not None:
-            _check_continues(rundir.provenance(), prov.tasks, model)
+        if first is not None:
+            _check_continues(first, prov.tasks, model)
         rundir.write_provenance(prov)
         rundir.truncate_torn_tail()
         if judge is not None:

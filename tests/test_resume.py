@@ -208,3 +208,21 @@ def test_a_request_the_backend_never_answers_is_a_generation_error_not_a_lost_sa
     lost = [r for r in records if r.score.status is ScoreStatus.GENERATION_ERROR]
     assert len(lost) == 2 and all(r.error == "the backend returned no result for this request" for r in lost)
     assert RunDir(run).results().tasks["bbh"].status_counts == {"scored": 8, "generation_error": 2}
+
+
+def test_resume_keeps_the_original_command_and_records_each_continuation(tmp_path, data_dir):
+    """run.json's command, evalsuite version and commit were replaced by the
+    resuming process's: the command that defined the run was lost, and a run
+    finished by another evalsuite looked as if one version had made it all."""
+    run = _half_done_run(tmp_path, data_dir)
+    first = RunDir(run).provenance()
+    for _ in range(2):
+        (run / "results.json").unlink(missing_ok=True)
+        resumed = evalsuite("run", "--resume", str(run))
+        assert resumed.returncode == 0, resumed.stderr
+    prov = RunDir(run).provenance()
+    assert (prov.command, prov.evalsuite_version, prov.git_sha, prov.started_at) == \
+           (first.command, first.evalsuite_version, first.git_sha, first.started_at)
+    assert "--limit" in prov.command and "--resume" not in prov.command
+    assert [c.command[-2:] for c in prov.continued] == [["--resume", str(run)]] * 2
+    assert all(c.evalsuite_version == first.evalsuite_version and c.started_at >= first.started_at for c in prov.continued)
