@@ -143,6 +143,11 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         if b_val != c_val:
             warnings.append(f"the runs were written by different {name} ({b_val} vs {c_val}): "
                             "answer extraction and scoring may differ between them")
+    for which, run in (("baseline", base), ("candidate", cand)):
+        versions = dict.fromkeys([run.provenance.evalsuite_version, *(c.evalsuite_version for c in run.provenance.continued)])
+        if len(versions) > 1:
+            warnings.append(f"the {which} was finished by another evalsuite version than started it "
+                            f"({' then '.join(versions)}, by --resume): its samples may be scored differently")
     bm, cm = base.provenance.model, cand.provenance.model
     if bm.chat_template != cm.chat_template:
         problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")

@@ -213,3 +213,15 @@ def test_a_candidate_that_scored_nothing_fails_whatever_the_statistics(runs, dat
         assert gate.returncode == 1, gate.stdout
         assert "❌ nothing scored" in gate.stdout
         assert "- **bbh**: no sample was scored in the candidate (4 generation_error)" in gate.stdout
+
+
+def test_a_run_finished_by_another_evalsuite_version_is_flagged(runs, tmp_path):
+    # Since --resume records its continuations, a run made by two versions shows it.
+    def change(prov):
+        prov["continued"] = [{"command": ["evalsuite", "run", "--resume", "x"], "started_at": prov["started_at"],
+                              "evalsuite_version": "9.9.9"}]
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
+    assert proc.returncode == 0, proc.stdout
+    assert "the candidate was finished by another evalsuite version than started it (" in proc.stdout
+    assert "9.9.9" in proc.stdout
