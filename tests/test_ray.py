@@ -245,3 +245,22 @@ def test_missing_ray_is_one_error_line(tmp_path):
                            "--ray"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     assert proc.stderr.strip() == "error: --ray needs Ray: pip install 'evalsuite[ray]'"
+
+
+def test_a_request_that_crashes_every_replica_fails_alone(tmp_path, data_dir):
+    """A poisoned input (a segfault in a tokenizer, a GPU fault on one prompt)
+    kills whichever replica runs it: it was dealt again and again until every
+    replica was dead, so the run could never finish, not even with --resume.
+    Requests held by a dead replica now run alone; one that kills a second
+    replica is that sample's generation_error and the rest of the run finishes."""
+    poison = json.loads((data_dir / "bbh" / "navigate.json").read_text())["examples"][5]["input"]
+    out = tmp_path / "r"
+    proc = evalsuite("run", "--model", "mock", "-M", f"crash_on={poison}", "-T", "subtasks=navigate", "--limit", "12",
+                     "--data-dir", str(data_dir), "-o", str(out), "--ray", "-M", "replicas=3", "-M", "unit=4")
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    _assert_one_line_per_sample(run, 12)
+    failed = [r for r in RunDir(run).samples() if r.score.status.value != "scored"]
+    assert [r.sample_id for r in failed] == ["navigate/5"]
+    assert failed[0].error.startswith("on Ray replica ") and "two Ray replicas died while running it" in failed[0].error
+    assert sum(r.lost is not None for r in RunDir(run).provenance().ray.replica_info) == 2
