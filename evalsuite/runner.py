@@ -655,9 +655,11 @@ def _resumed_config(stored: dict[str, Any], given: RunConfig) -> RunConfig:
     for name in RunConfig.__dataclass_fields__:
         mine = getattr(given, name)
         theirs = stored_args if name == "model_args" else getattr(base, name)
-        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray"):
+        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray", "data_dir"):
             raise UserError(f"--resume: option {name}={mine!r} differs from the run being resumed ({theirs!r})")
-    return replace(base, ray=given.ray or base.ray, model_args={**base.model_args, **placement})
+    # Where the data lives may change too (a moved folder); its content may not (_check_continues).
+    return replace(base, ray=given.ray or base.ray, data_dir=given.data_dir or base.data_dir,
+                   model_args={**base.model_args, **placement})
 
 
 def _seed_everything(seed: int) -> None:

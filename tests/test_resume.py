@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from evalsuite.records import ScoreStatus
 from evalsuite.rundir import RunDir
@@ -226,3 +227,18 @@ def test_resume_keeps_the_original_command_and_records_each_continuation(tmp_pat
     assert "--limit" in prov.command and "--resume" not in prov.command
     assert [c.command[-2:] for c in prov.continued] == [["--resume", str(run)]] * 2
     assert all(c.evalsuite_version == first.evalsuite_version and c.started_at >= first.started_at for c in prov.continued)
+
+
+def test_resume_reads_the_same_data_from_where_it_moved(tmp_path, data_dir):
+    """The data folder moved (another mount, another machine) between the kill
+    and --resume: --data-dir NEW was refused as 'differs from the run being
+    resumed' although the content is the same; the content hash decides now."""
+    import shutil
+
+    data = _navigate_copy(tmp_path, data_dir)
+    run = _half_done_run(tmp_path, data)
+    moved = Path(shutil.move(str(data), str(tmp_path / "moved")))
+    proc = evalsuite("run", "--resume", str(run), "--data-dir", str(moved))
+    assert proc.returncode == 0, proc.stderr
+    assert len(RunDir(run).samples()) == 6
+    assert RunDir(run).provenance().command_config["data_dir"] == str(moved)
