@@ -168,7 +168,7 @@ def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack
             ray=_ray_info(backend),
         )
         if first is not None:
-            _check_continues(first, prov.tasks, model)
+            _check_continues(first, prov)
         rundir.write_provenance(prov)
         rundir.truncate_torn_tail()
         if judge is not None:
@@ -361,24 +361,28 @@ def _task_provenance(config: RunConfig, factories: dict[str, TaskFactory], tasks
     }
 
 
-def _check_continues(stored: RunProvenance, tasks: dict[str, TaskProvenance], model: ModelInfo | None) -> None:
-    """A resumed or rescored run must evaluate what its first part did.
+def _check_continues(stored: RunProvenance, prov: RunProvenance) -> None:
+    """A resumed run must evaluate what its first part did.
 
     The options are checked by ``_resumed_config``; this checks what they
     resolve to: the data file, the templates and the task code behind each
-    task, and the model's weights (``model``; None when no model is loaded).
-    Edited between a kill and ``--resume``, they would mix two evaluations in
-    one samples.jsonl under a run.json that describes only the second.
-    Raises ``UserError`` naming the first difference."""
-    if model is not None:
-        then, now = stored.model.identity(), model.identity()
-        if stored.model.chat_template_hash is not None:  # recorded by backends that apply one
-            then["chat_template_hash"], now["chat_template_hash"] = stored.model.chat_template_hash, model.chat_template_hash
+    task, and the weights of the model and of the judge.  Edited between a
+    kill and ``--resume``, they would mix two evaluations in one samples.jsonl
+    under a run.json that describes only the second.  Raises ``UserError``
+    naming the first difference."""
+    models = [("model", stored.model, prov.model),
+              ("judge", stored.judge and stored.judge.model, prov.judge and prov.judge.model)]
+    for role, then_info, now_info in models:
+        if then_info is None or now_info is None:
+            continue  # judged tasks without a judge are refused elsewhere
+        then, now = then_info.identity(), now_info.identity()
+        if then_info.chat_template_hash is not None:  # recorded by backends that apply one
+            then["chat_template_hash"], now["chat_template_hash"] = then_info.chat_template_hash, now_info.chat_template_hash
         changed = [k for k in then if then[k] != now[k]]
         if changed:
-            raise UserError(f"--resume: the model differs from the run being resumed ({changed[0]}: "
+            raise UserError(f"--resume: the {role} differs from the run being resumed ({changed[0]}: "
                             f"{_short(then[changed[0]])} then, {_short(now[changed[0]])} now); start a new run")
-    for name, task in tasks.items():
+    for name, task in prov.tasks.items():
         if name not in stored.tasks:
             raise UserError(f"the run has no task '{name}'")
         then, now = stored.tasks[name].setup(), task.setup()

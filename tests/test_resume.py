@@ -242,3 +242,22 @@ def test_resume_reads_the_same_data_from_where_it_moved(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr
     assert len(RunDir(run).samples()) == 6
     assert RunDir(run).provenance().command_config["data_dir"] == str(moved)
+
+
+def test_resume_refuses_a_judge_other_than_the_recorded_one(tmp_path, data_dir):
+    """As for the evaluated model: judgments from other judge weights would be
+    mixed into one judged score."""
+    out = tmp_path / "judged"
+    proc = evalsuite("run", "--model", "mock", "--tasks", "mtbench", "--judge", "mock", "-J", "reply=Rating: [[7]]",
+                     "--limit", "2", "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    (run / "results.json").unlink()
+    prov = json.loads((run / "run.json").read_text())
+    prov["judge"]["model"]["file_hash"] = "0" * 64
+    (run / "run.json").write_text(json.dumps(prov))
+
+    proc = evalsuite("run", "--resume", str(run))
+    assert proc.returncode != 0
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert error.startswith("error: --resume: the judge differs from the run being resumed (file_hash: '0000")
