@@ -56,7 +56,8 @@ class RunDir:
         holder instead of generating the same samples again in a race on one
         samples.jsonl.  An advisory ``flock``: the kernel drops it when the
         holder exits, however it dies (``kill -9`` included), so a crashed run
-        is never left claimed."""
+        is never left claimed.  On a file system without locks (some network
+        and FUSE mounts) the run goes on unclaimed."""
         self.path.mkdir(parents=True, exist_ok=True)
         fh = (self.path / LOCK_FILE).open("a+", encoding="utf-8")
         try:
@@ -67,6 +68,9 @@ class RunDir:
                 holder = fh.read().strip() or "unknown"
                 raise UserError(f"{self.path} is in use by another evalsuite process (pid {holder}): "
                                 "wait for it to finish (or stop it) and try again") from None
+            except OSError:  # ENOLCK, EOPNOTSUPP: no claim possible here
+                yield
+                return
             fh.seek(0)
             fh.truncate()
             fh.write(str(os.getpid()))

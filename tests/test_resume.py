@@ -261,3 +261,17 @@ def test_resume_refuses_a_judge_other_than_the_recorded_one(tmp_path, data_dir):
     assert proc.returncode != 0
     (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert error.startswith("error: --resume: the judge differs from the run being resumed (file_hash: '0000")
+
+
+def test_a_file_system_without_locks_still_runs(tmp_path, monkeypatch):
+    """Some network and FUSE file systems refuse flock (ENOLCK, EOPNOTSUPP):
+    the claim on a run must not turn every run there into a traceback."""
+    import errno
+    import fcntl
+
+    def refuse(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with RunDir(tmp_path / "run").claimed():
+        pass
