@@ -40,6 +40,9 @@ from . import engine
 
 SCHEMES = ("unix", "ssh", "tcp", "npipe")
 HEALTH_TIMEOUT_S = 5
+# Container starts in a row that fail on one engine, none succeeding, before it
+# is drained although it answers (its image deleted, its disk full).
+START_FAILURES_TO_DRAIN = 3
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class Host:
     workers: int
     image_id: str = ""
     drained: str | None = None  # why, once drained
+    start_failures: int = 0  # container starts that failed in a row
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -160,6 +164,18 @@ class Host:
                 return False
             self.drained = why
             return True
+
+    def start_failed(self) -> bool:
+        """Count a container start that failed here; True once ``START_FAILURES_TO_DRAIN``
+        have failed in a row (the caller drains the host)."""
+        with self._lock:
+            self.start_failures += 1
+            return self.start_failures >= START_FAILURES_TO_DRAIN
+
+    def started(self) -> None:
+        """A container started here: the engine can start them."""
+        with self._lock:
+            self.start_failures = 0
 
     def responds(self) -> bool:
         """Whether the engine still answers (a failed container is not a failed host)."""

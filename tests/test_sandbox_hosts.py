@@ -188,6 +188,37 @@ def test_humaneval_over_two_engines_with_one_crashing_mid_run(engine2, tmp_path)
     assert _ours(engine2.client(), proc.pid) == []
 
 
+def test_a_host_that_answers_but_cannot_start_containers_is_drained(engine2, caplog):
+    """Its engine still answers, but no container starts there any more (the
+    image deleted under the run, a full disk): each job that needed a fresh
+    container there failed its attempts and ended as sandbox_error although
+    the other host was healthy.  Now the host is drained and they run there."""
+    from evalsuite.sandbox import ExecJob, ExecStatus
+    from sandbox.docker_sandbox import DockerSandbox
+    from sandbox.image import IMAGE_TAG
+
+    # Every fourth job times out, so its container is replaced by a fresh one.
+    jobs = [ExecJob(f"j{i}", "while True:\n    pass" if i % 4 == 0 else "r = 1", timeout_s=1, result_var="r")
+            for i in range(40)]
+    results = []
+    try:
+        with DockerSandbox(hosts=f"{MAIN}#workers=2,{engine2.url}#workers=2", retry_timeouts=False) as box:
+            for result in box.run(jobs):
+                results.append(result)
+                if len(results) == 2:
+                    engine2.client().images.remove(IMAGE_TAG, force=True)  # running containers keep it
+    finally:
+        restored = evalsuite("sandbox", "build", "--if-missing", "--host", MAIN, "--host", engine2.url, timeout=600)
+        assert restored.returncode == 0, restored.stderr
+    assert sorted(r.id for r in results) == sorted(j.id for j in jobs)
+    statuses = {r.id: r.status for r in results}
+    assert {statuses[f"j{i}"] for i in range(0, 40, 4)} == {ExecStatus.TIMED_OUT}
+    assert all(statuses[j.id] is ExecStatus.PASSED for j in jobs if j.id not in {f"j{i}" for i in range(0, 40, 4)}), \
+        {k: v for k, v in statuses.items() if v is ExecStatus.SANDBOX_ERROR}
+    assert f"sandbox host {engine2.url} cannot start containers" in caplog.text
+    assert _ours(engine2.client(), os.getpid()) == [] and _ours(docker_client(), os.getpid()) == []
+
+
 def test_when_every_host_is_gone_the_rest_end_as_sandbox_error(engine2):
     """One host, lost mid-run: finished jobs keep their verdicts, the rest
     come back once each as sandbox_error (retried by `evalsuite score`), and
