@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -171,17 +172,40 @@ def measure(urls: list[str], per_endpoint: int, latency: float, seconds: float, 
             "cores": (c2 - c1) / max(w2 - w1, 1e-9), "requests": n2}
 
 
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a finite number > 0 of ``kind`` (int or float)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def _sizes(text: str) -> list[int]:
+    """An argparse type: pool sizes, e.g. "1,2,4"."""
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers separated by commas, got {text!r}")
+    return [int(p) for p in parts]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoints", default="1,2,4,8,16,32,64", help="pool sizes to measure (comma-separated)")
-    ap.add_argument("--per-endpoint", type=int, default=4, help="requests in flight per endpoint")
-    ap.add_argument("--latency", type=float, default=0.2, help="seconds each endpoint takes per request")
-    ap.add_argument("--seconds", type=float, default=6.0, help="ideal duration of each big run")
-    ap.add_argument("--server-processes", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    ap.add_argument("--endpoints", type=_sizes, default="1,2,4,8,16,32,64", help="pool sizes to measure (comma-separated)")
+    ap.add_argument("--per-endpoint", type=_positive(int), default=4, help="requests in flight per endpoint")
+    ap.add_argument("--latency", type=_positive(float), default=0.2, help="seconds each endpoint takes per request")
+    ap.add_argument("--seconds", type=_positive(float), default=6.0, help="ideal duration of each big run")
+    ap.add_argument("--server-processes", type=_positive(int), default=max(1, (os.cpu_count() or 2) // 2))
     ap.add_argument("--data-dir", default=os.environ.get("EVALSUITE_DATA_DIR"))
     ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the driver's largest run")
     args = ap.parse_args()
-    sizes = [int(x) for x in args.endpoints.split(",")]
+    sizes = args.endpoints
 
     urls, procs = start_endpoints(max(sizes), args.latency, args.server_processes)
     out = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))

@@ -13,15 +13,17 @@ model's, so such pairs are left out rather than scored 0 (their counts are
 shown, and ``--max-unscored-increase`` gates on them).  A self-judged run
 gets a warning.
 
-Exit codes: 0 pass, 1 regression (or below --min, or too many unscored
-samples), 2 usage error, 3 runs not comparable (different tasks, samples,
+Exit codes: 0 pass, 1 regression (or below --min, too many unscored
+samples, or a task on which the candidate scored no sample at all), 2 usage error, 3 runs not comparable (different tasks, samples,
 prompts, templates or task parameters: a delta would be meaningless).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import click
 import numpy as np
 
 from evalsuite.errors import UserError
-from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus
+from evalsuite.records import ResultsSummary, RunProvenance, SampleResult, ScoreStatus, visible_bidi_controls
 from evalsuite.rundir import RunDir
 from evalsuite.stats import PairedResult, holm, is_binary, paired_binary, paired_bootstrap, smallest_p
 
@@ -76,6 +78,7 @@ class TaskComparison:
     judge: str | None = None  # the LLM judge of a judged task
     left_out: int = 0  # judged tasks: pairs without a verdict in either run
     p_floor: float = 0.0  # the smallest p-value any outcome on these n pairs could give
+    nothing_scored: str | None = None  # the candidate scored no sample: its statuses, e.g. "4 generation_error"
 
 
 def _md(text: str) -> str:
@@ -88,8 +91,9 @@ def _md(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """Make text safe inside inline code (where entities are not decoded), also in a table."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+    """Make text safe inside inline code (where entities are not decoded), also in a table;
+    bidi controls show as codes, so a name cannot display as another one."""
+    return visible_bidi_controls(text).replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
 def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
@@ -107,17 +111,10 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         if bp is None or cp is None:
             problems.append(f"{task}: missing from run.json")
             continue
-        for name, b_val, c_val in (
-            ("task version", bp.version, cp.version),
-            ("task parameters", bp.params, cp.params),
-            ("prompt template hashes", bp.template_hashes, cp.template_hashes),
-            ("dataset content hash", bp.dataset.content_hash, cp.dataset.content_hash),
-            ("generation config", bp.generation, cp.generation),
-            ("system message", bp.system_message, cp.system_message),
-            ("judge prompt hashes", bp.judge_templates, cp.judge_templates),
-        ):
-            if b_val != c_val:
-                problems.append(f"{task}: {name} differ ({_diff(b_val, c_val)})")
+        b_setup, c_setup = bp.setup(), cp.setup()
+        for name in b_setup:
+            if b_setup[name] != c_setup[name]:
+                problems.append(f"{task}: {name} differ ({_diff(b_setup[name], c_setup[name])})")
         if task in base.results.tasks and task in cand.results.tasks:
             judge_problems, judge_warnings = _judge_comparability(base, cand, task)
             problems += judge_problems
@@ -146,6 +143,11 @@ def comparability_problems(base: Run, cand: Run) -> tuple[list[str], list[str]]:
         if b_val != c_val:
             warnings.append(f"the runs were written by different {name} ({b_val} vs {c_val}): "
                             "answer extraction and scoring may differ between them")
+    for which, run in (("baseline", base), ("candidate", cand)):
+        versions = dict.fromkeys([run.provenance.evalsuite_version, *(c.evalsuite_version for c in run.provenance.continued)])
+        if len(versions) > 1:
+            warnings.append(f"the {which} was finished by another evalsuite version than started it "
+                            f"({' then '.join(versions)}, by --resume): its samples may be scored differently")
     bm, cm = base.provenance.model, cand.provenance.model
     if bm.chat_template != cm.chat_template:
         problems.append(f"chat template {'on' if bm.chat_template else 'off'} in the baseline, {'on' if cm.chat_template else 'off'} in the candidate")
@@ -167,8 +169,7 @@ def _judge_comparability(base: Run, cand: Run, task: str) -> tuple[list[str], li
     if bj is None or cj is None:
         return [f"{task}: judged in one run only"], []
     problems = []
-    b_model = bj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
-    c_model = cj.model.model_dump(include={"id", "backend", "file_hash", "revision"})
+    b_model, c_model = bj.model.identity(), cj.model.identity()
     if b_model != c_model:
         problems.append(f"{task}: judged by different judges ({_diff(b_model, c_model)})")
     if bj.generation != cj.generation or bj.retries != cj.retries:
@@ -210,14 +211,19 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     ids = sorted(base.samples.get(task, {}))
     if not ids:
         raise UserError(f"{task}: no samples in {base.path}")
+    # A candidate that scored nothing (an endpoint down, a broken sandbox) fails
+    # below: against a low or small baseline its "all wrong" is no significant drop.
+    statuses = Counter(cand.samples[task][sid].score.status.value for sid in ids)
+    nothing = None if statuses[ScoreStatus.SCORED.value] else ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     judged = _judged(base, task)
     if judged:
         # Each run's unscored samples are still counted below.
         _, b_unscored = _values(base, task, ids, metric)
         _, c_unscored = _values(cand, task, ids, metric)
         both = [sid for sid in ids if all(r.samples[task][sid].score.status is ScoreStatus.SCORED for r in (base, cand))]
-        if not both:
+        if not both and nothing is None:
             raise UserError(f"{task}: no sample has a judge verdict in both runs")
+        both = both or ids  # the candidate judged nothing: every sample shown as a failure
         left_out, ids = len(ids) - len(both), both
     b, b_unscored_kept = _values(base, task, ids, metric)
     c, c_unscored_kept = _values(cand, task, ids, metric)
@@ -236,7 +242,8 @@ def compare_task(base: Run, cand: Run, task: str, alpha: float) -> TaskCompariso
     else:
         stats = paired_bootstrap(b, c, strata if macro else None, level)
     comp = TaskComparison(task, metric, "macro" if macro else "micro", stats, (b_unscored, c_unscored),
-                          judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out)
+                          judge=base.results.tasks[task].judging.judge if judged else None, left_out=left_out,
+                          nothing_scored=nothing)
     if max(np.abs(b).max(), np.abs(c).max()) > 1:
         comp.scale = 1.0
     # Every pair moved one way is the most extreme outcome: p = 2 * 0.5^n.
@@ -264,7 +271,7 @@ def decide(
         comp.p_adjusted = p
         delta_pts = comp.stats.delta * comp.scale
         significant = p < alpha
-        if significant and delta_pts < 0 and -delta_pts > max_drop:
+        if significant and delta_pts < 0 and _beyond(-delta_pts, max_drop):
             comp.verdict = "❌ regressed"
             comp.failures.append(f"dropped {-delta_pts:.2f} points (p={p:.3g}), more than the allowed {max_drop:g}")
         elif significant and delta_pts < 0:
@@ -275,18 +282,32 @@ def decide(
             comp.verdict = "⚠️ too few samples to test"
         else:
             comp.verdict = "✅ no significant change"
-        if comp.task in minimums and comp.stats.candidate * comp.scale < minimums[comp.task]:
+        if comp.task in minimums and _beyond(minimums[comp.task], comp.stats.candidate * comp.scale):
             comp.verdict = "❌ below minimum"
             comp.failures.append(f"{comp.stats.candidate * comp.scale:.2f} is below the minimum {minimums[comp.task]:g}")
         if max_unscored_increase is not None:
             n = comp.stats.n
             increase = (comp.unscored[1] - comp.unscored[0]) / n * POINTS
-            if increase > max_unscored_increase:
+            if _beyond(increase, max_unscored_increase):
                 comp.verdict = "❌ more unscored"
                 comp.failures.append(
                     f"unscored rate rose {increase:.2f} points ({comp.unscored[0]}→{comp.unscored[1]} of {n}), "
                     f"more than the allowed {max_unscored_increase:g}"
                 )
+        if comp.nothing_scored is not None:
+            comp.verdict = "❌ nothing scored"
+            comp.failures.append(f"no sample was scored in the candidate ({comp.nothing_scored})")
+
+
+def _beyond(value: float, limit: float) -> bool:
+    """``value > limit``, where a value equal to the limit but for float residue is not beyond it.
+
+    Points are fractions times 100, and most fractions are inexact in binary:
+    7 of 100 samples lost came out as 7.000000000000001 points (failing
+    ``--max-drop 7``) and 57 % as 56.99999999999999 (failing ``--min t=57``).
+    A tie with a threshold passes, as documented; differences below 1e-9
+    points are residue (every count-based fraction differs by far more)."""
+    return value > limit and not math.isclose(value, limit, rel_tol=1e-12, abs_tol=1e-9)
 
 
 def _pct(x: float, scale: float = POINTS) -> str:
@@ -397,6 +418,8 @@ def _minimums(values: tuple[str, ...]) -> dict[str, float]:
             sep = ""
         if not sep or not task.strip():
             raise UserError(f"--min expects TASK=POINTS (e.g. bbh=40), got '{item}'")
+        if math.isnan(out[task.strip()]):
+            raise UserError(f"--min {item}: NaN is not a threshold (every comparison with it is false)")
     return out
 
 
@@ -410,13 +433,25 @@ def _prepare_output(output: Path) -> None:
         raise UserError(f"--output {output}: not writable")
 
 
+class Threshold(click.FloatRange):
+    """A ``FloatRange`` that refuses NaN, which click lets through: every comparison
+    with NaN is false, so ``--max-drop nan`` passed any drop and ``--alpha nan``
+    made no change significant."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail("NaN is not a threshold (every comparison with it is false)", param, ctx)
+        return number
+
+
 @click.command()
 @click.option("--baseline", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the reference model.")
 @click.option("--candidate", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory of the model under test.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Allowed significant drop per task, in percentage points.")
-@click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.05, show_default=True, help="Significance level (also sets the CI level, 1-alpha).")
+@click.option("--max-drop", type=Threshold(min=0), default=0.0, show_default=True, help="Allowed significant drop per task, in percentage points.")
+@click.option("--alpha", type=Threshold(min=0, max=1, min_open=True, max_open=True), default=0.05, show_default=True, help="Significance level (also sets the CI level, 1-alpha).")
 @click.option("--min", "minimums", multiple=True, metavar="TASK=POINTS", help="Fail when the candidate scores below this, in percentage points (e.g. --min bbh=40).")
-@click.option("--max-unscored-increase", type=click.FloatRange(min=0), default=None, help="Fail when a task's unscored rate (parse/sandbox/generation errors) rises by more than this many points.")
+@click.option("--max-unscored-increase", type=Threshold(min=0), default=None, help="Fail when a task's unscored rate (parse/sandbox/generation errors) rises by more than this many points.")
 @click.option("--correction", type=click.Choice(["holm", "none"]), default="holm", show_default=True, help="Multiple-comparison correction across tasks.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the markdown summary here (e.g. for a PR comment).")
 def gate(
@@ -436,7 +471,8 @@ def gate(
     markdown summary for a pull-request comment.
 
     Exit codes: 0 pass; 1 a task regressed significantly by more than
-    --max-drop, fell below --min, or exceeded --max-unscored-increase;
+    --max-drop, fell below --min, exceeded --max-unscored-increase, or had
+    no sample scored in the candidate;
     2 bad usage; 3 the runs are not comparable (tasks, samples, prompts,
     templates or task parameters differ).
     """

@@ -22,6 +22,18 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a Python str holds pairs as on
 
 
 JSONL_LINE_END = re.compile(r"\r\n|\r|\n")
+# Explicit bidirectional formatting characters (embeddings, overrides, isolates).
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_bidi_controls(text: str) -> str:
+    """``text`` with each bidi control shown as its code (``[U+202E]``), for display.
+
+    Shown raw, a right-to-left override makes a name read as another one
+    ("org/gpt-5\u202elam" displays as "org/gpt-5mal"; Trojan Source,
+    CVE-2021-42574).  Files keep names as they are; pages and comments that
+    show them to a person use this."""
+    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def jsonl_lines(text: str) -> list[str]:
@@ -220,6 +232,11 @@ class ModelInfo(Record):
     linear_kernel: str | None = None  # local models: "onednn" or "aten" (PyTorch's default) for linear layers
     server: ServerInfo | None = None  # served models (openai, vllm backends)
 
+    def identity(self) -> dict[str, Any]:
+        """Which model this is, whatever ran it: id, backend, weights (file_hash,
+        revision).  Equal identities give the same outputs for the same prompts."""
+        return self.model_dump(include={"id", "backend", "file_hash", "revision"})
+
 
 class DatasetInfo(Record):
     source: str  # hub id or local path
@@ -236,6 +253,21 @@ class TaskProvenance(Record):
     generation: GenerationConfig | None = None
     system_message: str | None = None
     judge_templates: dict[str, str] = Field(default_factory=dict)  # judge prompt name -> sha256
+
+    def setup(self) -> dict[str, Any]:
+        """What decides the task's prompts, targets and scoring, by label.
+
+        Two runs whose setups differ did not evaluate the same thing (the gate
+        refuses to compare them; ``--resume`` refuses to mix them)."""
+        return {
+            "task version": self.version,
+            "task parameters": self.params,
+            "prompt template hashes": self.template_hashes,
+            "dataset content hash": self.dataset.content_hash,
+            "generation config": self.generation,
+            "system message": self.system_message,
+            "judge prompt hashes": self.judge_templates,
+        }
 
 
 class JudgeInfo(Record):
@@ -278,12 +310,21 @@ class RayInfo(Record):
     replica_info: list[ReplicaInfo] = Field(default_factory=list)
 
 
+class Continuation(Record):
+    """One ``evalsuite run --resume`` of a run: what continued it, and when."""
+
+    command: list[str]
+    started_at: str
+    evalsuite_version: str
+    git_sha: str | None = None
+
+
 class RunProvenance(Record):
     """run.json: everything needed to reproduce the run."""
 
     schema_version: str = SCHEMA_VERSION
     run_id: str
-    evalsuite_version: str
+    evalsuite_version: str  # these three: the process that started the run (see ``continued``)
     git_sha: str | None = None
     command: list[str] = Field(default_factory=list)
     command_config: dict[str, Any] = Field(default_factory=dict)  # what --resume restores
@@ -299,6 +340,7 @@ class RunProvenance(Record):
     # `evalsuite judge`: the run whose outputs this run judged again (nothing was generated here).
     generation_run: RunLink | None = None
     ray: RayInfo | None = None  # set when replicas ran on Ray
+    continued: list[Continuation] = Field(default_factory=list)  # each --resume, in order
 
 
 CI_LEVEL = 0.95  # the coverage of every interval a MetricValue carries

@@ -6,10 +6,12 @@ the leaderboard read runs only through :class:`RunDir`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +23,7 @@ from evalsuite.records import SCHEMA_VERSION, ResultsSummary, RunProvenance, Sam
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.json"
+LOCK_FILE = ".lock"  # held (flock) by the process writing the run; holds its pid
 FSYNC_INTERVAL_S = 1.0  # samples.jsonl: the most an OS crash can lose (see RunDir.append)
 
 
@@ -45,6 +48,36 @@ class RunDir:
             hint = f"; it holds the run director{'y' if len(inside) == 1 else 'ies'} {', '.join(inside[:3])}" if inside else ""
             raise UserError(f"{run.path} is not an evalsuite run directory (no {RUN_FILE}){hint}")
         return run
+
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        """Hold the run for this process while it writes it: a second ``--resume``
+        or ``evalsuite score`` of the same run raises ``UserError`` naming the
+        holder instead of generating the same samples again in a race on one
+        samples.jsonl.  An advisory ``flock``: the kernel drops it when the
+        holder exits, however it dies (``kill -9`` included), so a crashed run
+        is never left claimed.  On a file system without locks (some network
+        and FUSE mounts) the run goes on unclaimed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = (self.path / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise UserError(f"{self.path} is in use by another evalsuite process (pid {holder}): "
+                                "wait for it to finish (or stop it) and try again") from None
+            except OSError:  # ENOLCK, EOPNOTSUPP: no claim possible here
+                yield
+                return
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()  # releases the lock
 
     # -- provenance and results ------------------------------------------------
 
@@ -136,7 +169,7 @@ class RunDir:
             try:
                 record = SampleResult.model_validate_json(line)
             except ValidationError as exc:
-                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)})") from None
+                raise UserError(f"{path}:{lineno}: not a valid sample record ({_first_error(exc)}){_newer_note(line)}") from None
             latest[(record.task, record.sample_id)] = _same_major(record, f"{path}:{lineno}")
         tail = _whole_tail(data)
         if tail is not None:
@@ -201,16 +234,12 @@ def _parse(path: Path, model: type):
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     version = str(data.get("schema_version", ""))
-    major, _, minor = version.partition(".")
-    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
-    if major != ours_major:
+    if _major(version) != _major(SCHEMA_VERSION):
         raise UserError(f"{path}: schema version {version or 'missing'}, this evalsuite reads {SCHEMA_VERSION}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        # A newer minor version may add fields this evalsuite does not know: say so.
-        newer = f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})" if _newer(minor, ours_minor) else ""
-        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{newer}") from None
+        raise UserError(f"{path}: invalid {model.__name__} at {_first_error(exc)}{_newer_note(data)}") from None
 
 
 def _major(version: str) -> str:
@@ -224,5 +253,16 @@ def _same_major(record: SampleResult, where: str) -> SampleResult:
     return record
 
 
-def _newer(minor: str, ours: str) -> bool:
-    return minor.isdigit() and ours.isdigit() and int(minor) > int(ours)
+def _newer_note(record: dict | str) -> str:
+    """For a record that did not validate (a dict, or one JSON line): a note when a
+    newer minor schema wrote it, which may add fields this evalsuite does not know."""
+    if isinstance(record, str):
+        try:
+            record = json.loads(record)
+        except json.JSONDecodeError:
+            return ""
+    version = str(record.get("schema_version", "")) if isinstance(record, dict) else ""
+    minor, ours = version.partition(".")[2], SCHEMA_VERSION.partition(".")[2]
+    if _major(version) == _major(SCHEMA_VERSION) and minor.isdigit() and ours.isdigit() and int(minor) > int(ours):
+        return f" (written by a newer evalsuite: schema {version}, this one reads {SCHEMA_VERSION})"
+    return ""

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +44,7 @@ from evalsuite.errors import ResumePoint, UserError, unknown_name
 from evalsuite.judging.judge import Judge, JudgeListener, load_judge, split_judge_args
 from evalsuite.progress import LiveTokens, RunProgress, status
 from evalsuite.records import (
+    Continuation,
     LoglikelihoodResult,
     Message,
     ModelInfo,
@@ -62,6 +63,7 @@ from evalsuite.task import Response, Task, TaskContext, TaskFactory
 from evalsuite.templates import sha256_text
 
 LOCAL_RAY = "local"
+NO_RESULT = "the backend returned no result for this request"
 RETRYABLE = {ScoreStatus.GENERATION_ERROR, ScoreStatus.SCORING_ERROR, ScoreStatus.SANDBOX_ERROR}
 # How a final judgment counts in the judging progress (a scored one is no error).
 JUDGING_ERRORS = {ScoreStatus.PARSE_ERROR: "parse error", ScoreStatus.SCORING_ERROR: "judge failure"}
@@ -92,26 +94,34 @@ class RunConfig:
 
 
 def run(config: RunConfig, resume: Path | None = None, console: Any = None) -> RunDir:
-    """Generate, score (and judge) ``config``'s tasks into a new run directory,
-    or continue the one at ``resume``.  Raises UserError for bad input, and
-    Interrupted (with the command that continues) on Ctrl-C once the run
-    directory exists."""
-    with ResumePoint(_resume_command(resume) if resume is not None else None) as on_ctrl_c:
-        return _run(config, resume, console, on_ctrl_c)
+    """Evaluate ``config`` into a new run directory, or continue the run at ``resume``.
+
+    The run directory is claimed for this process while it is written
+    (:meth:`RunDir.claimed`).  Raises ``UserError`` for bad input, a run in use
+    or one that cannot be continued as it was started, and ``Interrupted``
+    (naming the command that continues) on Ctrl-C once the run directory exists."""
+    with ResumePoint(_resume_command(resume) if resume is not None else None) as on_ctrl_c, ExitStack() as claims:
+        return _run(config, resume, console, claims, on_ctrl_c)
 
 
 def _resume_command(rundir: Path) -> str:
     return f"evalsuite run --resume {shlex.quote(str(rundir))}"
 
 
-def _run(config: RunConfig, resume: Path | None, console: Any, on_ctrl_c: ResumePoint) -> RunDir:
+def _run(config: RunConfig, resume: Path | None, console: Any, claims: ExitStack, on_ctrl_c: ResumePoint) -> RunDir:
     if resume is not None:
         rundir = RunDir.existing(resume)
-        prov = rundir.provenance()
-        config = _resumed_config(prov.command_config, config)
-        run_id, started = prov.run_id, prov.started_at
+        claims.enter_context(rundir.claimed())  # before any model loads
+        first = rundir.provenance()
+        config = _resumed_config(first.command_config, config)
+        run_id, started = first.run_id, first.started_at
+        # The run keeps the command, version and commit that started it; each continuation is added.
+        origin = {"command": first.command, "evalsuite_version": first.evalsuite_version, "git_sha": first.git_sha,
+                  "continued": [*first.continued, Continuation(command=sys.argv, started_at=_now(),
+                                                               evalsuite_version=__version__, git_sha=_git_sha())]}
     else:
-        run_id, started, rundir = None, _now(), None
+        run_id, started, rundir, first = None, _now(), None, None
+        origin = {"command": sys.argv, "evalsuite_version": __version__, "git_sha": _git_sha()}
 
     factories, params = _resolve_tasks(config)  # fail on a bad name before loading a model
     _check_judge(config, factories)
@@ -146,26 +156,13 @@ def _run(config: RunConfig, resume: Path | None, console: Any, on_ctrl_c: Resume
         if rundir is None:
             run_id = _run_id(model.id, Path(config.output_dir))
             rundir = RunDir(Path(config.output_dir) / run_id)
+            claims.enter_context(rundir.claimed())
         prov = RunProvenance(
             run_id=run_id,
-            evalsuite_version=__version__,
-            git_sha=_git_sha(),
-            command=sys.argv,
+            **origin,
             command_config=_jsonable(asdict(config)),
             model=model,
-            tasks={
-                name: TaskProvenance(
-                    name=t.name,
-                    version=t.version,
-                    params=_effective_params(factories[name], t.params),
-                    dataset=t.dataset,
-                    template_hashes=t.template_hashes,
-                    generation=t.generation,
-                    system_message=config.system_message,
-                    judge_templates=t.judge_templates,
-                )
-                for name, t in tasks.items()
-            },
+            tasks=_task_provenance(config, factories, tasks),
             seed=config.seed,
             batch_size=source.provenance.batch_size if source else backend.effective_batch_size,
             limit=config.limit,
@@ -175,6 +172,8 @@ def _run(config: RunConfig, resume: Path | None, console: Any, on_ctrl_c: Resume
             generation_run=RunLink(run_id=source.provenance.run_id, path=str(source.rundir.path.resolve())) if source else None,
             ray=_ray_info(backend),
         )
+        if first is not None:
+            _check_continues(first, prov)
         rundir.write_provenance(prov)
         on_ctrl_c.command = _resume_command(rundir.path)
         rundir.truncate_torn_tail()
@@ -350,6 +349,58 @@ def _check_same_data(tasks: dict[str, Task], prov: RunProvenance) -> None:
             raise UserError(f"{name}: the data differs from the run's (hash {task.dataset.content_hash[:12]} != {stored[:12]})")
 
 
+def _task_provenance(config: RunConfig, factories: dict[str, TaskFactory], tasks: dict[str, Task]) -> dict[str, TaskProvenance]:
+    return {
+        name: TaskProvenance(
+            name=t.name,
+            version=t.version,
+            params=_effective_params(factories[name], t.params),
+            dataset=t.dataset,
+            template_hashes=t.template_hashes,
+            generation=t.generation,
+            system_message=config.system_message,
+            judge_templates=t.judge_templates,
+        )
+        for name, t in tasks.items()
+    }
+
+
+def _check_continues(stored: RunProvenance, prov: RunProvenance) -> None:
+    """A resumed run must evaluate what its first part did.
+
+    The options are checked by ``_resumed_config``; this checks what they
+    resolve to: the data file, the templates and the task code behind each
+    task, and the weights of the model and of the judge.  Edited between a
+    kill and ``--resume``, they would mix two evaluations in one samples.jsonl
+    under a run.json that describes only the second.  Raises ``UserError``
+    naming the first difference."""
+    models = [("model", stored.model, prov.model),
+              ("judge", stored.judge and stored.judge.model, prov.judge and prov.judge.model)]
+    for role, then_info, now_info in models:
+        if then_info is None or now_info is None:
+            continue  # judged tasks without a judge are refused elsewhere
+        then, now = then_info.identity(), now_info.identity()
+        if then_info.chat_template_hash is not None:  # recorded by backends that apply one
+            then["chat_template_hash"], now["chat_template_hash"] = then_info.chat_template_hash, now_info.chat_template_hash
+        changed = [k for k in then if then[k] != now[k]]
+        if changed:
+            raise UserError(f"--resume: the {role} differs from the run being resumed ({changed[0]}: "
+                            f"{_short(then[changed[0]])} then, {_short(now[changed[0]])} now); start a new run")
+    for name, task in prov.tasks.items():
+        if name not in stored.tasks:
+            raise UserError(f"the run has no task '{name}'")
+        then, now = stored.tasks[name].setup(), task.setup()
+        for label in then:
+            if then[label] != now[label]:
+                raise UserError(f"--resume: {name}: {label} differs from the run being resumed "
+                                f"({_short(then[label])} then, {_short(now[label])} now); start a new run")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value.model_dump() if hasattr(value, "model_dump") else value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _check_judge(config: RunConfig, factories: dict[str, TaskFactory]) -> None:
     """Judged tasks need --judge before anything is loaded (generating only, they can be judged later)."""
     judged = [name for name, f in factories.items() if f.judged]
@@ -414,13 +465,20 @@ def _responses(backend: Backend, reqs: list[Any], samples: list[Sample]) -> Iter
             for i in idx:
                 if i in seen:
                     continue
+                seen.add(i)
                 try:
-                    (_, response), = list(method([reqs[i]]))
-                    yield _as_outcome(samples[i], response)
+                    answers = list(method([reqs[i]]))
                 except UserError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded per sample, never dropped
                     yield samples[i], None, f"{type(exc).__name__}: {exc}"
+                    continue
+                yield _as_outcome(samples[i], answers[0][1]) if answers else (samples[i], None, NO_RESULT)
+        # A generator that ended without answering some request (a plugin's bug,
+        # a lost reply): their samples must not vanish from the run.
+        for i in idx:
+            if i not in seen:
+                yield samples[i], None, NO_RESULT
 
 
 def _as_outcome(sample: Sample, response: Any) -> tuple[Sample, Response | None, str | None]:
@@ -605,9 +663,11 @@ def _resumed_config(stored: dict[str, Any], given: RunConfig) -> RunConfig:
     for name in RunConfig.__dataclass_fields__:
         mine = getattr(given, name)
         theirs = stored_args if name == "model_args" else getattr(base, name)
-        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray"):
+        if mine != getattr(default, name) and mine != theirs and name not in ("output_dir", "ray", "data_dir"):
             raise UserError(f"--resume: option {name}={mine!r} differs from the run being resumed ({theirs!r})")
-    return replace(base, ray=given.ray or base.ray, model_args={**base.model_args, **placement})
+    # Where the data lives may change too (a moved folder); its content may not (_check_continues).
+    return replace(base, ray=given.ray or base.ray, data_dir=given.data_dir or base.data_dir,
+                   model_args={**base.model_args, **placement})
 
 
 def _seed_everything(seed: int) -> None:
@@ -655,13 +715,16 @@ def score_run(path: Path, data_dir: str | None = None, console: Any = None) -> R
 
     Uses the same scoring path as ``--resume``; the tasks are rebuilt from
     run.json and must read the same data (checked by content hash).  Raises
-    UserError for bad input, Interrupted on Ctrl-C."""
+    UserError for bad input or when another process is writing the run, and
+    Interrupted on Ctrl-C."""
     with ResumePoint(f"evalsuite score --run {shlex.quote(str(path))}"):
-        return _score_run(path, data_dir, console)
+        rundir = RunDir.existing(path)
+        with rundir.claimed():
+            return _score_run(rundir, data_dir, console)
 
 
-def _score_run(path: Path, data_dir: str | None, console: Any) -> RunDir:
-    rundir = RunDir.existing(path)
+def _score_run(rundir: RunDir, data_dir: str | None, console: Any) -> RunDir:
+    path = rundir.path
     prov = rundir.provenance()
     config = _resumed_config(prov.command_config, RunConfig())
     if data_dir is not None:

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import jinja2
 
 from evalsuite.errors import UserError
-from evalsuite.records import SampleResult, wilson_interval
+from evalsuite.records import SampleResult, visible_bidi_controls, wilson_interval
 from evalsuite.rundir import RESULTS_FILE, RUN_FILE, SAMPLES_FILE
 
 from leaderboards.collect import Board, Cell, ModelRow, Run, Score, collect, slugify
@@ -55,6 +55,15 @@ class BuildReport:
     seconds: float
 
 
+def visible_bidi(value: Any) -> Any:
+    """Every ``{{ }}`` value of the pages: bidi controls in a string shown as codes
+    (:func:`evalsuite.records.visible_bidi_controls`); markup-safe text (the
+    sample data embedded as JSON) and other values as they are."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return visible_bidi_controls(value)
+    return value
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -62,6 +71,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible_bidi,
     )
     return env
 

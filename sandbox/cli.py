@@ -101,9 +101,9 @@ def check(tag: str, host_urls: tuple[str, ...]) -> None:
         for name, ok, detail in results:
             click.echo(f"{'ok' if ok else 'FAIL':5} {name}{where}: {detail}")
             failed += not ok
-    if len(set(image_ids.values())) > 1:
-        click.echo(f"FAIL  the hosts run different images ({', '.join(f'{u}: {i[:19]}' for u, i in image_ids.items())}); "
-                   "copy one with `evalsuite sandbox build --host FIRST --host OTHER`")
+    mixed = fleet.mixed_images(tag, image_ids)
+    if mixed:
+        click.echo(f"FAIL  {mixed}")
         failed += 1
     if failed:
         _fail(f"{failed} isolation check(s) failed")

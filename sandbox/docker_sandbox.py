@@ -204,16 +204,19 @@ class DockerSandbox(Sandbox):
                     task = pending.popleft() if pending else dispatch.take(host, wait=not inflight)
                     if task is None:
                         break
+                    starting = not worker.alive
                     try:
-                        if not worker.alive:
+                        if starting:
                             worker.stop()
                             worker.start()
+                            host.started()
                         worker.send(task, wait_s=CHANNEL_GRACE_S + sum(
                             t.timeout_s for t in inflight))
                     except Exception as exc:  # start failure or broken channel
                         worker.stop()
                         self._requeue(inflight, pending)
-                        if self._host_lost(host, exc) or self._failed_attempt(task, f"container failure: {exc}", emit):
+                        if ((starting and self._cannot_start(host, exc)) or self._host_lost(host, exc)
+                                or self._failed_attempt(task, f"container failure: {exc}", emit)):
                             pending.appendleft(task)
                         break
                     inflight.append(task)
@@ -268,6 +271,19 @@ class DockerSandbox(Sandbox):
             return False  # the container failed, not the engine
         if host.drain(f"stopped answering after: {str(error)[:200]}"):
             log.warning("sandbox host %s stopped answering; its jobs go to the other hosts", host.name)
+        return True
+
+    @staticmethod
+    def _cannot_start(host: fleet.Host, error: object) -> bool:
+        """After a container start failed: True if the host can start none (it is then drained).
+
+        Its engine may still answer (the image deleted under the run, a full
+        disk); its workers, failing fast, would otherwise take job after job
+        and spend each one's retries there while other hosts are healthy."""
+        if not host.start_failed():
+            return False
+        if host.drain(f"cannot start containers: {str(error)[:200]}"):
+            log.warning("sandbox host %s cannot start containers; its jobs go to the other hosts", host.name)
         return True
 
     @staticmethod
@@ -362,7 +378,8 @@ def _open_hosts(specs: Sequence[fleet.HostSpec], image: str, workers: int | None
     """Connect to every host, check its image, sweep containers of dead owners.
 
     Of several hosts, an unreachable one is left out with a warning; a host
-    without the image is an error (build it there: ``sandbox build --host``)."""
+    without the image, or with another image under its tag, is an error (copy
+    it there: ``sandbox build --host``)."""
     opened, down = [], []
     for spec in specs:
         try:
@@ -384,4 +401,7 @@ def _open_hosts(specs: Sequence[fleet.HostSpec], image: str, workers: int | None
             client.close()
     if not opened:
         raise SandboxUnavailable("no sandbox host answers: " + "; ".join(down))
+    mixed = fleet.mixed_images(image, {h.name: h.image_id for h in opened})
+    if mixed:
+        raise SandboxUnavailable(mixed)
     return opened

@@ -34,6 +34,8 @@ def connect(base_url: str | None = None, timeout_s: int = 120, tls: Any = None) 
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Permission denied" in reason:
             hint = "add your user to the `docker` group or use sudo"
+        elif url.startswith(("ssh://", "tcp://")):  # an engine on another machine: no local setup starts it
+            hint = f"check that the host is up and its engine answers there (`docker -H {url} info`)"
         else:
             hint = SETUP_HINT
         raise SandboxUnavailable(

@@ -29,6 +29,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import docker
+from docker.constants import IS_WINDOWS_PLATFORM
+from docker.errors import DockerException
+from docker.utils import parse_host
 
 from evalsuite.errors import UserError
 from evalsuite.sandbox import HOSTS_ENV, SandboxUnavailable
@@ -37,6 +40,9 @@ from . import engine
 
 SCHEMES = ("unix", "ssh", "tcp", "npipe")
 HEALTH_TIMEOUT_S = 5
+# Container starts in a row that fail on one engine, none succeeding, before it
+# is drained although it answers (its image deleted, its disk full).
+START_FAILURES_TO_DRAIN = 3
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,20 @@ class HostSpec:
 
 def parse_hosts(text: str) -> list[HostSpec]:
     """Parse a host list (see the module doc); raises ``UserError`` on bad input."""
-    hosts = []
+    hosts, engines = [], []
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
             continue
         url, _, options = entry.partition("#")
-        scheme = urlsplit(url).scheme
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+            raise UserError(f"sandbox host '{entry}': not a Docker endpoint ({exc})") from None
+        scheme = parts.scheme
         if scheme not in SCHEMES:
             raise UserError(f"sandbox host '{entry}': expected unix://, ssh:// or tcp:// (got '{scheme or url}')")
+        if scheme == "ssh" and not parts.hostname:  # the docker SDK would read it as the local machine
+            raise UserError(f"sandbox host '{entry}': ssh:// needs a host (ssh://USER@HOST)")
         opts = dict(parse_qsl(options, keep_blank_values=True))
         unknown = set(opts) - {"workers", "tls"}
         if unknown:
@@ -78,11 +90,33 @@ def parse_hosts(text: str) -> list[HostSpec]:
             if missing:
                 raise UserError(f"sandbox host '{entry}': {tls} lacks {', '.join(missing)}")
         hosts.append(HostSpec(url, workers, tls))
+        engines.append(_engine_address(entry, url, tls is not None))
     if not hosts:
         raise UserError("the sandbox host list is empty")
-    if len({h.url for h in hosts}) != len(hosts):
+    if len(set(engines)) != len(hosts):
         raise UserError("a sandbox host is listed twice")
     return hosts
+
+
+def _engine_address(entry: str, url: str, tls: bool) -> str:
+    """The engine ``url`` reaches, as the docker SDK will connect to it (so two
+    spellings of one engine compare equal); ``UserError`` for a malformed URL,
+    which would otherwise surface only when the sandbox first connects."""
+    try:
+        return parse_host(url, IS_WINDOWS_PLATFORM, tls=tls)
+    except (DockerException, ValueError) as exc:
+        raise UserError(f"sandbox host '{entry}': not a Docker endpoint ({exc})") from None
+
+
+def mixed_images(tag: str, image_ids: dict[str, str]) -> str | None:
+    """Why hosts (url -> image id of ``tag``) must not share a run, or None when
+    they hold one image: a verdict must not depend on the host a job lands on."""
+    if len(set(image_ids.values())) <= 1:
+        return None
+    first, *others = image_ids
+    return (f"the sandbox hosts hold different images tagged {tag} "
+            f"({', '.join(f'{url}: {image[:19]}' for url, image in image_ids.items())}): "
+            f"copy one with `evalsuite sandbox build --host {first} {' '.join(f'--host {o}' for o in others)}`")
 
 
 def configured_hosts(base_url: str | None = None) -> list[HostSpec]:
@@ -116,6 +150,7 @@ class Host:
     workers: int
     image_id: str = ""
     drained: str | None = None  # why, once drained
+    start_failures: int = 0  # container starts that failed in a row
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -129,6 +164,18 @@ class Host:
                 return False
             self.drained = why
             return True
+
+    def start_failed(self) -> bool:
+        """Count a container start that failed here; True once ``START_FAILURES_TO_DRAIN``
+        have failed in a row (the caller drains the host)."""
+        with self._lock:
+            self.start_failures += 1
+            return self.start_failures >= START_FAILURES_TO_DRAIN
+
+    def started(self) -> None:
+        """A container started here: the engine can start them."""
+        with self._lock:
+            self.start_failures = 0
 
     def responds(self) -> bool:
         """Whether the engine still answers (a failed container is not a failed host)."""

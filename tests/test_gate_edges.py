@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import evalsuite
+from evalsuite.rundir import RunDir
+from tests.conftest import evalsuite, finish_runs, start_evalsuite
+from tests.test_gate import replies
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +130,98 @@ def test_the_output_folder_instead_of_the_run_directory_names_the_run_inside(run
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (f"error: {runs['No'].parent} is not an evalsuite run directory (no run.json); "
                                    f"it holds the run directory {runs['No']}")
+
+
+@pytest.fixture(scope="module")
+def at_limits(data_dir, tmp_path_factory) -> dict[str, Path]:
+    """navigate, 100 items: all right; 7 wrong (93 %); 43 wrong (57 %); all right
+    but 7 generation errors.  7/100 and 57/100 are not exact in binary floating
+    point: 7 points came out as 7.000000000000001, 57 % as 56.99999999999999."""
+    tmp = tmp_path_factory.mktemp("gate-limits")
+    common = ["run", "--model", "mock:org/m", "-T", "subtasks=navigate", "--limit", "100", "--data-dir", str(data_dir)]
+    seed = finish_runs({"seed": (tmp / "seed", start_evalsuite(*common, "-o", str(tmp / "seed")))})["seed"]
+    samples = RunDir(seed).samples()
+    variants = {
+        "base": ["-M", f"replies={replies(samples, set(), tmp / 'base.json')}"],
+        "minus7": ["-M", f"replies={replies(samples, set(range(7)), tmp / 'minus7.json')}"],
+        "at57": ["-M", f"replies={replies(samples, set(range(43)), tmp / 'at57.json')}"],
+        "errors7": ["-M", f"replies={tmp / 'base.json'}", "-M", "fail_every=12"],
+    }
+    runs = finish_runs({name: (tmp / name, start_evalsuite(*common, *args, "-o", str(tmp / name)))
+                        for name, args in variants.items()})
+    assert RunDir(runs["errors7"]).results().tasks["bbh"].status_counts["generation_error"] == 7
+    return runs
+
+
+def _gate_with(runs: dict[str, Path], candidate: str, *options: str):
+    return evalsuite("gate", "--baseline", str(runs["base"]), "--candidate", str(runs[candidate]), *options)
+
+
+def test_a_drop_of_exactly_the_allowed_points_passes(at_limits):
+    proc = _gate_with(at_limits, "minus7", "--max-drop", "7")
+    assert proc.returncode == 0, proc.stdout
+    assert "dropped within tolerance" in proc.stdout and "−7.0" in proc.stdout
+    assert _gate_with(at_limits, "minus7", "--max-drop", "6.99").returncode == 1  # the drop is significant
+
+
+def test_a_score_of_exactly_the_minimum_passes(at_limits):
+    proc = _gate_with(at_limits, "at57", "--min", "bbh=57", "--max-drop", "100")
+    assert proc.returncode == 0, proc.stdout
+    assert "below the minimum" not in proc.stdout and "| 57.0 |" in proc.stdout
+    assert _gate_with(at_limits, "at57", "--min", "bbh=57.01", "--max-drop", "100").returncode == 1
+
+
+def test_an_unscored_rise_of_exactly_the_allowed_points_passes(at_limits):
+    proc = _gate_with(at_limits, "errors7", "--max-unscored-increase", "7", "--max-drop", "7")
+    assert proc.returncode == 0, proc.stdout
+    assert "| 0→7 |" in proc.stdout
+    assert _gate_with(at_limits, "errors7", "--max-unscored-increase", "6.99", "--max-drop", "7").returncode == 1
+
+
+@pytest.mark.parametrize("option", [["--max-drop", "nan"], ["--alpha", "NaN"], ["--max-unscored-increase", "nan"],
+                                    ["--min", "bbh=nan"]])
+def test_a_nan_threshold_is_a_usage_error_not_a_pass(at_limits, option):
+    # Every comparison with NaN is false: `--max-drop nan` passed a significant
+    # drop, `--alpha nan` made nothing significant, and a NaN --min or
+    # --max-unscored-increase was silently ignored.
+    proc = _gate_with(at_limits, "at57", *option)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.startswith("error: ") and "NaN" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert proc.stdout == ""
+
+
+def test_a_model_id_with_a_bidi_override_shows_its_codes_in_the_comment(runs, tmp_path):
+    # "org/gpt-5\u202elam" displayed as "org/gpt-5mal" in the pull-request comment.
+    def change(prov):
+        prov["model"]["id"] = "org/gpt-5\u202elam"
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
+    assert proc.returncode == 0, proc.stdout
+    assert "(`org/gpt-5[U+202E]lam`)" in proc.stdout and "\u202e" not in proc.stdout
+
+
+def test_a_candidate_that_scored_nothing_fails_whatever_the_statistics(runs, data_dir, tmp_path):
+    """Every candidate sample failed (the endpoint was down, the sandbox broken):
+    4 items lost is no significant drop, so it passed as 'no significant change'."""
+    out = tmp_path / "down"
+    proc = evalsuite("run", "--model", "mock:org/No", "-T", "subtasks=navigate", "--limit", "4", "-M", "fail_every=1",
+                     "-M", "reply=So the answer is No.", "--data-dir", str(data_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (down,) = out.iterdir()
+    for base in (runs["No"], down):  # also when the baseline scored nothing either
+        gate = _gate(base, down)
+        assert gate.returncode == 1, gate.stdout
+        assert "❌ nothing scored" in gate.stdout
+        assert "- **bbh**: no sample was scored in the candidate (4 generation_error)" in gate.stdout
+
+
+def test_a_run_finished_by_another_evalsuite_version_is_flagged(runs, tmp_path):
+    # Since --resume records its continuations, a run made by two versions shows it.
+    def change(prov):
+        prov["continued"] = [{"command": ["evalsuite", "run", "--resume", "x"], "started_at": prov["started_at"],
+                              "evalsuite_version": "9.9.9"}]
+
+    proc = _gate(runs["No"], _edit(runs["No"], tmp_path, "run.json", change))
+    assert proc.returncode == 0, proc.stdout
+    assert "the candidate was finished by another evalsuite version than started it (" in proc.stdout
+    assert "9.9.9" in proc.stdout

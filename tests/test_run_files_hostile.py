@@ -104,10 +104,20 @@ def test_a_whole_last_record_without_its_newline_is_kept(run, tmp_path):
     assert path.read_bytes().endswith(b"}\n") and len(RunDir(bad).samples()) == len(RunDir(run).samples())
 
 
-def test_a_sample_line_of_another_major_schema_is_refused(run, tmp_path):
+@pytest.mark.parametrize(
+    ("line", "written", "needles"),
+    [
+        (1, '"schema_version":"2.0"', ("samples.jsonl:2", "schema version 2.0")),
+        # As run.json does: "not a valid sample record" alone read like a damaged file.
+        (2, '"schema_version":"1.3","confidence":0.5',
+         ("samples.jsonl:3: not a valid sample record (confidence: Extra inputs",
+          "written by a newer evalsuite: schema 1.3, this one reads 1.0")),
+    ],
+)
+def test_a_sample_line_of_another_schema_is_refused_and_says_which(run, tmp_path, line, written, needles):
     bad = _copy(run, tmp_path)
     path = bad / "samples.jsonl"
     lines = path.read_text().splitlines(keepends=True)
-    lines[1] = lines[1].replace('"schema_version":"1.0"', '"schema_version":"2.0"', 1)
+    lines[line] = lines[line].replace('"schema_version":"1.0"', written, 1)
     path.write_text("".join(lines))
-    _one_error_line(_gate(run, bad), "samples.jsonl:2", "schema version 2.0")
+    _one_error_line(_gate(run, bad), *needles)

@@ -42,6 +42,17 @@ def test_unreachable_engine_is_one_line_with_the_fix(monkeypatch):
     assert "setup_engine.sh" in lines[0]
 
 
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:9", "ssh://nobody@127.0.0.1:9"])
+def test_an_unreachable_remote_engine_names_the_host_not_the_local_setup(url):
+    # "run `sudo sandbox/setup_engine.sh` (installs docker.io ...)" cannot fix an engine on another machine.
+    result = CliRunner().invoke(sandbox, ["check", "--host", url])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: Docker engine not reachable at {url}: check that the host is up and "
+                           f"its engine answers there (`docker -H {url} info`)")
+    assert "setup_engine.sh" not in line
+
+
 def test_library_raises_sandbox_unavailable(monkeypatch):
     from evalsuite.sandbox import SandboxUnavailable
     from sandbox.docker_sandbox import DockerSandbox

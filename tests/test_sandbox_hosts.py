@@ -85,6 +85,30 @@ def test_a_host_without_the_image_fails_the_check_with_the_fix(engine2):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_hosts_holding_different_images_under_one_tag_are_refused(engine2):
+    """The tag was built separately on each host (another Dockerfile, an older
+    evalsuite): a job's verdict would depend on the host it landed on.  The
+    check flagged it, but a run scored on both."""
+    from evalsuite.sandbox import SandboxUnavailable
+    from sandbox.docker_sandbox import DockerSandbox
+    from sandbox.image import IMAGE_TAG
+
+    main, second = docker_client(), engine2.client()
+    repo, tag = "evalsuite-sandbox", "hosts-test-mixed"
+    main.images.get(IMAGE_TAG).tag(repo, tag)
+    other = second.containers.create(IMAGE_TAG, command=["true"])
+    try:
+        other.commit(repository=repo, tag=tag, changes=["LABEL evalsuite.test=another-build"])
+        with pytest.raises(SandboxUnavailable) as refused:
+            DockerSandbox(hosts=f"{MAIN}#workers=1,{engine2.url}#workers=1", image=f"{repo}:{tag}")
+        assert str(refused.value).startswith(f"the sandbox hosts hold different images tagged {repo}:{tag} ({MAIN}: sha256:")
+        assert f"copy one with `evalsuite sandbox build --host {MAIN} --host {engine2.url}`" in str(refused.value)
+    finally:
+        other.remove(force=True)
+        for client in (main, second):
+            client.images.remove(f"{repo}:{tag}", noprune=True)
+
+
 def test_an_unreachable_host_is_left_out_with_a_warning(caplog):
     docker_client()
     from evalsuite.sandbox import ExecJob, ExecStatus
@@ -106,6 +130,19 @@ def test_an_unreachable_host_is_left_out_with_a_warning(caplog):
         ("tcp://127.0.0.1:2376#tls=/nonexistent", "/nonexistent lacks ca.pem, cert.pem, key.pem"),
         (f"{MAIN}#tls=/tmp", "tls= applies to tcp:// endpoints only"),
         (f"{MAIN},{MAIN}", "a sandbox host is listed twice"),
+        # Typos: one line naming the entry and what is wrong with it, before any
+        # work (they read "Docker engine not reachable ... run setup_engine.sh"
+        # once the run had generated everything, or a ValueError traceback).
+        ("tcp://[::1:2375", "sandbox host 'tcp://[::1:2375': not a Docker endpoint (Invalid IPv6 URL)"),
+        ("tcp://127.0.0.1:2376x", "Port could not be cast to integer value as '2376x'"),
+        ("tcp://10.0.0.7:70000", "Port out of range"),
+        ("tcp://10.0.0.7", "port is required"),
+        ("tcp:/10.0.0.7:2376", "not a Docker endpoint (Invalid bind address format"),
+        ("ssh:/ci@build-7", "ssh:// needs a host (ssh://USER@HOST)"),
+        ("ssh://ci@build-7/srv", "no path allowed for this protocol"),
+        ("ssh://", "sandbox host 'ssh://': ssh:// needs a host (ssh://USER@HOST)"),
+        (f"{MAIN},{MAIN}/", "a sandbox host is listed twice"),
+        ("ssh://ci@build-7,ssh://ci@build-7:22", "a sandbox host is listed twice"),
     ],
 )
 def test_bad_host_lists_are_one_error_line_before_any_work(hosts, message, tmp_path):
@@ -149,6 +186,37 @@ def test_humaneval_over_two_engines_with_one_crashing_mid_run(engine2, tmp_path)
     assert _ours(main, proc.pid) == []
     engine2.start()
     assert _ours(engine2.client(), proc.pid) == []
+
+
+def test_a_host_that_answers_but_cannot_start_containers_is_drained(engine2, caplog):
+    """Its engine still answers, but no container starts there any more (the
+    image deleted under the run, a full disk): each job that needed a fresh
+    container there failed its attempts and ended as sandbox_error although
+    the other host was healthy.  Now the host is drained and they run there."""
+    from evalsuite.sandbox import ExecJob, ExecStatus
+    from sandbox.docker_sandbox import DockerSandbox
+    from sandbox.image import IMAGE_TAG
+
+    # Every fourth job times out, so its container is replaced by a fresh one.
+    jobs = [ExecJob(f"j{i}", "while True:\n    pass" if i % 4 == 0 else "r = 1", timeout_s=1, result_var="r")
+            for i in range(40)]
+    results = []
+    try:
+        with DockerSandbox(hosts=f"{MAIN}#workers=2,{engine2.url}#workers=2", retry_timeouts=False) as box:
+            for result in box.run(jobs):
+                results.append(result)
+                if len(results) == 2:
+                    engine2.client().images.remove(IMAGE_TAG, force=True)  # running containers keep it
+    finally:
+        restored = evalsuite("sandbox", "build", "--if-missing", "--host", MAIN, "--host", engine2.url, timeout=600)
+        assert restored.returncode == 0, restored.stderr
+    assert sorted(r.id for r in results) == sorted(j.id for j in jobs)
+    statuses = {r.id: r.status for r in results}
+    assert {statuses[f"j{i}"] for i in range(0, 40, 4)} == {ExecStatus.TIMED_OUT}
+    assert all(statuses[j.id] is ExecStatus.PASSED for j in jobs if j.id not in {f"j{i}" for i in range(0, 40, 4)}), \
+        {k: v for k, v in statuses.items() if v is ExecStatus.SANDBOX_ERROR}
+    assert f"sandbox host {engine2.url} cannot start containers" in caplog.text
+    assert _ours(engine2.client(), os.getpid()) == [] and _ours(docker_client(), os.getpid()) == []
 
 
 def test_when_every_host_is_gone_the_rest_end_as_sandbox_error(engine2):

@@ -5,7 +5,10 @@ Options (``-M key=value``):
   replies=FILE        JSON object mapping a substring of the prompt to its reply
   loglikelihood=1     declare the capability; scores are a hash of the text
   fail_every=N        every N-th request raises (tests generation_error)
+  drop_every=N        every N-th request gets no result at all (a backend that loses one)
   kill_after=N        SIGKILL the whole process after N completions (tests resume)
+  crash_on=TEXT       SIGKILL the whole process on a prompt containing TEXT (a request that
+                      crashes whatever runs it: a poisoned input)
   delay=SECONDS       sleep per request
 """
 
@@ -44,7 +47,9 @@ class MockBackend(Backend):
         self.reply = str(extra.get("reply", "So the answer is (A)."))
         self.replies: dict[str, str] = json.loads(Path(extra["replies"]).read_text()) if "replies" in extra else {}
         self.fail_every = int(extra.get("fail_every", 0))
+        self.drop_every = int(extra.get("drop_every", 0))
         self.kill_after = int(extra.get("kill_after", 0))
+        self.crash_on = str(extra.get("crash_on", ""))
         self.delay = float(extra.get("delay", 0))
         self.has_loglikelihood = str(extra.get("loglikelihood", "0")) in ("1", "true")
         self.capabilities = frozenset({GENERATE, LOGLIKELIHOOD} if self.has_loglikelihood else {GENERATE})
@@ -65,6 +70,10 @@ class MockBackend(Backend):
                 time.sleep(self.delay)
             if self.fail_every and self.calls % self.fail_every == 0:
                 raise RuntimeError(f"mock failure on call {self.calls}")
+            if self.crash_on and self.crash_on in _text(req.prompt):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.drop_every and self.calls % self.drop_every == 0:
+                continue
             texts, reasons = [], []
             for _ in range(req.config.n):
                 text, stopped = cut_at_stop(self._complete(req.prompt), req.config.stop)

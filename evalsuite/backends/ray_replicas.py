@@ -11,8 +11,11 @@ in a single process (and ``--resume`` works unchanged).
 
 Failures:
 - a replica that dies (process killed, node lost, GPU fault) is dropped and
-  its unfinished units are dealt to the others; a result is yielded only once,
-  from the call that returned it, so nothing is lost or duplicated;
+  its unfinished requests are dealt to the others, each alone on an idle
+  replica; a result is yielded only once, from the call that returned it, so
+  nothing is lost or duplicated;
+- a request held by two replicas that died (an input that crashes whatever
+  runs it) comes back as a ``RequestFailure`` instead of killing every replica;
 - a unit whose backend call raises is retried request by request, and a
   request that fails alone comes back as a ``RequestFailure`` (the runner
   records ``generation_error``; ``--resume`` retries it);
@@ -109,6 +112,7 @@ class _Actor:
     info: ReplicaInfo
     queued: int = 0
     alive: bool = True
+    isolating: bool = False  # running a suspect request alone (see RayReplicas._deal)
 
 
 class RayReplicas(Backend):
@@ -241,26 +245,42 @@ class RayReplicas(Backend):
             list(range(start, min(start + unit, len(requests)))) for start in range(0, len(requests), unit)
         )
         running: dict[Any, tuple[_Actor, list[int]]] = {}
+        # Requests a replica held when it died.  One of them may have killed it
+        # (an input that crashes whatever runs it): each runs alone on a replica,
+        # and one held by a second replica that dies fails on its own instead of
+        # taking every replica with it.
+        suspects: set[int] = set()
         try:
             while todo or running:
                 for actor in self._live():
-                    while todo and actor.queued < self.inflight:
+                    while todo and actor.queued < self.inflight and not actor.isolating:
+                        suspect = todo[0][0] in suspects
+                        if suspect and actor.queued:
+                            break  # it waits for an idle replica
                         unit = todo.popleft()
                         ref = actor.handle.call.remote(method, [requests[i] for i in unit])
                         running[ref] = (actor, unit)
                         actor.queued += 1
+                        actor.isolating = suspect
                 if not running:
                     break  # nothing can run: every replica is gone
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 actor, unit = running.pop(ref)
                 actor.queued -= 1
+                actor.isolating = False
                 try:
                     status, value = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:  # e.g. a request that does not unpickle
                     status, value = "error", _first_line(exc)
                 except ray.exceptions.RayError as exc:  # the actor, its worker or its node died
-                    self._lose(actor, _first_line(exc))
-                    todo.appendleft(unit)  # first in line: it has waited longest
+                    why = _first_line(exc)
+                    self._lose(actor, why)
+                    if len(unit) == 1 and unit[0] in suspects:
+                        yield unit[0], RequestFailure(f"on Ray replica {actor.index}: two Ray replicas died while "
+                                                      f"running it ({why})")
+                    else:  # first in line, one by one: they have waited longest
+                        suspects.update(unit)
+                        todo.extendleft([i] for i in reversed(unit))
                     continue
                 if status == "ok":
                     for j, result in value:
@@ -321,10 +341,13 @@ def _split_options(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     }
     for key in PLACEMENT_KEYS:
         if key in extra:
+            kind = "a whole number" if parse[key] is int else "a finite number"
             try:
                 value = parse[key](str(extra[key]))
             except ValueError:
-                raise UserError(f"-M {key} must be a number, got '{extra[key]}'") from None
+                raise UserError(f"-M {key} must be {kind}, got '{extra[key]}'") from None
+            if not math.isfinite(value):  # inf and nan pass float() and every check below
+                raise UserError(f"-M {key} must be {kind}, got '{extra[key]}'")
             if value < (0 if key in ("num_gpus", "num_cpus") else 1):
                 raise UserError(f"-M {key} must be {'>= 0' if key in ('num_gpus', 'num_cpus') else '>= 1'}, got {value}")
             placement[key] = value
