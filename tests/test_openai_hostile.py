@@ -365,6 +365,19 @@ def test_a_server_that_takes_only_max_completion_tokens_gets_it():
     assert ["max_tokens" in body for body in stub.posts()] == [True, False, False, False]  # asked once, then remembered
 
 
+def test_a_400_naming_max_completion_tokens_after_the_switch_fails_the_sample_without_asking_again():
+    def reply(method, path, body):
+        if "max_tokens" in body:
+            return Reply(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                         "Use 'max_completion_tokens' instead."}})
+        return Reply(400, {"error": {"message": f"max_completion_tokens is too large: {body['max_completion_tokens']}. "
+                                     "This model supports at most 100000 completion tokens."}})
+
+    out, posts = generate_one(reply, max_new_tokens=10**6)
+    assert isinstance(out, RequestFailure) and "max_completion_tokens is too large" in out.reason
+    assert ["max_tokens" in body for body in posts] == [True, False]  # switched once, then the 400 is the answer
+
+
 @pytest.fixture(scope="module")
 def bos_tokenizer(tmp_path_factory):
     """SmolLM2's tokenizer made to add a BOS, with a chat template that writes one too (as Llama's do)."""

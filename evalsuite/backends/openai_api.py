@@ -360,11 +360,13 @@ class OpenAIBackend(Backend):
 
     async def _send(self, path: str, body: dict[str, Any], parse: Callable[[Any], Any]) -> Any:
         """One request through the cache and the pool; a failure is returned, not raised."""
+        field = self.max_tokens_field
         try:
             result, endpoint = await self._call(path, body, parse)
         except CallFailed as exc:
-            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take
-            if "max_tokens" in body and exc.status == 400 and "max_completion_tokens" in exc.reason:
+            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take.
+            # Switched once: a later 400 that names the new field ("max_completion_tokens is too large") is the answer.
+            if "max_tokens" in body and field == "max_tokens" and exc.status == 400 and "max_completion_tokens" in exc.reason:
                 self.max_tokens_field = "max_completion_tokens"
                 return await self._send(path, body, parse)
             return RequestFailure(exc.reason)
