@@ -453,6 +453,23 @@ def test_a_request_rate_below_one_per_second_is_a_rate_not_a_crash():
     assert out[0].completions == ["x"] and b.pool._rps.max_rate == 1 and b.pool._rps.time_period == 2
 
 
+def test_a_lone_surrogate_in_a_prompt_or_a_reply_is_cached_and_read_back_exactly(tmp_path):
+    # "\\ud83d" is half an emoji: what a server (or a data file) that cuts UTF-16 text sends
+    stub = StubServer(lambda *_: Reply(body=b'{"choices": [{"index": 0, "text": "ok \\ud83d", "finish_reason": "stop"}]}'))
+    reqs = [GenerateRequest(json.loads('"half \\ud83d"'), GenerationConfig(max_new_tokens=8))]
+    with stub.running():
+        runs = []
+        for _ in range(2):
+            b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "off"}, response_cache=str(tmp_path)))
+            try:
+                runs.append(dict(b.generate(reqs))[0])
+            finally:
+                b.close()
+    assert [r.cached for r in runs] == [False, True] and runs[0].completions == runs[1].completions
+    assert runs[0].completions[0].startswith("ok ")
+    assert len(stub.posts()) == 1
+
+
 def test_the_same_model_name_on_another_kind_of_server_is_another_cache_entry(tmp_path):
     first, other = StubServer(lambda *_: Reply(body=completion("a"))), StubServer(lambda *_: Reply(body=completion("b")), owned_by="llamacpp")
     with first.running(), other.running():
