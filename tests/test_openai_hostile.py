@@ -104,6 +104,10 @@ def test_a_garbage_http_date_fails_the_sample_not_the_run():
 @pytest.mark.parametrize("reply, reason", [
     (chat(None), "no content (finish_reason stop)"),
     (chat(None, "length", reasoning_content="Let me think..."), "no content after reasoning (raise max_new_tokens)"),
+    (chat("", "length", reasoning_content="Let me think..."), "no content after reasoning (raise max_new_tokens)"),
+    (chat("\n\n", "stop", reasoning="Let me think..."), "no content after reasoning"),
+    (chat([{"type": "thinking", "thinking": "Let me think..."}], "length"), "no content after reasoning (raise max_new_tokens)"),
+    (chat(None, "stop", refusal="I can't help with\nthat."), "the model refused: I can't help with that. (finish_reason stop)"),
     (chat(None, "content_filter"), "content filter withheld the completion"),
     (chat("The answer is", "content_filter"), "content filter withheld the completion"),
     (chat(None, "tool_calls", tool_calls=[{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),

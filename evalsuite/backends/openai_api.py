@@ -585,10 +585,18 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
         if reason in ("tool_calls", "function_call") or message.get("tool_calls") or message.get("function_call"):
             raise Unsupported(f"the model called a tool instead of answering (finish_reason {reason})")
         text = message.get("content")
-        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, ...]
-            text = "".join(p.get("text") or "" for p in text if isinstance(p, dict) and p.get("type") == "text")
-        if text is None:
-            thought = " after reasoning (raise max_new_tokens)" if message.get("reasoning_content") or message.get("reasoning") else ""
+        reasoned = bool(message.get("reasoning_content") or message.get("reasoning"))
+        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, {"type": "thinking", ...}]
+            parts = [p for p in text if isinstance(p, dict)]
+            reasoned = reasoned or any(p.get("type") in ("thinking", "reasoning") for p in parts)
+            texts = [p.get("text") or "" for p in parts if p.get("type") == "text"]
+            text = "".join(texts) if texts else None
+        refusal = message.get("refusal")
+        if refusal and not text:
+            raise Unsupported(f"the model refused: {_one_line(str(refusal))[:300]} (finish_reason {reason})")
+        # A reasoning model cut off before its answer sends content "" (llama.cpp) or null (vLLM): no answer either way
+        if text is None or (reasoned and isinstance(text, str) and not text.strip()):
+            thought = " after reasoning (raise max_new_tokens)" if reasoned else ""
             raise Unsupported(f"the server returned no content{thought} (finish_reason {reason})")
     if not isinstance(text, str):
         raise MalformedReply("a choice without text")
