@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sqlite3
 import time
@@ -472,6 +473,31 @@ def test_a_lone_surrogate_in_a_prompt_or_a_reply_is_cached_and_read_back_exactly
     assert [r.cached for r in runs] == [False, True] and runs[0].completions == runs[1].completions
     assert runs[0].completions[0].startswith("ok ")
     assert len(stub.posts()) == 1
+
+
+GENERATED = {"token_logprobs": [-0.5]}
+
+
+@pytest.mark.parametrize("generated, echoed, why", [
+    (None, None, "the server returns no log-probabilities (logprobs on /completions)"),
+    ({"content": [{"token": " Paris", "logprob": -0.5, "top_logprobs": []}]}, None, "not in the /completions format"),  # chat's
+    ({"token_logprobs": ["-0.5"]}, None, "not in the /completions format"),
+    (GENERATED, {"token_logprobs": [None, -0.5], "text_offset": [0, 24]}, "not in the /completions format"),  # no tokens
+    (GENERATED, {"tokens": ["The", " Paris"], "token_logprobs": [None, -0.5], "text_offset": [0]}, "not in the /completions format"),
+])
+def test_a_server_without_completions_logprobs_cannot_score_and_says_why_at_once(generated, echoed, why):
+    def reply(method, path, body):
+        logprobs = echoed if body.get("echo") else generated
+        return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length", "logprobs": logprobs}]})
+
+    stub = StubServer(reply, owned_by="vllm")
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url}))
+        b.close()
+        assert "loglikelihood" not in b.capabilities and why in b.info.server.loglikelihood
+        assert len(stub.posts("/v1/completions")) == 1 + (echoed is not None)  # the server answers so every time: not retried
+        with pytest.raises(UserError, match="loglikelihood=on, but the server cannot score: .*" + re.escape(why)):
+            OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "on"}))
 
 
 def test_the_same_model_name_on_another_kind_of_server_is_another_cache_entry(tmp_path):

@@ -273,14 +273,16 @@ class OpenAIBackend(Backend):
     async def _probe(self) -> str | None:
         # 1. generate one token greedily and note its log-probability
         gen = {"model": self.model, "prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1}
-        choice, _ = await self._call("/completions", gen, lambda d: d["choices"][0])
-        token, expected = choice["text"], choice["logprobs"]["token_logprobs"][0]
+        (token, lp), _ = await self._call("/completions", gen, lambda d: (_choice_text(d["choices"][0], chat=False), _completion_logprobs(d, echoed=False)))
+        expected = lp["token_logprobs"][0] if lp and lp["token_logprobs"] else None
+        if expected is None:
+            return "the server returns no log-probabilities (logprobs on /completions)"
         # 2. echo prompt + that token: its echoed log-probability must be the same
         echo = {**gen, "prompt": PROBE_TEXT + token, "echo": True}
-        lp, _ = await self._call("/completions", echo, lambda d: d["choices"][0]["logprobs"])
-        if not lp or not lp.get("token_logprobs"):
+        lp, _ = await self._call("/completions", echo, lambda d: _completion_logprobs(d, echoed=True))
+        if not lp or not lp["token_logprobs"]:
             return "the server returns no echoed prompt log-probabilities (echo + logprobs on /completions)"
-        offsets, lps = lp.get("text_offset") or [], lp["token_logprobs"]
+        offsets, lps = lp["text_offset"], lp["token_logprobs"]
         if lps[0] is not None:
             return "the first echoed log-probability is not null: prompt log-probabilities are misaligned"
         at = [k for k, off in enumerate(offsets) if off == len(PROBE_TEXT) and lp["tokens"][k] == token]
@@ -562,6 +564,21 @@ def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
     if not all(isinstance(i, int) for i in indices) or sorted(indices) != list(range(count)):
         raise Unsupported(f"the server returned choices with indices {indices} for {asked}")
     return sorted(choices, key=lambda c: c.get("index", 0))
+
+
+def _completion_logprobs(data: Any, echoed: bool) -> dict[str, list[Any]] | None:
+    """The first choice's ``logprobs`` in the /completions format: ``token_logprobs``
+    (numbers or null) and, for an ``echoed`` prompt, ``tokens`` and ``text_offset``,
+    lists of one length; None where the reply has none.  Raises ``Unsupported``
+    (not retried) for another format, e.g. the chat one (``{"content": [...]}``)."""
+    lp = _ordered_choices(data, 1, "completions")[0].get("logprobs")
+    if not lp:
+        return None
+    fields = ("tokens", "token_logprobs", "text_offset") if echoed else ("token_logprobs",)
+    if (not isinstance(lp, dict) or not all(isinstance(lp.get(f), list) for f in fields) or len({len(lp[f]) for f in fields}) != 1
+            or not all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in lp["token_logprobs"])):
+        raise Unsupported("log-probabilities are not in the /completions format (tokens, token_logprobs, text_offset)")
+    return lp
 
 
 def _choice_text(choice: dict[str, Any], chat: bool) -> str:
