@@ -172,12 +172,14 @@ def test_content_parts_reasoning_and_missing_usage_still_give_the_answer():
     Reply(body=b'{"choices": [{"index": 0, "text": "\\xff\\xfe'),
     Reply(body=b'{"choices": [{"index": 0, "text": "\xff\xfe", "finish_reason": "stop"}]}'),
     Reply(body=completion("Yes, that is the whole answer."), cut_after=20),
+    Reply(body=b"[" * 100_000 + b"]" * 100_000),  # nested past Python's recursion limit
+    Reply(500, body=b'{"error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 ])
 def test_a_body_that_is_not_the_api_json_is_retried_then_a_generation_error(reply):
     out, posts = generate_one(reply, prompt="x")
     assert isinstance(out, RequestFailure) and "after 2 attempts" in out.reason and len(posts) == 2
     if reply.cut_after is None:
-        assert "not JSON (" in out.reason
+        assert ("HTTP 500" if reply.status == 500 else "not JSON (") in out.reason
     if b"Gateway" in reply.body:
         assert "not JSON (text/html): '<html><body>Gateway login</body></html>'" in out.reason
 

@@ -358,7 +358,11 @@ class Reply:
     reason: str
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body as JSON; raises ``ValueError`` where it is not (nested too deeply included)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError:  # "[[[[...": a hostile or broken server, not a crash of the run
+            raise ValueError("JSON nested too deeply") from None
 
     @property
     def text(self) -> str:
