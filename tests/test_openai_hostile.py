@@ -562,34 +562,43 @@ def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refuse
     assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}
 
 
-def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_sample_not_the_run():
-    """A vLLM-like stub that passes the log-likelihood probe, scores a chat context through
-    /tokenize and /detokenize, then answers /tokenize with something else."""
-    from evalsuite.backends.base import ChoiceRequest
+def vllm_like(score: float = -0.5, tokenize: dict | None = None):
+    """A vLLM-like server's replies: it passes the log-likelihood probe, tokenizes a
+    word a token (or answers /tokenize with ``tokenize[0]`` once set) and scores every
+    prompt token at ``score``.  Returns (reply, tokenize): set ``tokenize[0]`` to change it."""
     from evalsuite.backends.openai_api import PROBE_TEXT
 
     words = (PROBE_TEXT + " Paris").split(" ")
     tokens = [words[0]] + [" " + w for w in words[1:]]
     offsets = [sum(map(len, tokens[:k])) for k in range(len(tokens))]
-    tokenize = good = {"tokens": []}
+    override = [tokenize]
 
     def reply(method, path, body):
         if path == "/version":
             return Reply(body={"version": "0.32.0"})
         if path == "/tokenize":
-            if tokenize is not good:
-                return Reply(body=tokenize)
-            return Reply(body={"tokens": list(range(len(body["prompt"].split(" ")))) if "prompt" in body else [7, 8, 9]})  # a word a token
+            if override[0] is not None:
+                return Reply(body=override[0])
+            return Reply(body={"tokens": list(range(len(body["prompt"].split(" ")))) if "prompt" in body else [7, 8, 9]})
         if path == "/detokenize":
             return Reply(body={"prompt": "user: 2+2?\nassistant:"})
-        if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt, each token at -0.5
+        if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt
             return Reply(body={"choices": [{"index": i, "text": "", "finish_reason": "length", "logprobs": {
-                "token_logprobs": [None] + [-0.5] * (len(ids) - 1), "top_logprobs": [None] + [{"x": -0.5}] * (len(ids) - 1)}}
+                "token_logprobs": [None] + [score] * (len(ids) - 1), "top_logprobs": [None] + [{"x": score}] * (len(ids) - 1)}}
                 for i, ids in enumerate(body["prompt"])]})
         lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1), "text_offset": offsets, "top_logprobs": None}
         return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length",
                                         "logprobs": lp if body.get("echo") else {"token_logprobs": [-1.0]}}]})
 
+    return reply, override
+
+
+def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_sample_not_the_run():
+    """A vLLM-like stub scores a chat context through /tokenize and /detokenize, then
+    answers /tokenize with something else."""
+    from evalsuite.backends.base import ChoiceRequest
+
+    reply, tokenize = vllm_like()
     stub = StubServer(reply)
     with stub.running():
         b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
@@ -599,11 +608,26 @@ def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_s
             (scored,) = dict(b.loglikelihood([ChoiceRequest(chat_context, [" 4", " 5"])])).values()
             assert scored.logprobs == [-0.5, -0.5] and scored.is_greedy == [True, True]  # one word past the rendered context
             for garbage in ({"count": 3}, {"tokens": "1 2 3"}, {"tokens": [1, "2"]}):
-                tokenize = garbage
+                tokenize[0] = garbage
                 (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4"])])).values()
                 assert isinstance(out, RequestFailure) and out.reason.startswith("tokenizing: malformed reply from ")
         finally:
             b.close()
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_log_probability_that_is_no_number_fails_the_sample_and_is_never_scored(score):
+    from evalsuite.backends.base import ChoiceRequest
+
+    reply, _ = vllm_like(score)
+    stub = StubServer(reply)
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
+        try:
+            (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4", " 5"])])).values()
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and "log-probability" in out.reason and "after 2 attempts" in out.reason
 
 
 def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():

@@ -439,6 +439,8 @@ class OpenAIBackend(Backend):
                 span = range(n, n + len(cont))
                 if len(lps) < n + len(cont) or any(lps[k] is None for k in span):
                     raise MalformedReply("echoed log-probabilities do not cover the continuation")
+                if any(math.isnan(lps[k]) or lps[k] == math.inf for k in span):  # JSON's NaN/Infinity: never a score
+                    raise MalformedReply(f"a log-probability that is no number: {[lps[k] for k in span]}")
                 sums.append(float(sum(lps[k] for k in span)))
                 # greedy: no other token at that position is more likely (top_logprobs holds the top-1)
                 greedy.append(all(lps[k] >= max(top[k].values()) - 1e-6 for k in span))
