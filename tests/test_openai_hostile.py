@@ -304,6 +304,9 @@ def test_the_cache_key_follows_every_decoding_parameter_and_nothing_else(tmp_pat
     ("max_model_len=abc", "max_model_len must be a number of tokens"), ("gpu_memory_utilization=1.5", "at most 1"),
     ("gpu_memory_utilization=0", "positive"), ("kv_cache_space=lots", "kv_cache_space must be a whole number"),
     ("enforce_eager=maybe", "enforce_eager must be true or false"), ("data_parallel=0", "at least 1"),
+    ("vllm_args=--port 9000", "may not set --port: evalsuite picks a free port"),
+    ("vllm_args=--max-num-seqs 8 --dtype=bfloat16", "may not set --dtype: use evalsuite's --dtype"),
+    ("vllm_args=--served_model_name other", "may not set --served-model-name"), ("vllm_args=-tp 2", "use -M tensor_parallel_size"),
 ])
 def test_bad_vllm_options_are_one_error_line_before_the_server_starts(option, message, tmp_path):
     # no interpreter to start: an option that slipped through would fail with another message, never start vLLM

@@ -19,7 +19,8 @@ vLLM options (``-M key=value``), besides the OpenAI backend's:
                            without it vLLM reserves 92 % of RAM and dies)
   enforce_eager            true/false (default true on CPU: starts in ~20 s instead of ~50 s)
   startup_timeout          seconds to wait for /health (default 900)
-  vllm_args                further server arguments, shell-quoted
+  vllm_args                further server arguments, shell-quoted (not the model, host,
+                           port, dtype, revision or tensor parallelism evalsuite sets)
 
 ``--dtype auto`` is float32 on CPU, as in the HF backend (vLLM alone would
 downcast to bfloat16 and give other completions); ``--revision`` is passed on.
@@ -58,6 +59,14 @@ VLLM_OPTIONS = {
     "kv_cache_space", "enforce_eager", "startup_timeout", "vllm_args",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# Server flags evalsuite sets itself: vLLM takes the last of a repeated flag, so one in -M vllm_args would
+# move the server off the port evalsuite waits on, or serve weights other than run.json and the cache record.
+OWNED_FLAGS = {
+    "--model": "give the model as vllm:MODEL", "--served-model-name": "evalsuite names the model",
+    "--host": "evalsuite serves on 127.0.0.1", "--port": "evalsuite picks a free port", "--uds": "evalsuite serves on a port",
+    "--dtype": "use evalsuite's --dtype", "--revision": "use evalsuite's --revision",
+    "--tensor-parallel-size": "use -M tensor_parallel_size", "-tp": "use -M tensor_parallel_size",
+}
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 
@@ -234,9 +243,14 @@ def check_vllm_options(vllm: dict[str, Any]) -> None:
     if "enforce_eager" in vllm and str(vllm["enforce_eager"]).lower() not in (*TRUE, *FALSE):
         raise UserError(f"-M enforce_eager must be true or false, got {vllm['enforce_eager']!r}")
     try:
-        shlex.split(str(vllm.get("vllm_args", "")))
+        words = shlex.split(str(vllm.get("vllm_args", "")))
     except ValueError as exc:
         raise UserError(f"-M vllm_args are not shell words ({exc}): {vllm['vllm_args']!r}") from None
+    for word in words:
+        flag = word.split("=", 1)[0]
+        flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag  # vLLM reads --max_model_len too
+        if flag in OWNED_FLAGS:
+            raise UserError(f"-M vllm_args may not set {flag}: {OWNED_FLAGS[flag]}")
 
 
 class VLLMBackend(OpenAIBackend):
