@@ -633,6 +633,23 @@ def test_a_log_probability_that_is_no_number_fails_the_sample_and_is_never_score
     assert isinstance(out, RequestFailure) and "log-probability" in out.reason and "after 2 attempts" in out.reason
 
 
+@pytest.mark.parametrize("busy", [Reply(429, {"error": {"message": "Rate limit reached"}}, headers={"Retry-After": "0"}),
+                                  Reply(429, b"Too Many Requests", headers={"Content-Type": "text/plain"}),
+                                  Reply(503, {"message": "overloaded"})])
+def test_a_retry_goes_to_another_endpoint_than_the_one_that_failed(busy, capfd):
+    # A busy endpoint answers at once, so it always has the fewest requests in flight: retries must not all go to it.
+    bad, good = StubServer(lambda *_: busy), StubServer(lambda *_: Reply(body=completion("fine")))
+    with bad.running(), good.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": f"{bad.base_url},{good.base_url}", "loglikelihood": "off",
+                                                        "max_retries": "2", "concurrency": "1"}))
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4)) for _ in range(6)]))
+        finally:
+            b.close()
+    assert [out[i].completions for i in range(6)] == [["fine"]] * 6 and len(good.posts()) == 6
+    assert len(bad.posts()) <= 3 and f"draining endpoint {bad.base_url}" in capfd.readouterr().err  # drained after 3 failures
+
+
 def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():
     down = {"now": True}
     flaky = StubServer(lambda *_: Reply(500, {"error": {"message": "down"}}) if down["now"] else Reply(body=completion("flaky")))

@@ -20,7 +20,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -221,12 +221,12 @@ class EndpointPool:
             retry=retry_if_exception(lambda e: isinstance(e, CallFailed) and e.retryable),
             reraise=True,
         )
-        attempts = 0
+        attempts, tried = 0, []  # tried: the endpoints attempts went to, so that a retry goes elsewhere
         try:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(method, path, body, parse, endpoint, tokens)
+                    return await self._attempt(method, path, body, parse, endpoint, tokens, tried)
         except CallFailed as exc:
             if attempts > 1:
                 exc.reason = f"{exc.reason} (after {attempts} attempts)"
@@ -244,7 +244,8 @@ class EndpointPool:
         return backoff
 
     async def _attempt(
-        self, method: str, path: str, body: Any, parse: Callable[[Any], T], pinned: Endpoint | None, tokens: int
+        self, method: str, path: str, body: Any, parse: Callable[[Any], T], pinned: Endpoint | None, tokens: int,
+        tried: list[Endpoint],
     ) -> tuple[T, Endpoint]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.settings.concurrency)
@@ -253,7 +254,8 @@ class EndpointPool:
         if self._rps is not None:
             await self._rps.acquire()
         async with self._slots:
-            ep = pinned or self._pick()
+            ep = pinned or self._pick(avoid=tried)
+            tried.append(ep)
             url = ep.root + path[1:] if path.startswith("//") else ep.url + path
             ep.outstanding += 1
             self.calls += 1
@@ -283,6 +285,8 @@ class EndpointPool:
             retry_after = _retry_after(reply)
             if status >= 500:
                 raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
+            if status == 429 and retryable:  # this endpoint is overloaded or rate-limited, not the pool: it may be drained
+                raise self._failed(ep, reason, retryable=retryable, status=status, retry_after=retry_after)
             raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
             data = reply.json()
@@ -303,11 +307,14 @@ class EndpointPool:
 
     # -- health and draining ----------------------------------------------------
 
-    def _pick(self) -> Endpoint:
+    def _pick(self, avoid: Sequence[Endpoint] = ()) -> Endpoint:
+        """The healthy endpoint with the fewest requests in flight, preferring one not in
+        ``avoid`` (where this request's earlier attempts failed): an endpoint that fails fast
+        has the fewest in flight, and would otherwise take every retry."""
         healthy = [e for e in self.endpoints if not e.drained]
         if not healthy:
             raise CallFailed("every endpoint is drained: " + ", ".join(e.url for e in self.endpoints), retryable=True)
-        return min(healthy, key=lambda e: e.outstanding)
+        return min([e for e in healthy if e not in avoid] or healthy, key=lambda e: e.outstanding)
 
     def _failed(
         self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
