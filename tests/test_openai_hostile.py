@@ -331,6 +331,18 @@ def test_a_pool_with_every_endpoint_down_is_one_error_line_naming_each(tmp_path)
     assert lines[0].startswith("error: cannot reach any of the 2 endpoints: ") and all(u in lines[0] for u in urls)
 
 
+def test_a_server_that_accepts_but_never_answers_fails_the_start_within_the_health_timeout(monkeypatch):
+    from evalsuite.backends import endpoints
+
+    monkeypatch.setattr(endpoints, "HEALTH_TIMEOUT", 0.2)
+    with socket.socket() as hung:  # listens, so connections are made, but nothing ever answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/v1"
+        with pytest.raises(UserError, match=re.escape(f"cannot reach the server: no reply from {url} within 0.2 s (after 3 attempts)")):
+            OpenAIBackend("stub", BackendOptions(extra={"base_url": url, "timeout": "600"}))
+
+
 def test_an_endpoint_serving_another_model_is_named():
     right, wrong = StubServer(lambda *_: Reply(body=completion("x"))), StubServer(lambda *_: Reply(body=completion("x")), ["other"])
     with right.running(), wrong.running():

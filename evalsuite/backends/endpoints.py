@@ -33,6 +33,7 @@ from evalsuite.errors import UserError
 
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+HEALTH_TIMEOUT = 10.0  # seconds for a health check or a start-up call: a live server lists its models at once
 QUOTA_EXHAUSTED = re.compile(r"insufficient_quota|billing_hard_limit_reached|budget.{0,20}exceeded", re.I)  # OpenAI, litellm
 
 
@@ -186,6 +187,13 @@ class EndpointPool:
                     raise ReplyTooLarge(f"a reply from {url} larger than {limit:,} bytes")
             return Reply(r.status, r.headers, bytes(data), r.reason or "")
 
+    @property
+    def quick_timeout(self) -> float:
+        """Seconds per attempt of a call a live server answers at once (its model list, its
+        version): a server that accepts connections but hangs fails the start in seconds,
+        not after ``timeout`` (300 s) times each retry."""
+        return min(HEALTH_TIMEOUT, self.settings.timeout)
+
     async def aclose(self) -> None:
         for w in self._watchers:
             w.cancel()
@@ -204,6 +212,7 @@ class EndpointPool:
         endpoint: Endpoint | None = None,
         tokens: int = 0,
         retries: int | None = None,
+        timeout: float | None = None,
     ) -> tuple[T, Endpoint]:
         """``method path`` with retries; returns the parsed reply and who sent it.
 
@@ -212,7 +221,8 @@ class EndpointPool:
         gives it, called at each attempt.  ``parse`` turns the JSON reply
         into a result and raises ``MalformedReply`` (or KeyError/TypeError) if
         the reply is not what the API specifies.  ``tokens`` is the estimated
-        cost for the tokens/min limit.  Raises ``CallFailed`` after the last
+        cost for the tokens/min limit; ``timeout`` (seconds per attempt) overrides
+        the pool's, e.g. ``quick_timeout``.  Raises ``CallFailed`` after the last
         attempt, or at once for a non-retryable status (400, 401, 404, ...).
         """
         retrying = AsyncRetrying(
@@ -226,7 +236,7 @@ class EndpointPool:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(method, path, body, parse, endpoint, tokens, tried)
+                    return await self._attempt(method, path, body, parse, endpoint, tokens, tried, timeout or self.settings.timeout)
         except CallFailed as exc:
             if attempts > 1:
                 exc.reason = f"{exc.reason} (after {attempts} attempts)"
@@ -245,7 +255,7 @@ class EndpointPool:
 
     async def _attempt(
         self, method: str, path: str, body: Any, parse: Callable[[Any], T], pinned: Endpoint | None, tokens: int,
-        tried: list[Endpoint],
+        tried: list[Endpoint], timeout: float,
     ) -> tuple[T, Endpoint]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.settings.concurrency)
@@ -263,9 +273,9 @@ class EndpointPool:
                 # wait_for bounds the whole reply: a server that trickles bytes
                 # slower than the read timeout would otherwise never time out.
                 payload = body() if callable(body) else body
-                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), self.settings.timeout)
+                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), timeout)
             except asyncio.TimeoutError:
-                raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
+                raise self._failed(ep, f"no reply from {ep.url} within {timeout:g} s", retryable=True) from None
             except ReplyTooLarge as exc:
                 raise CallFailed(str(exc), retryable=False) from None
             except (aiohttp.ClientError, OSError) as exc:
@@ -349,7 +359,7 @@ class EndpointPool:
     async def healthy(self, ep: Endpoint) -> bool:
         """GET <base>/models answers 200 with JSON (any OpenAI-compatible server)."""
         try:
-            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), min(10.0, self.settings.timeout))
+            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), self.quick_timeout)
             return reply.status == 200 and isinstance(reply.json(), dict)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False

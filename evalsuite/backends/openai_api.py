@@ -189,7 +189,8 @@ class OpenAIBackend(Backend):
         for ep in self.pool.endpoints:
             try:
                 listings[ep.url], _ = await self.pool.call(
-                    "GET", "/models", parse=lambda d: [m for m in d["data"] if isinstance(m, dict)], endpoint=ep, retries=2
+                    "GET", "/models", parse=lambda d: [m for m in d["data"] if isinstance(m, dict)], endpoint=ep, retries=2,
+                    timeout=self.pool.quick_timeout,
                 )
             except CallFailed as exc:
                 if exc.status in (401, 403):
@@ -227,7 +228,7 @@ class OpenAIBackend(Backend):
 
     async def _version(self) -> str | None:
         try:
-            data, _ = await self.pool.call("GET", "//version", retries=1)
+            data, _ = await self.pool.call("GET", "//version", retries=1, timeout=self.pool.quick_timeout)
             return str(data["version"]) if isinstance(data, dict) and "version" in data else None
         except CallFailed:
             return None
