@@ -243,6 +243,17 @@ def test_basic_auth_from_openai_base_url_is_sent_but_never_recorded(monkeypatch)
     assert "p@ss" not in b.info.model_dump_json() and "p%40ss" not in b.info.model_dump_json()
 
 
+def test_an_ipv6_base_url_keeps_its_brackets():
+    stub = StubServer(lambda *_: Reply(body=completion("fine")), host="::1")
+    with stub.running():
+        b = backend(stub)
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))]))
+        finally:
+            b.close()
+    assert out[0].completions == ["fine"] and b.info.server.base_urls == [stub.base_url] and "[::1]" in stub.base_url
+
+
 def test_a_url_given_twice_is_one_endpoint():
     stub = StubServer(lambda *_: Reply(body=completion("x")))
     with stub.running():

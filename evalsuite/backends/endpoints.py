@@ -131,6 +131,7 @@ def clean_url(url: str) -> str:
     """The URL without user:password@ (never recorded) or a trailing slash."""
     parts = urlsplit(url.strip())
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets (hostname drops them)
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, "")).rstrip("/")
 
