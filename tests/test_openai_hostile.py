@@ -673,6 +673,20 @@ def test_a_retry_goes_to_another_endpoint_than_the_one_that_failed(busy, capfd):
     assert len(bad.posts()) <= 3 and f"draining endpoint {bad.base_url}" in capfd.readouterr().err  # drained after 3 failures
 
 
+def test_a_pool_that_fails_everywhere_keeps_its_last_endpoint_and_names_the_servers_error(capfd):
+    busy = [StubServer(lambda *_: Reply(503, {"message": "overloaded"}, headers={"Retry-After": "0"})) for _ in range(2)]
+    with busy[0].running(), busy[1].running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": ",".join(s.base_url for s in busy), "loglikelihood": "off",
+                                                        "max_retries": "3", "drain_after": "1"}))
+        try:
+            (out,) = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))])).values()
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and "HTTP 503" in out.reason and "overloaded (after 4 attempts)" in out.reason
+    assert not all(e.drained for e in b.pool.endpoints)
+    assert "/v1//version" not in capfd.readouterr().err  # vLLM's /version is at the server root
+
+
 def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():
     down = {"now": True}
     flaky = StubServer(lambda *_: Reply(500, {"error": {"message": "down"}}) if down["now"] else Reply(body=completion("flaky")))

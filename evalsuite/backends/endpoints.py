@@ -285,13 +285,13 @@ class EndpointPool:
                 ep.outstanding -= 1
         if 300 <= reply.status < 400:
             where = _without_credentials(reply.headers.get("location", "nowhere"))
-            raise CallFailed(f"HTTP {reply.status} from {ep.url}{path}: redirected to {where} (give that URL as base_url)",
+            raise CallFailed(f"HTTP {reply.status} from {url}: redirected to {where} (give that URL as base_url)",
                              retryable=False, status=reply.status)
         if reply.status >= 400:
             status = reply.status
             # an exhausted quota or budget is sent as a 429 too, and no wait refills it
             retryable = (status in RETRY_STATUS or status >= 500) and not QUOTA_EXHAUSTED.search(reply.text)
-            reason = f"HTTP {status} from {ep.url}{path}: {_error_message(reply)}"
+            reason = f"HTTP {status} from {url}: {_error_message(reply)}"
             # a 503 says when to come back as often as a 429 does
             retry_after = _retry_after(reply)
             if status >= 500:
@@ -303,15 +303,15 @@ class EndpointPool:
             data = reply.json()
         except ValueError:  # an HTML login or error page, bytes that are not UTF-8, a cut body
             kind = reply.headers.get("content-type", "no content type")
-            raise self._failed(ep, f"malformed reply from {ep.url}{path}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
+            raise self._failed(ep, f"malformed reply from {url}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
                                retryable=True) from None
         try:
             result = parse(data)
         except Unsupported as exc:
-            raise CallFailed(f"{ep.url}{path}: {exc}", retryable=False) from None
+            raise CallFailed(f"{url}: {exc}", retryable=False) from None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # MalformedReply is a ValueError
             detail = f": {exc}" if isinstance(exc, MalformedReply) else ""
-            raise self._failed(ep, f"malformed reply from {ep.url}{path}{detail}", retryable=True) from None
+            raise self._failed(ep, f"malformed reply from {url}{detail}", retryable=True) from None
         ep.failures = 0
         ep.served += 1
         return result, ep
@@ -331,7 +331,10 @@ class EndpointPool:
         self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
     ) -> CallFailed:
         ep.failures += 1
-        if self.auto_drain and ep.failures >= self.settings.drain_after and len(self.endpoints) > 1:
+        # never the last healthy one: with all failing (a rate limit they share, an outage) requests keep
+        # trying one, honouring its Retry-After, and fail with its error rather than "every endpoint is drained"
+        others = any(e is not ep and not e.drained for e in self.endpoints)
+        if self.auto_drain and ep.failures >= self.settings.drain_after and others:
             self.drain(ep, reason)
         return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
 
