@@ -200,6 +200,7 @@ def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
 
 
 @pytest.mark.parametrize("url, message", [
+    ("http://api..example.com/v1", "has no valid host name"), ("http://" + "a" * 64 + ".example.com/v1", "has no valid host name"),
     ("http://host:abc/v1", "not a valid URL"), ("http://host:99999/v1", "not a valid URL"), ("http://host:0/v1", "no valid port"),
     ("http://[::1/v1", "not a valid URL"), ("http:///v1", "has no host"), ("https://", "has no host"),
     ("http://host/v1?api-version=1", "query string"), ("http://host/v1#x", "query string"),

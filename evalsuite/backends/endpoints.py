@@ -104,6 +104,11 @@ def check_url(url: str, *, credentials_allowed: bool) -> None:
         raise UserError(f"base_url {shown!r} has no valid port (1-65535)")
     if not parts.hostname:
         raise UserError(f"base_url {shown!r} has no host")
+    if ":" not in parts.hostname:  # not IPv6: a name DNS can carry ("api..example.com" cannot be looked up)
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise UserError(f"base_url {shown!r} has no valid host name: an empty label (..) or one over 63 characters") from None
     endpoint = re.search(r"/(chat/completions|completions|models)/?$", parts.path)
     if endpoint:
         raise UserError(f"base_url {shown!r} names an endpoint: give the API root, without /{endpoint.group(1)}")
