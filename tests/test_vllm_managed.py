@@ -156,6 +156,8 @@ def test_managed_server_options_reach_the_command_line():
         assert args[args.index(flag) + 1] == value
     assert "--enforce-eager" not in args
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in servers] == ["0,1", "2,3"]
+    _, servers = plan_servers(resolve_model("smollm2-135m"), BackendOptions(device="cuda:1"), {"data_parallel": "2"})
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in servers] == ["1", "2"]  # --device cuda:N is honoured, not GPU 0
     _, (cpu,) = plan_servers(resolve_model("smollm2-135m"), BackendOptions(device="cpu"), {"kv_cache_space": "3"})
     assert cpu.env["VLLM_CPU_KVCACHE_SPACE"] == "3" and "--enforce-eager" in cpu.command
     assert cpu.command[cpu.command.index("--dtype") + 1] == "float32"  # the HF backend's CPU dtype, not vLLM's bf16

@@ -215,9 +215,13 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
         args.append("--enforce-eager")
     args += shlex.split(str(vllm.get("vllm_args", "")))  # checked by check_vllm_options
     env = {"VLLM_CPU_KVCACHE_SPACE": str(vllm.get("kv_cache_space", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")))}
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(replicas * tp)))).split(",")
+    # --device cuda:N: the replicas' GPUs start at the N-th visible one, as torch counts them
+    first = int(options.device.split(":")[1]) if re.fullmatch(r"cuda:\d+", options.device) else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = (visible.split(",") if visible else [str(i) for i in range(first + replicas * tp)])[first:]
     if not cpu and len(gpus) < replicas * tp:
-        raise UserError(f"{replicas} replicas x {tp} GPUs need {replicas * tp} GPUs; CUDA_VISIBLE_DEVICES has {len(gpus)}")
+        raise UserError(f"{replicas} replicas x {tp} GPUs from GPU {first} on need {replicas * tp} GPUs; "
+                        f"CUDA_VISIBLE_DEVICES has {len(gpus)} from there")
     python = vllm_python(vllm.get("vllm_python"))  # after the options: a typo is named first
     servers = []
     for i in range(replicas):
