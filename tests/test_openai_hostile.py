@@ -659,7 +659,8 @@ def test_a_log_probability_that_is_no_number_fails_the_sample_and_is_never_score
 
 @pytest.mark.parametrize("busy", [Reply(429, {"error": {"message": "Rate limit reached"}}, headers={"Retry-After": "0"}),
                                   Reply(429, b"Too Many Requests", headers={"Content-Type": "text/plain"}),
-                                  Reply(503, {"message": "overloaded"})])
+                                  Reply(503, {"message": "overloaded"}),
+                                  Reply(404, {"error": {"message": "The model `stub` does not exist.", "code": 404}})])  # restarted
 def test_a_retry_goes_to_another_endpoint_than_the_one_that_failed(busy, capfd):
     # A busy endpoint answers at once, so it always has the fewest requests in flight: retries must not all go to it.
     bad, good = StubServer(lambda *_: busy), StubServer(lambda *_: Reply(body=completion("fine")))

@@ -34,6 +34,8 @@ from evalsuite.errors import UserError
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 HEALTH_TIMEOUT = 10.0  # seconds for a health check or a start-up call: a live server lists its models at once
+# vLLM, OpenAI, Ollama: an endpoint that no longer serves the model (restarted with another), not a bad request
+MODEL_MISSING = re.compile(r"model\b.{0,200}\b(does not exist|not found)", re.I)
 QUOTA_EXHAUSTED = re.compile(r"insufficient_quota|billing_hard_limit_reached|budget.{0,20}exceeded", re.I)  # OpenAI, litellm
 
 
@@ -303,6 +305,8 @@ class EndpointPool:
                 raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
             if status == 429 and retryable:  # this endpoint is overloaded or rate-limited, not the pool: it may be drained
                 raise self._failed(ep, reason, retryable=retryable, status=status, retry_after=retry_after)
+            if status == 404 and MODEL_MISSING.search(reason) and self._others_healthy(ep):  # the others may serve it
+                raise self._failed(ep, reason, retryable=True, status=status)
             raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
             data = reply.json()
@@ -338,10 +342,12 @@ class EndpointPool:
         ep.failures += 1
         # never the last healthy one: with all failing (a rate limit they share, an outage) requests keep
         # trying one, honouring its Retry-After, and fail with its error rather than "every endpoint is drained"
-        others = any(e is not ep and not e.drained for e in self.endpoints)
-        if self.auto_drain and ep.failures >= self.settings.drain_after and others:
+        if self.auto_drain and ep.failures >= self.settings.drain_after and self._others_healthy(ep):
             self.drain(ep, reason)
         return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
+
+    def _others_healthy(self, ep: Endpoint) -> bool:
+        return any(e is not ep and not e.drained for e in self.endpoints)
 
     def drain(self, ep: Endpoint, reason: str) -> None:
         """Send no more requests to ``ep`` until its health check passes (one watcher per drain)."""
