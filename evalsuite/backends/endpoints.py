@@ -5,8 +5,11 @@ endpoint with the fewest requests in flight, bounds concurrency, applies the
 client-side rate limits, and retries (tenacity: exponential backoff with full
 jitter, at least the server's ``Retry-After``) on 408/409/429, 5xx, timeouts,
 dropped connections and malformed replies -- the conditions the official
-``openai`` client retries too.  An endpoint that fails ``drain_after`` times in
-a row is drained: requests go elsewhere while a health check polls it back.
+``openai`` client retries too.  A retry goes to another endpoint than the ones
+the request failed on, where there is one.  An endpoint that fails
+``drain_after`` times in a row (5xx, 429, timeouts, malformed replies, a 404 for
+the model) is drained: requests go elsewhere while a health check polls it
+back.  The last healthy endpoint is never drained.
 """
 
 from __future__ import annotations
