@@ -355,6 +355,26 @@ def test_a_server_that_accepts_but_never_answers_fails_the_start_within_the_heal
             OpenAIBackend("stub", BackendOptions(extra={"base_url": url, "timeout": "600"}))
 
 
+@pytest.mark.parametrize("listing, served", [
+    ([{"id": "stub", "root": ["/models/a"]}], True), ([{"id": "stub", "root": {"path": "a"}, "owned_by": ["vllm"]}], True),
+    ([{"id": ["stub"]}], False), ([{"id": {"name": "stub"}}, "stub", None], False),
+])
+def test_a_model_listing_with_lists_or_objects_for_names_is_read_not_a_crash(listing, served):
+    stub = StubServer(lambda *_: Reply(body=completion("fine")))
+    stub.models_reply = Reply(body={"object": "list", "data": listing})
+    with stub.running():
+        if not served:
+            with pytest.raises(UserError, match="model 'stub' is not served at .* \\(it serves: no model\\)"):
+                backend(stub)
+            return
+        b = backend(stub)
+        try:
+            assert dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))]))[0].completions == ["fine"]
+        finally:
+            b.close()
+    assert b.info.server.models_entry == {"id": "stub"}
+
+
 def test_an_endpoint_serving_another_model_is_named():
     right, wrong = StubServer(lambda *_: Reply(body=completion("x"))), StubServer(lambda *_: Reply(body=completion("x")), ["other"])
     with right.running(), wrong.running():

@@ -189,7 +189,7 @@ class OpenAIBackend(Backend):
         for ep in self.pool.endpoints:
             try:
                 listings[ep.url], _ = await self.pool.call(
-                    "GET", "/models", parse=lambda d: [m for m in d["data"] if isinstance(m, dict)], endpoint=ep, retries=2,
+                    "GET", "/models", parse=_model_entries, endpoint=ep, retries=2,
                     timeout=self.pool.quick_timeout,
                 )
             except CallFailed as exc:
@@ -567,6 +567,14 @@ def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
     if not all(isinstance(i, int) for i in indices) or sorted(indices) != list(range(count)):
         raise Unsupported(f"the server returned choices with indices {indices} for {asked}")
     return sorted(choices, key=lambda c: c.get("index", 0))
+
+
+def _model_entries(data: Any) -> list[dict[str, Any]]:
+    """The entries of a /models listing that have a string id, each with only its
+    string, number and boolean fields: a listing with a list or an object for a
+    root or an id is read, not a crash (they become set members and cache keys)."""
+    return [{k: v for k, v in m.items() if isinstance(v, (str, int, float, bool))}
+            for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
 def _completion_logprobs(data: Any, echoed: bool) -> dict[str, list[Any]] | None:
