@@ -609,10 +609,11 @@ def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refuse
     assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}
 
 
-def vllm_like(score: float = -0.5, tokenize: dict | None = None):
+def vllm_like(score: float = -0.5, tokenize: dict | None = None, top: bool = True):
     """A vLLM-like server's replies: it passes the log-likelihood probe, tokenizes a
     word a token (or answers /tokenize with ``tokenize[0]`` once set) and scores every
-    prompt token at ``score``.  Returns (reply, tokenize): set ``tokenize[0]`` to change it."""
+    prompt token at ``score`` (with ``top_logprobs`` unless ``top`` is false).  Returns
+    (reply, tokenize): set ``tokenize[0]`` to change it."""
     from evalsuite.backends.openai_api import PROBE_TEXT
 
     words = (PROBE_TEXT + " Paris").split(" ")
@@ -631,7 +632,8 @@ def vllm_like(score: float = -0.5, tokenize: dict | None = None):
             return Reply(body={"prompt": "user: 2+2?\nassistant:"})
         if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt
             return Reply(body={"choices": [{"index": i, "text": "", "finish_reason": "length", "logprobs": {
-                "token_logprobs": [None] + [score] * (len(ids) - 1), "top_logprobs": [None] + [{"x": score}] * (len(ids) - 1)}}
+                "token_logprobs": [None] + [score] * (len(ids) - 1),
+                "top_logprobs": [None] + [{"x": score}] * (len(ids) - 1) if top else None}}
                 for i, ids in enumerate(body["prompt"])]})
         lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1), "text_offset": offsets, "top_logprobs": None}
         return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length",
@@ -660,6 +662,21 @@ def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_s
                 assert isinstance(out, RequestFailure) and out.reason.startswith("tokenizing: malformed reply from ")
         finally:
             b.close()
+
+
+def test_scoring_without_top_logprobs_fails_the_sample_at_once_and_never_guesses_is_greedy():
+    from evalsuite.backends.base import ChoiceRequest
+
+    reply, _ = vllm_like(top=False)
+    stub = StubServer(reply)
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "3"}))
+        try:
+            (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4", " 5"])])).values()
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and "no top_logprobs for the echoed prompt" in out.reason
+    assert sum(isinstance(p.get("prompt"), list) for p in stub.posts("/v1/completions")) == 1  # not retried
 
 
 @pytest.mark.parametrize("score", [float("nan"), float("inf")])

@@ -443,6 +443,9 @@ class OpenAIBackend(Backend):
                 if any(math.isnan(lps[k]) or lps[k] == math.inf for k in span):  # JSON's NaN/Infinity: never a score
                     raise MalformedReply(f"a log-probability that is no number: {[lps[k] for k in span]}")
                 sums.append(float(sum(lps[k] for k in span)))
+                if not isinstance(top, list) or len(top) < n + len(cont) or not all(isinstance(top[k], dict) and top[k] for k in span):
+                    # the server would answer so again: not retried, and is_greedy is never guessed
+                    raise Unsupported("the server returns no top_logprobs for the echoed prompt: is_greedy cannot be computed")
                 # greedy: no other token at that position is more likely (top_logprobs holds the top-1)
                 greedy.append(all(lps[k] >= max(top[k].values()) - 1e-6 for k in span))
             return LoglikelihoodResult(logprobs=sums, is_greedy=greedy, token_counts=[len(c) for c in conts])
