@@ -9,6 +9,7 @@ Every request is recorded in ``requests`` as (method, path, headers, body).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,8 +41,9 @@ def chat(content: str | None, finish_reason: str | None = "stop", **message: Any
 
 
 class StubServer:
-    def __init__(self, reply: Callable[[str, str, Any], Reply], models: list[str] | None = None, owned_by: str = "stub") -> None:
-        self.reply = reply
+    def __init__(self, reply: Callable[[str, str, Any], Reply], models: list[str] | None = None, owned_by: str = "stub",
+                 host: str = "127.0.0.1") -> None:
+        self.reply, self.host = reply, host
         self.models = models or ["stub"]
         self.owned_by = owned_by
         self.models_reply: Reply | None = None  # GET /v1/models: the model list unless set
@@ -49,7 +51,8 @@ class StubServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._server.server_address[1]}/v1"
 
     def posts(self, path: str | None = None) -> list[Any]:
         """Bodies of the POSTs received (to ``path`` only, when given)."""
@@ -90,7 +93,8 @@ class StubServer:
             def do_POST(self) -> None:
                 self._serve("POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = type("Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6 if ":" in self.host else socket.AF_INET})
+        self._server = server((self.host, 0), Handler)
         self._server.daemon_threads = True
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         thread.start()

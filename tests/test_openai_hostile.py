@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sqlite3
 import time
@@ -104,6 +105,10 @@ def test_a_garbage_http_date_fails_the_sample_not_the_run():
 @pytest.mark.parametrize("reply, reason", [
     (chat(None), "no content (finish_reason stop)"),
     (chat(None, "length", reasoning_content="Let me think..."), "no content after reasoning (raise max_new_tokens)"),
+    (chat("", "length", reasoning_content="Let me think..."), "no content after reasoning (raise max_new_tokens)"),
+    (chat("\n\n", "stop", reasoning="Let me think..."), "no content after reasoning"),
+    (chat([{"type": "thinking", "thinking": "Let me think..."}], "length"), "no content after reasoning (raise max_new_tokens)"),
+    (chat(None, "stop", refusal="I can't help with\nthat."), "the model refused: I can't help with that. (finish_reason stop)"),
     (chat(None, "content_filter"), "content filter withheld the completion"),
     (chat("The answer is", "content_filter"), "content filter withheld the completion"),
     (chat(None, "tool_calls", tool_calls=[{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),
@@ -167,12 +172,14 @@ def test_content_parts_reasoning_and_missing_usage_still_give_the_answer():
     Reply(body=b'{"choices": [{"index": 0, "text": "\\xff\\xfe'),
     Reply(body=b'{"choices": [{"index": 0, "text": "\xff\xfe", "finish_reason": "stop"}]}'),
     Reply(body=completion("Yes, that is the whole answer."), cut_after=20),
+    Reply(body=b"[" * 100_000 + b"]" * 100_000),  # nested past Python's recursion limit
+    Reply(500, body=b'{"error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 ])
 def test_a_body_that_is_not_the_api_json_is_retried_then_a_generation_error(reply):
     out, posts = generate_one(reply, prompt="x")
     assert isinstance(out, RequestFailure) and "after 2 attempts" in out.reason and len(posts) == 2
     if reply.cut_after is None:
-        assert "not JSON (" in out.reason
+        assert ("HTTP 500" if reply.status == 500 else "not JSON (") in out.reason
     if b"Gateway" in reply.body:
         assert "not JSON (text/html): '<html><body>Gateway login</body></html>'" in out.reason
 
@@ -193,6 +200,7 @@ def test_stop_strings_beyond_openais_four_and_empty_ones_are_applied_here():
 
 
 @pytest.mark.parametrize("url, message", [
+    ("http://api..example.com/v1", "has no valid host name"), ("http://" + "a" * 64 + ".example.com/v1", "has no valid host name"),
     ("http://host:abc/v1", "not a valid URL"), ("http://host:99999/v1", "not a valid URL"), ("http://host:0/v1", "no valid port"),
     ("http://[::1/v1", "not a valid URL"), ("http:///v1", "has no host"), ("https://", "has no host"),
     ("http://host/v1?api-version=1", "query string"), ("http://host/v1#x", "query string"),
@@ -234,6 +242,17 @@ def test_basic_auth_from_openai_base_url_is_sent_but_never_recorded(monkeypatch)
             b.close()
     assert {h.get("Authorization") for _, _, h, _ in stub.requests} == {"Basic ZXZhbHVhdG9yOnBAc3M="}  # evaluator:p@ss
     assert "p@ss" not in b.info.model_dump_json() and "p%40ss" not in b.info.model_dump_json()
+
+
+def test_an_ipv6_base_url_keeps_its_brackets():
+    stub = StubServer(lambda *_: Reply(body=completion("fine")), host="::1")
+    with stub.running():
+        b = backend(stub)
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))]))
+        finally:
+            b.close()
+    assert out[0].completions == ["fine"] and b.info.server.base_urls == [stub.base_url] and "[::1]" in stub.base_url
 
 
 def test_a_url_given_twice_is_one_endpoint():
@@ -297,6 +316,9 @@ def test_the_cache_key_follows_every_decoding_parameter_and_nothing_else(tmp_pat
     ("max_model_len=abc", "max_model_len must be a number of tokens"), ("gpu_memory_utilization=1.5", "at most 1"),
     ("gpu_memory_utilization=0", "positive"), ("kv_cache_space=lots", "kv_cache_space must be a whole number"),
     ("enforce_eager=maybe", "enforce_eager must be true or false"), ("data_parallel=0", "at least 1"),
+    ("vllm_args=--port 9000", "may not set --port: evalsuite picks a free port"),
+    ("vllm_args=--max-num-seqs 8 --dtype=bfloat16", "may not set --dtype: use evalsuite's --dtype"),
+    ("vllm_args=--served_model_name other", "may not set --served-model-name"), ("vllm_args=-tp 2", "use -M tensor_parallel_size"),
 ])
 def test_bad_vllm_options_are_one_error_line_before_the_server_starts(option, message, tmp_path):
     # no interpreter to start: an option that slipped through would fail with another message, never start vLLM
@@ -319,6 +341,38 @@ def test_a_pool_with_every_endpoint_down_is_one_error_line_naming_each(tmp_path)
     lines = _error_lines(res.stderr)
     assert res.returncode == 2 and len(lines) == 1, res.stderr  # no "draining" line for a run that never starts
     assert lines[0].startswith("error: cannot reach any of the 2 endpoints: ") and all(u in lines[0] for u in urls)
+
+
+def test_a_server_that_accepts_but_never_answers_fails_the_start_within_the_health_timeout(monkeypatch):
+    from evalsuite.backends import endpoints
+
+    monkeypatch.setattr(endpoints, "HEALTH_TIMEOUT", 0.2)
+    with socket.socket() as hung:  # listens, so connections are made, but nothing ever answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/v1"
+        with pytest.raises(UserError, match=re.escape(f"cannot reach the server: no reply from {url} within 0.2 s (after 3 attempts)")):
+            OpenAIBackend("stub", BackendOptions(extra={"base_url": url, "timeout": "600"}))
+
+
+@pytest.mark.parametrize("listing, served", [
+    ([{"id": "stub", "root": ["/models/a"]}], True), ([{"id": "stub", "root": {"path": "a"}, "owned_by": ["vllm"]}], True),
+    ([{"id": ["stub"]}], False), ([{"id": {"name": "stub"}}, "stub", None], False),
+])
+def test_a_model_listing_with_lists_or_objects_for_names_is_read_not_a_crash(listing, served):
+    stub = StubServer(lambda *_: Reply(body=completion("fine")))
+    stub.models_reply = Reply(body={"object": "list", "data": listing})
+    with stub.running():
+        if not served:
+            with pytest.raises(UserError, match="model 'stub' is not served at .* \\(it serves: no model\\)"):
+                backend(stub)
+            return
+        b = backend(stub)
+        try:
+            assert dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))]))[0].completions == ["fine"]
+        finally:
+            b.close()
+    assert b.info.server.models_entry == {"id": "stub"}
 
 
 def test_an_endpoint_serving_another_model_is_named():
@@ -363,6 +417,19 @@ def test_a_server_that_takes_only_max_completion_tokens_gets_it():
             b.close()
     assert [out[i].completions for i in range(3)] == [["7 tokens"]] * 3
     assert ["max_tokens" in body for body in stub.posts()] == [True, False, False, False]  # asked once, then remembered
+
+
+def test_a_400_naming_max_completion_tokens_after_the_switch_fails_the_sample_without_asking_again():
+    def reply(method, path, body):
+        if "max_tokens" in body:
+            return Reply(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                         "Use 'max_completion_tokens' instead."}})
+        return Reply(400, {"error": {"message": f"max_completion_tokens is too large: {body['max_completion_tokens']}. "
+                                     "This model supports at most 100000 completion tokens."}})
+
+    out, posts = generate_one(reply, max_new_tokens=10**6)
+    assert isinstance(out, RequestFailure) and "max_completion_tokens is too large" in out.reason
+    assert ["max_tokens" in body for body in posts] == [True, False]  # switched once, then the 400 is the answer
 
 
 @pytest.fixture(scope="module")
@@ -440,6 +507,48 @@ def test_a_request_rate_below_one_per_second_is_a_rate_not_a_crash():
     assert out[0].completions == ["x"] and b.pool._rps.max_rate == 1 and b.pool._rps.time_period == 2
 
 
+def test_a_lone_surrogate_in_a_prompt_or_a_reply_is_cached_and_read_back_exactly(tmp_path):
+    # "\\ud83d" is half an emoji: what a server (or a data file) that cuts UTF-16 text sends
+    stub = StubServer(lambda *_: Reply(body=b'{"choices": [{"index": 0, "text": "ok \\ud83d", "finish_reason": "stop"}]}'))
+    reqs = [GenerateRequest(json.loads('"half \\ud83d"'), GenerationConfig(max_new_tokens=8))]
+    with stub.running():
+        runs = []
+        for _ in range(2):
+            b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "off"}, response_cache=str(tmp_path)))
+            try:
+                runs.append(dict(b.generate(reqs))[0])
+            finally:
+                b.close()
+    assert [r.cached for r in runs] == [False, True] and runs[0].completions == runs[1].completions
+    assert runs[0].completions[0].startswith("ok ")
+    assert len(stub.posts()) == 1
+
+
+GENERATED = {"token_logprobs": [-0.5]}
+
+
+@pytest.mark.parametrize("generated, echoed, why", [
+    (None, None, "the server returns no log-probabilities (logprobs on /completions)"),
+    ({"content": [{"token": " Paris", "logprob": -0.5, "top_logprobs": []}]}, None, "not in the /completions format"),  # chat's
+    ({"token_logprobs": ["-0.5"]}, None, "not in the /completions format"),
+    (GENERATED, {"token_logprobs": [None, -0.5], "text_offset": [0, 24]}, "not in the /completions format"),  # no tokens
+    (GENERATED, {"tokens": ["The", " Paris"], "token_logprobs": [None, -0.5], "text_offset": [0]}, "not in the /completions format"),
+])
+def test_a_server_without_completions_logprobs_cannot_score_and_says_why_at_once(generated, echoed, why):
+    def reply(method, path, body):
+        logprobs = echoed if body.get("echo") else generated
+        return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length", "logprobs": logprobs}]})
+
+    stub = StubServer(reply, owned_by="vllm")
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url}))
+        b.close()
+        assert "loglikelihood" not in b.capabilities and why in b.info.server.loglikelihood
+        assert len(stub.posts("/v1/completions")) == 1 + (echoed is not None)  # the server answers so every time: not retried
+        with pytest.raises(UserError, match="loglikelihood=on, but the server cannot score: .*" + re.escape(why)):
+            OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "loglikelihood": "on"}))
+
+
 def test_the_same_model_name_on_another_kind_of_server_is_another_cache_entry(tmp_path):
     first, other = StubServer(lambda *_: Reply(body=completion("a"))), StubServer(lambda *_: Reply(body=completion("b")), owned_by="llamacpp")
     with first.running(), other.running():
@@ -500,34 +609,45 @@ def test_an_api_key_from_a_file_is_trimmed_and_one_no_header_can_carry_is_refuse
     assert {h.get("Authorization", "") for _, _, h, _ in stub.requests} == {sent}
 
 
-def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_sample_not_the_run():
-    """A vLLM-like stub that passes the log-likelihood probe, scores a chat context through
-    /tokenize and /detokenize, then answers /tokenize with something else."""
-    from evalsuite.backends.base import ChoiceRequest
+def vllm_like(score: float = -0.5, tokenize: dict | None = None, top: bool = True):
+    """A vLLM-like server's replies: it passes the log-likelihood probe, tokenizes a
+    word a token (or answers /tokenize with ``tokenize[0]`` once set) and scores every
+    prompt token at ``score`` (with ``top_logprobs`` unless ``top`` is false).  Returns
+    (reply, tokenize): set ``tokenize[0]`` to change it."""
     from evalsuite.backends.openai_api import PROBE_TEXT
 
     words = (PROBE_TEXT + " Paris").split(" ")
     tokens = [words[0]] + [" " + w for w in words[1:]]
     offsets = [sum(map(len, tokens[:k])) for k in range(len(tokens))]
-    tokenize = good = {"tokens": []}
+    override = [tokenize]
 
     def reply(method, path, body):
         if path == "/version":
             return Reply(body={"version": "0.32.0"})
         if path == "/tokenize":
-            if tokenize is not good:
-                return Reply(body=tokenize)
-            return Reply(body={"tokens": list(range(len(body["prompt"].split(" ")))) if "prompt" in body else [7, 8, 9]})  # a word a token
+            if override[0] is not None:
+                return Reply(body=override[0])
+            return Reply(body={"tokens": list(range(len(body["prompt"].split(" ")))) if "prompt" in body else [7, 8, 9]})
         if path == "/detokenize":
             return Reply(body={"prompt": "user: 2+2?\nassistant:"})
-        if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt, each token at -0.5
+        if isinstance(body["prompt"], list):  # scoring: token ids, one choice per prompt
             return Reply(body={"choices": [{"index": i, "text": "", "finish_reason": "length", "logprobs": {
-                "token_logprobs": [None] + [-0.5] * (len(ids) - 1), "top_logprobs": [None] + [{"x": -0.5}] * (len(ids) - 1)}}
+                "token_logprobs": [None] + [score] * (len(ids) - 1),
+                "top_logprobs": [None] + [{"x": score}] * (len(ids) - 1) if top else None}}
                 for i, ids in enumerate(body["prompt"])]})
         lp = {"tokens": tokens, "token_logprobs": [None] + [-1.0] * (len(tokens) - 1), "text_offset": offsets, "top_logprobs": None}
         return Reply(body={"choices": [{"index": 0, "text": " Paris", "finish_reason": "length",
                                         "logprobs": lp if body.get("echo") else {"token_logprobs": [-1.0]}}]})
 
+    return reply, override
+
+
+def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_sample_not_the_run():
+    """A vLLM-like stub scores a chat context through /tokenize and /detokenize, then
+    answers /tokenize with something else."""
+    from evalsuite.backends.base import ChoiceRequest
+
+    reply, tokenize = vllm_like()
     stub = StubServer(reply)
     with stub.running():
         b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
@@ -537,11 +657,63 @@ def test_server_tokenization_scores_and_a_tokenize_reply_without_ids_fails_the_s
             (scored,) = dict(b.loglikelihood([ChoiceRequest(chat_context, [" 4", " 5"])])).values()
             assert scored.logprobs == [-0.5, -0.5] and scored.is_greedy == [True, True]  # one word past the rendered context
             for garbage in ({"count": 3}, {"tokens": "1 2 3"}, {"tokens": [1, "2"]}):
-                tokenize = garbage
+                tokenize[0] = garbage
                 (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4"])])).values()
                 assert isinstance(out, RequestFailure) and out.reason.startswith("tokenizing: malformed reply from ")
         finally:
             b.close()
+
+
+@pytest.mark.parametrize("server, reason, posts", [
+    ({"score": float("nan")}, "a log-probability that is no number: [nan]", 2),  # retried, then never scored
+    ({"score": float("inf")}, "a log-probability that is no number: [inf]", 2),
+    ({"top": False}, "no top_logprobs for the echoed prompt: is_greedy cannot be computed", 1),  # never guessed, not retried
+])
+def test_scores_a_server_cannot_back_fail_the_sample_and_are_never_scored(server, reason, posts):
+    from evalsuite.backends.base import ChoiceRequest
+
+    reply, _ = vllm_like(**server)
+    stub = StubServer(reply)
+    with stub.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": stub.base_url, "max_retries": "1"}))
+        try:
+            (out,) = dict(b.loglikelihood([ChoiceRequest("Q: 2+2? A:", [" 4"])])).values()
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and reason in out.reason
+    assert sum(isinstance(p.get("prompt"), list) for p in stub.posts("/v1/completions")) == posts
+
+
+@pytest.mark.parametrize("busy", [Reply(429, {"error": {"message": "Rate limit reached"}}, headers={"Retry-After": "0"}),
+                                  Reply(429, b"Too Many Requests", headers={"Content-Type": "text/plain"}),
+                                  Reply(503, {"message": "overloaded"}),
+                                  Reply(404, {"error": {"message": "The model `stub` does not exist.", "code": 404}})])  # restarted
+def test_a_retry_goes_to_another_endpoint_than_the_one_that_failed(busy, capfd):
+    # A busy endpoint answers at once, so it always has the fewest requests in flight: retries must not all go to it.
+    bad, good = StubServer(lambda *_: busy), StubServer(lambda *_: Reply(body=completion("fine")))
+    with bad.running(), good.running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": f"{bad.base_url},{good.base_url}", "loglikelihood": "off",
+                                                        "max_retries": "2", "concurrency": "1"}))
+        try:
+            out = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4)) for _ in range(6)]))
+        finally:
+            b.close()
+    assert [out[i].completions for i in range(6)] == [["fine"]] * 6 and len(good.posts()) == 6
+    assert len(bad.posts()) <= 3 and f"draining endpoint {bad.base_url}" in capfd.readouterr().err  # drained after 3 failures
+
+
+def test_a_pool_that_fails_everywhere_keeps_its_last_endpoint_and_names_the_servers_error(capfd):
+    busy = [StubServer(lambda *_: Reply(503, {"message": "overloaded"}, headers={"Retry-After": "0"})) for _ in range(2)]
+    with busy[0].running(), busy[1].running():
+        b = OpenAIBackend("stub", BackendOptions(extra={"base_url": ",".join(s.base_url for s in busy), "loglikelihood": "off",
+                                                        "max_retries": "3", "drain_after": "1"}))
+        try:
+            (out,) = dict(b.generate([GenerateRequest("x", GenerationConfig(max_new_tokens=4))])).values()
+        finally:
+            b.close()
+    assert isinstance(out, RequestFailure) and "HTTP 503" in out.reason and "overloaded (after 4 attempts)" in out.reason
+    assert not all(e.drained for e in b.pool.endpoints)
+    assert "/v1//version" not in capfd.readouterr().err  # vLLM's /version is at the server root
 
 
 def test_a_drained_endpoint_is_readmitted_once_its_health_check_passes():

@@ -156,7 +156,17 @@ def test_managed_server_options_reach_the_command_line():
         assert args[args.index(flag) + 1] == value
     assert "--enforce-eager" not in args
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in servers] == ["0,1", "2,3"]
+    _, servers = plan_servers(resolve_model("smollm2-135m"), BackendOptions(device="cuda:1"), {"data_parallel": "2"})
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in servers] == ["1", "2"]  # --device cuda:N is honoured, not GPU 0
     _, (cpu,) = plan_servers(resolve_model("smollm2-135m"), BackendOptions(device="cpu"), {"kv_cache_space": "3"})
     assert cpu.env["VLLM_CPU_KVCACHE_SPACE"] == "3" and "--enforce-eager" in cpu.command
     assert cpu.command[cpu.command.index("--dtype") + 1] == "float32"  # the HF backend's CPU dtype, not vLLM's bf16
     assert Path(cpu.python).is_file()
+
+
+@pytest.mark.parametrize("option, message", [("enforce_eager", "-M expects KEY=VALUE, got 'enforce_eager'"),
+                                             ("enforce_eagr=false", "unknown -M option 'enforce_eagr'; did you mean enforce_eager?")])
+def test_make_vllm_serve_names_a_bad_option_in_one_line(option, message, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "evalsuite.backends.vllm_server", "-M", option], capture_output=True, text=True,
+                         env={**os.environ, "EVALSUITE_VLLM_PYTHON": str(tmp_path / "no-python")}, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [f"error: {message}"], res.stderr

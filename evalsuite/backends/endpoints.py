@@ -5,8 +5,11 @@ endpoint with the fewest requests in flight, bounds concurrency, applies the
 client-side rate limits, and retries (tenacity: exponential backoff with full
 jitter, at least the server's ``Retry-After``) on 408/409/429, 5xx, timeouts,
 dropped connections and malformed replies -- the conditions the official
-``openai`` client retries too.  An endpoint that fails ``drain_after`` times in
-a row is drained: requests go elsewhere while a health check polls it back.
+``openai`` client retries too.  A retry goes to another endpoint than the ones
+the request failed on, where there is one.  An endpoint that fails
+``drain_after`` times in a row (5xx, 429, timeouts, malformed replies, a 404 for
+the model) is drained: requests go elsewhere while a health check polls it
+back.  The last healthy endpoint is never drained.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -33,6 +36,9 @@ from evalsuite.errors import UserError
 
 T = TypeVar("T")
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+HEALTH_TIMEOUT = 10.0  # seconds for a health check or a start-up call: a live server lists its models at once
+# vLLM, OpenAI, Ollama: an endpoint that no longer serves the model (restarted with another), not a bad request
+MODEL_MISSING = re.compile(r"model\b.{0,200}\b(does not exist|not found)", re.I)
 QUOTA_EXHAUSTED = re.compile(r"insufficient_quota|billing_hard_limit_reached|budget.{0,20}exceeded", re.I)  # OpenAI, litellm
 
 
@@ -103,6 +109,11 @@ def check_url(url: str, *, credentials_allowed: bool) -> None:
         raise UserError(f"base_url {shown!r} has no valid port (1-65535)")
     if not parts.hostname:
         raise UserError(f"base_url {shown!r} has no host")
+    if ":" not in parts.hostname:  # not IPv6: a name DNS can carry ("api..example.com" cannot be looked up)
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise UserError(f"base_url {shown!r} has no valid host name: an empty label (..) or one over 63 characters") from None
     endpoint = re.search(r"/(chat/completions|completions|models)/?$", parts.path)
     if endpoint:
         raise UserError(f"base_url {shown!r} names an endpoint: give the API root, without /{endpoint.group(1)}")
@@ -130,6 +141,7 @@ def clean_url(url: str) -> str:
     """The URL without user:password@ (never recorded) or a trailing slash."""
     parts = urlsplit(url.strip())
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets (hostname drops them)
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, "")).rstrip("/")
 
@@ -186,6 +198,13 @@ class EndpointPool:
                     raise ReplyTooLarge(f"a reply from {url} larger than {limit:,} bytes")
             return Reply(r.status, r.headers, bytes(data), r.reason or "")
 
+    @property
+    def quick_timeout(self) -> float:
+        """Seconds per attempt of a call a live server answers at once (its model list, its
+        version): a server that accepts connections but hangs fails the start in seconds,
+        not after ``timeout`` (300 s) times each retry."""
+        return min(HEALTH_TIMEOUT, self.settings.timeout)
+
     async def aclose(self) -> None:
         for w in self._watchers:
             w.cancel()
@@ -204,6 +223,7 @@ class EndpointPool:
         endpoint: Endpoint | None = None,
         tokens: int = 0,
         retries: int | None = None,
+        timeout: float | None = None,
     ) -> tuple[T, Endpoint]:
         """``method path`` with retries; returns the parsed reply and who sent it.
 
@@ -212,7 +232,8 @@ class EndpointPool:
         gives it, called at each attempt.  ``parse`` turns the JSON reply
         into a result and raises ``MalformedReply`` (or KeyError/TypeError) if
         the reply is not what the API specifies.  ``tokens`` is the estimated
-        cost for the tokens/min limit.  Raises ``CallFailed`` after the last
+        cost for the tokens/min limit; ``timeout`` (seconds per attempt) overrides
+        the pool's, e.g. ``quick_timeout``.  Raises ``CallFailed`` after the last
         attempt, or at once for a non-retryable status (400, 401, 404, ...).
         """
         retrying = AsyncRetrying(
@@ -221,12 +242,12 @@ class EndpointPool:
             retry=retry_if_exception(lambda e: isinstance(e, CallFailed) and e.retryable),
             reraise=True,
         )
-        attempts = 0
+        attempts, tried = 0, []  # tried: the endpoints attempts went to, so that a retry goes elsewhere
         try:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(method, path, body, parse, endpoint, tokens)
+                    return await self._attempt(method, path, body, parse, endpoint, tokens, tried, timeout or self.settings.timeout)
         except CallFailed as exc:
             if attempts > 1:
                 exc.reason = f"{exc.reason} (after {attempts} attempts)"
@@ -244,7 +265,8 @@ class EndpointPool:
         return backoff
 
     async def _attempt(
-        self, method: str, path: str, body: Any, parse: Callable[[Any], T], pinned: Endpoint | None, tokens: int
+        self, method: str, path: str, body: Any, parse: Callable[[Any], T], pinned: Endpoint | None, tokens: int,
+        tried: list[Endpoint], timeout: float,
     ) -> tuple[T, Endpoint]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.settings.concurrency)
@@ -253,7 +275,8 @@ class EndpointPool:
         if self._rps is not None:
             await self._rps.acquire()
         async with self._slots:
-            ep = pinned or self._pick()
+            ep = pinned or self._pick(avoid=tried)
+            tried.append(ep)
             url = ep.root + path[1:] if path.startswith("//") else ep.url + path
             ep.outstanding += 1
             self.calls += 1
@@ -261,9 +284,9 @@ class EndpointPool:
                 # wait_for bounds the whole reply: a server that trickles bytes
                 # slower than the read timeout would otherwise never time out.
                 payload = body() if callable(body) else body
-                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), self.settings.timeout)
+                reply = await asyncio.wait_for(self._fetch(method, url, payload, ep.headers), timeout)
             except asyncio.TimeoutError:
-                raise self._failed(ep, f"no reply from {ep.url} within {self.settings.timeout:g} s", retryable=True) from None
+                raise self._failed(ep, f"no reply from {ep.url} within {timeout:g} s", retryable=True) from None
             except ReplyTooLarge as exc:
                 raise CallFailed(str(exc), retryable=False) from None
             except (aiohttp.ClientError, OSError) as exc:
@@ -272,50 +295,62 @@ class EndpointPool:
                 ep.outstanding -= 1
         if 300 <= reply.status < 400:
             where = _without_credentials(reply.headers.get("location", "nowhere"))
-            raise CallFailed(f"HTTP {reply.status} from {ep.url}{path}: redirected to {where} (give that URL as base_url)",
+            raise CallFailed(f"HTTP {reply.status} from {url}: redirected to {where} (give that URL as base_url)",
                              retryable=False, status=reply.status)
         if reply.status >= 400:
             status = reply.status
             # an exhausted quota or budget is sent as a 429 too, and no wait refills it
             retryable = (status in RETRY_STATUS or status >= 500) and not QUOTA_EXHAUSTED.search(reply.text)
-            reason = f"HTTP {status} from {ep.url}{path}: {_error_message(reply)}"
+            reason = f"HTTP {status} from {url}: {_error_message(reply)}"
             # a 503 says when to come back as often as a 429 does
             retry_after = _retry_after(reply)
             if status >= 500:
                 raise self._failed(ep, reason, retryable=True, status=status, retry_after=retry_after)
+            if status == 429 and retryable:  # this endpoint is overloaded or rate-limited, not the pool: it may be drained
+                raise self._failed(ep, reason, retryable=retryable, status=status, retry_after=retry_after)
+            if status == 404 and MODEL_MISSING.search(reason) and self._others_healthy(ep):  # the others may serve it
+                raise self._failed(ep, reason, retryable=True, status=status)
             raise CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
         try:
             data = reply.json()
         except ValueError:  # an HTML login or error page, bytes that are not UTF-8, a cut body
             kind = reply.headers.get("content-type", "no content type")
-            raise self._failed(ep, f"malformed reply from {ep.url}{path}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
+            raise self._failed(ep, f"malformed reply from {url}: not JSON ({kind}): {_one_line(reply.text)[:120]!r}",
                                retryable=True) from None
         try:
             result = parse(data)
         except Unsupported as exc:
-            raise CallFailed(f"{ep.url}{path}: {exc}", retryable=False) from None
+            raise CallFailed(f"{url}: {exc}", retryable=False) from None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # MalformedReply is a ValueError
             detail = f": {exc}" if isinstance(exc, MalformedReply) else ""
-            raise self._failed(ep, f"malformed reply from {ep.url}{path}{detail}", retryable=True) from None
+            raise self._failed(ep, f"malformed reply from {url}{detail}", retryable=True) from None
         ep.failures = 0
         ep.served += 1
         return result, ep
 
     # -- health and draining ----------------------------------------------------
 
-    def _pick(self) -> Endpoint:
+    def _pick(self, avoid: Sequence[Endpoint] = ()) -> Endpoint:
+        """The healthy endpoint with the fewest requests in flight, preferring one not in
+        ``avoid`` (where this request's earlier attempts failed): an endpoint that fails fast
+        has the fewest in flight, and would otherwise take every retry."""
         healthy = [e for e in self.endpoints if not e.drained]
         if not healthy:
             raise CallFailed("every endpoint is drained: " + ", ".join(e.url for e in self.endpoints), retryable=True)
-        return min(healthy, key=lambda e: e.outstanding)
+        return min([e for e in healthy if e not in avoid] or healthy, key=lambda e: e.outstanding)
 
     def _failed(
         self, ep: Endpoint, reason: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
     ) -> CallFailed:
         ep.failures += 1
-        if self.auto_drain and ep.failures >= self.settings.drain_after and len(self.endpoints) > 1:
+        # never the last healthy one: with all failing (a rate limit they share, an outage) requests keep
+        # trying one, honouring its Retry-After, and fail with its error rather than "every endpoint is drained"
+        if self.auto_drain and ep.failures >= self.settings.drain_after and self._others_healthy(ep):
             self.drain(ep, reason)
         return CallFailed(reason, retryable=retryable, status=status, retry_after=retry_after)
+
+    def _others_healthy(self, ep: Endpoint) -> bool:
+        return any(e is not ep and not e.drained for e in self.endpoints)
 
     def drain(self, ep: Endpoint, reason: str) -> None:
         """Send no more requests to ``ep`` until its health check passes (one watcher per drain)."""
@@ -342,7 +377,7 @@ class EndpointPool:
     async def healthy(self, ep: Endpoint) -> bool:
         """GET <base>/models answers 200 with JSON (any OpenAI-compatible server)."""
         try:
-            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), min(10.0, self.settings.timeout))
+            reply = await asyncio.wait_for(self._fetch("GET", ep.url + "/models", None, ep.headers), self.quick_timeout)
             return reply.status == 200 and isinstance(reply.json(), dict)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False
@@ -358,7 +393,11 @@ class Reply:
     reason: str
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body as JSON; raises ``ValueError`` where it is not (nested too deeply included)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError:  # "[[[[...": a hostile or broken server, not a crash of the run
+            raise ValueError("JSON nested too deeply") from None
 
     @property
     def text(self) -> str:

@@ -189,7 +189,8 @@ class OpenAIBackend(Backend):
         for ep in self.pool.endpoints:
             try:
                 listings[ep.url], _ = await self.pool.call(
-                    "GET", "/models", parse=lambda d: [m for m in d["data"] if isinstance(m, dict)], endpoint=ep, retries=2
+                    "GET", "/models", parse=_model_entries, endpoint=ep, retries=2,
+                    timeout=self.pool.quick_timeout,
                 )
             except CallFailed as exc:
                 if exc.status in (401, 403):
@@ -227,7 +228,7 @@ class OpenAIBackend(Backend):
 
     async def _version(self) -> str | None:
         try:
-            data, _ = await self.pool.call("GET", "//version", retries=1)
+            data, _ = await self.pool.call("GET", "//version", retries=1, timeout=self.pool.quick_timeout)
             return str(data["version"]) if isinstance(data, dict) and "version" in data else None
         except CallFailed:
             return None
@@ -273,14 +274,16 @@ class OpenAIBackend(Backend):
     async def _probe(self) -> str | None:
         # 1. generate one token greedily and note its log-probability
         gen = {"model": self.model, "prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1}
-        choice, _ = await self._call("/completions", gen, lambda d: d["choices"][0])
-        token, expected = choice["text"], choice["logprobs"]["token_logprobs"][0]
+        (token, lp), _ = await self._call("/completions", gen, lambda d: (_choice_text(d["choices"][0], chat=False), _completion_logprobs(d, echoed=False)))
+        expected = lp["token_logprobs"][0] if lp and lp["token_logprobs"] else None
+        if expected is None:
+            return "the server returns no log-probabilities (logprobs on /completions)"
         # 2. echo prompt + that token: its echoed log-probability must be the same
         echo = {**gen, "prompt": PROBE_TEXT + token, "echo": True}
-        lp, _ = await self._call("/completions", echo, lambda d: d["choices"][0]["logprobs"])
-        if not lp or not lp.get("token_logprobs"):
+        lp, _ = await self._call("/completions", echo, lambda d: _completion_logprobs(d, echoed=True))
+        if not lp or not lp["token_logprobs"]:
             return "the server returns no echoed prompt log-probabilities (echo + logprobs on /completions)"
-        offsets, lps = lp.get("text_offset") or [], lp["token_logprobs"]
+        offsets, lps = lp["text_offset"], lp["token_logprobs"]
         if lps[0] is not None:
             return "the first echoed log-probability is not null: prompt log-probabilities are misaligned"
         at = [k for k, off in enumerate(offsets) if off == len(PROBE_TEXT) and lp["tokens"][k] == token]
@@ -360,11 +363,13 @@ class OpenAIBackend(Backend):
 
     async def _send(self, path: str, body: dict[str, Any], parse: Callable[[Any], Any]) -> Any:
         """One request through the cache and the pool; a failure is returned, not raised."""
+        field = self.max_tokens_field
         try:
             result, endpoint = await self._call(path, body, parse)
         except CallFailed as exc:
-            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take
-            if "max_tokens" in body and exc.status == 400 and "max_completion_tokens" in exc.reason:
+            # OpenAI's reasoning models refuse max_tokens on /chat/completions and name the field they take.
+            # Switched once: a later 400 that names the new field ("max_completion_tokens is too large") is the answer.
+            if "max_tokens" in body and field == "max_tokens" and exc.status == 400 and "max_completion_tokens" in exc.reason:
                 self.max_tokens_field = "max_completion_tokens"
                 return await self._send(path, body, parse)
             return RequestFailure(exc.reason)
@@ -435,7 +440,12 @@ class OpenAIBackend(Backend):
                 span = range(n, n + len(cont))
                 if len(lps) < n + len(cont) or any(lps[k] is None for k in span):
                     raise MalformedReply("echoed log-probabilities do not cover the continuation")
+                if any(math.isnan(lps[k]) or lps[k] == math.inf for k in span):  # JSON's NaN/Infinity: never a score
+                    raise MalformedReply(f"a log-probability that is no number: {[lps[k] for k in span]}")
                 sums.append(float(sum(lps[k] for k in span)))
+                if not isinstance(top, list) or len(top) < n + len(cont) or not all(isinstance(top[k], dict) and top[k] for k in span):
+                    # the server would answer so again: not retried, and is_greedy is never guessed
+                    raise Unsupported("the server returns no top_logprobs for the echoed prompt: is_greedy cannot be computed")
                 # greedy: no other token at that position is more likely (top_logprobs holds the top-1)
                 greedy.append(all(lps[k] >= max(top[k].values()) - 1e-6 for k in span))
             return LoglikelihoodResult(logprobs=sums, is_greedy=greedy, token_counts=[len(c) for c in conts])
@@ -562,6 +572,29 @@ def _ordered_choices(data: Any, count: int, what: str) -> list[dict[str, Any]]:
     return sorted(choices, key=lambda c: c.get("index", 0))
 
 
+def _model_entries(data: Any) -> list[dict[str, Any]]:
+    """The entries of a /models listing that have a string id, each with only its
+    string, number and boolean fields: a listing with a list or an object for a
+    root or an id is read, not a crash (they become set members and cache keys)."""
+    return [{k: v for k, v in m.items() if isinstance(v, (str, int, float, bool))}
+            for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _completion_logprobs(data: Any, echoed: bool) -> dict[str, list[Any]] | None:
+    """The first choice's ``logprobs`` in the /completions format: ``token_logprobs``
+    (numbers or null) and, for an ``echoed`` prompt, ``tokens`` and ``text_offset``,
+    lists of one length; None where the reply has none.  Raises ``Unsupported``
+    (not retried) for another format, e.g. the chat one (``{"content": [...]}``)."""
+    lp = _ordered_choices(data, 1, "completions")[0].get("logprobs")
+    if not lp:
+        return None
+    fields = ("tokens", "token_logprobs", "text_offset") if echoed else ("token_logprobs",)
+    if (not isinstance(lp, dict) or not all(isinstance(lp.get(f), list) for f in fields) or len({len(lp[f]) for f in fields}) != 1
+            or not all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in lp["token_logprobs"])):
+        raise Unsupported("log-probabilities are not in the /completions format (tokens, token_logprobs, text_offset)")
+    return lp
+
+
 def _choice_text(choice: dict[str, Any], chat: bool) -> str:
     """The answer in one choice; raises ``Unsupported`` where there is none to score.
 
@@ -583,10 +616,18 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
         if reason in ("tool_calls", "function_call") or message.get("tool_calls") or message.get("function_call"):
             raise Unsupported(f"the model called a tool instead of answering (finish_reason {reason})")
         text = message.get("content")
-        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, ...]
-            text = "".join(p.get("text") or "" for p in text if isinstance(p, dict) and p.get("type") == "text")
-        if text is None:
-            thought = " after reasoning (raise max_new_tokens)" if message.get("reasoning_content") or message.get("reasoning") else ""
+        reasoned = bool(message.get("reasoning_content") or message.get("reasoning"))
+        if isinstance(text, list):  # content parts: [{"type": "text", "text": ...}, {"type": "thinking", ...}]
+            parts = [p for p in text if isinstance(p, dict)]
+            reasoned = reasoned or any(p.get("type") in ("thinking", "reasoning") for p in parts)
+            texts = [p.get("text") or "" for p in parts if p.get("type") == "text"]
+            text = "".join(texts) if texts else None
+        refusal = message.get("refusal")
+        if refusal and not text:
+            raise Unsupported(f"the model refused: {_one_line(str(refusal))[:300]} (finish_reason {reason})")
+        # A reasoning model cut off before its answer sends content "" (llama.cpp) or null (vLLM): no answer either way
+        if text is None or (reasoned and isinstance(text, str) and not text.strip()):
+            thought = " after reasoning (raise max_new_tokens)" if reasoned else ""
             raise Unsupported(f"the server returned no content{thought} (finish_reason {reason})")
     if not isinstance(text, str):
         raise MalformedReply("a choice without text")

@@ -53,7 +53,8 @@ class ResponseCache:
     @staticmethod
     def key(identity: dict[str, Any], request: Any) -> str:
         blob = json.dumps({"identity": identity, "request": request}, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        # surrogatepass: a lone surrogate (a "\ud83d" escape from data or a server) keys, not crashes
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, identity: dict[str, Any], request: Any) -> Any | None:
         """The stored JSON response, or None (counted as a miss; also once the cache is off)."""
@@ -82,7 +83,8 @@ class ResponseCache:
             try:
                 self._db.execute(
                     "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                    (self.key(identity, request), json.dumps(response, ensure_ascii=False)),
+                    # ASCII escapes: SQLite cannot store a lone surrogate, JSON's \u escape can
+                    (self.key(identity, request), json.dumps(response)),
                 )
             except sqlite3.Error as exc:
                 self._turn_off(exc)

@@ -19,7 +19,8 @@ vLLM options (``-M key=value``), besides the OpenAI backend's:
                            without it vLLM reserves 92 % of RAM and dies)
   enforce_eager            true/false (default true on CPU: starts in ~20 s instead of ~50 s)
   startup_timeout          seconds to wait for /health (default 900)
-  vllm_args                further server arguments, shell-quoted
+  vllm_args                further server arguments, shell-quoted (not the model, host,
+                           port, dtype, revision or tensor parallelism evalsuite sets)
 
 ``--dtype auto`` is float32 on CPU, as in the HF backend (vLLM alone would
 downcast to bfloat16 and give other completions); ``--revision`` is passed on.
@@ -49,7 +50,7 @@ from evalsuite.backends.base import BackendOptions
 from evalsuite.backends.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model
 from evalsuite.backends.openai_api import OpenAIBackend, OpenAISettings, _number
 from evalsuite.backends.watchdog import GRACE_S, session_members, terminate_session
-from evalsuite.errors import UserError
+from evalsuite.errors import UserError, unknown_name
 
 VLLM_VERSION = "0.32.0"  # the pin `make vllm-venv` installs (Makefile: VLLM_VERSION)
 PYTHON_ENV = "EVALSUITE_VLLM_PYTHON"
@@ -58,6 +59,14 @@ VLLM_OPTIONS = {
     "kv_cache_space", "enforce_eager", "startup_timeout", "vllm_args",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# Server flags evalsuite sets itself: vLLM takes the last of a repeated flag, so one in -M vllm_args would
+# move the server off the port evalsuite waits on, or serve weights other than run.json and the cache record.
+OWNED_FLAGS = {
+    "--model": "give the model as vllm:MODEL", "--served-model-name": "evalsuite names the model",
+    "--host": "evalsuite serves on 127.0.0.1", "--port": "evalsuite picks a free port", "--uds": "evalsuite serves on a port",
+    "--dtype": "use evalsuite's --dtype", "--revision": "use evalsuite's --revision",
+    "--tensor-parallel-size": "use -M tensor_parallel_size", "-tp": "use -M tensor_parallel_size",
+}
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 
@@ -206,9 +215,13 @@ def plan_servers(resolved: ResolvedModel, options: BackendOptions, vllm: dict[st
         args.append("--enforce-eager")
     args += shlex.split(str(vllm.get("vllm_args", "")))  # checked by check_vllm_options
     env = {"VLLM_CPU_KVCACHE_SPACE": str(vllm.get("kv_cache_space", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")))}
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(replicas * tp)))).split(",")
+    # --device cuda:N: the replicas' GPUs start at the N-th visible one, as torch counts them
+    first = int(options.device.split(":")[1]) if re.fullmatch(r"cuda:\d+", options.device) else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = (visible.split(",") if visible else [str(i) for i in range(first + replicas * tp)])[first:]
     if not cpu and len(gpus) < replicas * tp:
-        raise UserError(f"{replicas} replicas x {tp} GPUs need {replicas * tp} GPUs; CUDA_VISIBLE_DEVICES has {len(gpus)}")
+        raise UserError(f"{replicas} replicas x {tp} GPUs from GPU {first} on need {replicas * tp} GPUs; "
+                        f"CUDA_VISIBLE_DEVICES has {len(gpus)} from there")
     python = vllm_python(vllm.get("vllm_python"))  # after the options: a typo is named first
     servers = []
     for i in range(replicas):
@@ -234,9 +247,14 @@ def check_vllm_options(vllm: dict[str, Any]) -> None:
     if "enforce_eager" in vllm and str(vllm["enforce_eager"]).lower() not in (*TRUE, *FALSE):
         raise UserError(f"-M enforce_eager must be true or false, got {vllm['enforce_eager']!r}")
     try:
-        shlex.split(str(vllm.get("vllm_args", "")))
+        words = shlex.split(str(vllm.get("vllm_args", "")))
     except ValueError as exc:
         raise UserError(f"-M vllm_args are not shell words ({exc}): {vllm['vllm_args']!r}") from None
+    for word in words:
+        flag = word.split("=", 1)[0]
+        flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag  # vLLM reads --max_model_len too
+        if flag in OWNED_FLAGS:
+            raise UserError(f"-M vllm_args may not set {flag}: {OWNED_FLAGS[flag]}")
 
 
 class VLLMBackend(OpenAIBackend):
@@ -289,7 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-M", dest="options", action="append", default=[], metavar="KEY=VALUE", help="vLLM option, as for vllm:")
     args = parser.parse_args(argv)
     try:
-        options = dict(o.split("=", 1) for o in args.options)
+        known, options = VLLM_OPTIONS - {"data_parallel"}, {}
+        for item in args.options:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UserError(f"-M expects KEY=VALUE, got {item!r}")
+            if key not in known:  # a typo is named, not silently dropped
+                raise unknown_name("-M option", key, known)
+            options[key] = value
         resolved = resolve_model(args.model)
         _, (server,) = plan_servers(resolved, BackendOptions(), {**options, "data_parallel": 1}, port=args.port)
         start_servers([server], float(options.get("startup_timeout", 900)))
