@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evalsuite import __version__, registry
-from evalsuite.errors import Interrupted, UserError
+from evalsuite.errors import Interrupted, UserError, key_values
 from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskResult
 
 # Offline by default unless the user says otherwise: transformers otherwise
@@ -22,16 +22,6 @@ from evalsuite.records import JudgingSummary, MetricValue, ResultsSummary, TaskR
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SUMMARY_WIDTH = 130  # columns of the summary table when stdout is not a terminal (fits BBH's subtask names)
-
-
-def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
-        out[key.strip()] = value
-    return out
 
 
 def _use_sandbox_hosts(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -96,7 +86,7 @@ def run(**opts: object) -> None:
     if not str(opts["batch_size"]).isdigit() and opts["batch_size"] != "auto":
         raise UserError(f"--batch-size must be a positive integer or 'auto', got '{opts['batch_size']}'")
     global_params, task_params = {}, {}
-    for key, value in _key_values(opts["task_params"], "-T").items():
+    for key, value in key_values(opts["task_params"], "-T").items():
         task, dot, name = key.rpartition(".")
         if dot:
             task_params.setdefault(task, {})[name] = value
@@ -119,12 +109,12 @@ def run(**opts: object) -> None:
         data_dir=opts["data_dir"],
         chat_template=opts["chat_template"],
         system_message=opts["system_message"],
-        model_args=_key_values(opts["model_args"], "-M"),
+        model_args=key_values(opts["model_args"], "-M"),
         generate_only=bool(opts["generate_only"]),
         ray=opts["ray"],
         cache=opts["cache"],
         judge=opts["judge"],
-        judge_args=_key_values(opts["judge_args"], "-J"),
+        judge_args=key_values(opts["judge_args"], "-J"),
     )
     console = Console(stderr=True)
     rundir = run_eval(config, resume=Path(opts["resume"]) if opts["resume"] else None, console=console)

@@ -36,6 +36,19 @@ class ResumePoint:
             raise Interrupted(self.command) from exc
 
 
+def key_values(items: Iterable[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` option values (``-T``, ``-M``, ``-J``) as a dict, the key
+    stripped, a later key winning.  Raises ``UserError`` for an item without
+    ``=`` or without a key."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'")
+        out[key.strip()] = value
+    return out
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> UserError:
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalsuite import registry
-from evalsuite.errors import UserError
+from evalsuite.errors import UserError, key_values
 from evalsuite.cli import sandbox_hosts_option
 from evalsuite.records import ModelOutput, SampleResult, Score, ScoreStatus, TaskResult, jsonl_lines
 from evalsuite.task import TaskContext
@@ -68,7 +68,7 @@ def score(task_name: str | None, samples_path: str | None, output_path: str | No
         return
     if not task_name:
         raise UserError("--samples needs the task, e.g. `evalsuite score humaneval --samples FILE`")
-    params = dict(_key_value(kv) for kv in task_params)
+    params = key_values(task_params, "-T")
     samples = Path(samples_path)
     out = Path(output_path) if output_path else samples.with_name(samples.name + "_results.jsonl")
     result, n_lines, unscored = score_samples(task_name, samples, out, params, data_dir)
@@ -237,13 +237,6 @@ def _per_completion(sc: Score) -> list[dict[str, Any]] | None:
     except json.JSONDecodeError:
         return None
     return per if isinstance(per, list) and all(isinstance(v, dict) and "status" in v for v in per) else None
-
-
-def _key_value(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise UserError(f"-T expects KEY=VALUE, got '{item}'")
-    return key.strip(), value
 
 
 def _print_result(name: str, result: TaskResult, console: Console) -> None:

@@ -182,7 +182,7 @@ class EndpointPool:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=s.concurrency + len(self.endpoints), limit_per_host=0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, s.timeout)),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.quick_timeout),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session

@@ -50,7 +50,7 @@ from evalsuite.backends.base import BackendOptions
 from evalsuite.backends.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model
 from evalsuite.backends.openai_api import OpenAIBackend, OpenAISettings, _number
 from evalsuite.backends.watchdog import GRACE_S, session_members, terminate_session
-from evalsuite.errors import UserError, unknown_name
+from evalsuite.errors import UserError, key_values, unknown_name
 
 VLLM_VERSION = "0.32.0"  # the pin `make vllm-venv` installs (Makefile: VLLM_VERSION)
 PYTHON_ENV = "EVALSUITE_VLLM_PYTHON"
@@ -307,14 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-M", dest="options", action="append", default=[], metavar="KEY=VALUE", help="vLLM option, as for vllm:")
     args = parser.parse_args(argv)
     try:
-        known, options = VLLM_OPTIONS - {"data_parallel"}, {}
-        for item in args.options:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UserError(f"-M expects KEY=VALUE, got {item!r}")
+        known, options = VLLM_OPTIONS - {"data_parallel"}, key_values(args.options, "-M")
+        for key in options:
             if key not in known:  # a typo is named, not silently dropped
                 raise unknown_name("-M option", key, known)
-            options[key] = value
         resolved = resolve_model(args.model)
         _, (server,) = plan_servers(resolved, BackendOptions(), {**options, "data_parallel": 1}, port=args.port)
         start_servers([server], float(options.get("startup_timeout", 900)))
