@@ -16,13 +16,7 @@ import click
 from rich.console import Console
 
 from evalsuite import registry
-from evalsuite.errors import UserError
-
-
-def _key_values(values: tuple[str, ...]) -> dict[str, str]:
-    from evalsuite.cli import _key_values as parse
-
-    return parse(values, "-J")
+from evalsuite.errors import UserError, key_values
 
 
 @click.command("judge")
@@ -60,7 +54,7 @@ def judge(run_dir: Path, judge_spec: str, judge_args: tuple[str, ...], tasks: st
         task_params={k: v for k, v in stored.task_params.items() if k in chosen},
         global_params={k: v for k, v in stored.global_params.items() if k in takes},
         judge=judge_spec,
-        judge_args=_key_values(judge_args),
+        judge_args=key_values(judge_args, "-J"),
         source_run=str(run_dir.resolve()),
         output_dir=output_dir or str(run_dir.resolve().parent),
         data_dir=data_dir or stored.data_dir,
